@@ -1,0 +1,425 @@
+"""The ledger's state machine: wire events and commands in, transfers out.
+
+Deterministic and free of I/O and wall clock: the same sequence of inputs gives
+the same outcomes and the same transfers, byte for byte. State is per buyer
+(clicks, orders) plus the global share network; every change re-evaluates only
+the unsettled orders it can affect and posts the difference as new transfers
+(reversal + accrual), never editing what was posted (SPEC §8, DESIGN "Core ideas").
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from typing import NamedTuple
+
+import msgspec
+
+from ledger import attribution
+from ledger.attribution import ClickRef
+from ledger.commission import OrderAmounts, after_refunds, capped_levels, order_amounts
+from ledger.config import Rules
+from ledger.network import Network, ShareRef
+from ledger.records import (
+    ADJUSTMENT,
+    EXPENSE,
+    PAID,
+    PAYABLE,
+    PENDING,
+    DeadLetter,
+    Source,
+    Transfer,
+)
+from schemas import reasons
+from schemas.decode import Decoded, Rejected, decode_event
+from schemas.events import Click, Order, Refund, Share, order_currency
+
+ACCEPTED = "accepted"
+PARKED = "parked"
+DUPLICATE = "duplicate"
+DEAD_LETTER = "dead_letter"
+
+
+class Outcome(NamedTuple):
+    status: str  # accepted | parked | duplicate | dead_letter
+    event_id: str | None
+    transfers: list[Transfer]
+    dead_letter: DeadLetter | None = None  # when status is dead_letter
+    released: list[DeadLetter] = []  # parked refunds rejected by this event
+
+
+class Beneficiary(NamedTuple):
+    promoter_id: str
+    amount: int  # before refunds
+
+
+class Attribution(NamedTuple):
+    """Who an order pays and how much, before refunds."""
+
+    click: ClickRef | None
+    level1: Beneficiary | None
+    level2: Beneficiary | None
+
+
+class ParkedRefund(NamedTuple):
+    refund: Refund
+    raw: bytes
+    source: Source
+
+
+class OrderState:
+    __slots__ = (
+        "order", "occurred_us", "currency", "rules_version", "amounts",
+        "refunded", "refunds", "settled", "attribution", "posted",
+    )
+
+    def __init__(self, order: Order, occurred_us: int, rules_version: int, amounts: OrderAmounts):
+        self.order = order
+        self.occurred_us = occurred_us
+        self.currency = order_currency(order)
+        self.rules_version = rules_version
+        self.amounts = amounts
+        self.refunded = 0  # R
+        self.refunds: list[tuple[str, int]] = []  # (refund_id, amount) applied
+        self.settled = False
+        self.attribution = Attribution(None, None, None)
+        # What is currently posted per level: (promoter_id, amount) or None.
+        self.posted: list[tuple[str, int] | None] = [None, None]
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        return (self.occurred_us, self.order.event_id)
+
+
+class BuyerState:
+    __slots__ = ("clicks", "orders")
+
+    def __init__(self) -> None:
+        self.clicks: list[ClickRef] = []  # known-share clicks, sorted
+        self.orders: list[OrderState] = []
+
+
+class Engine:
+    """All ledger state, rebuilt by replaying the journal (see ledger.app)."""
+
+    def __init__(self) -> None:
+        self.rules: list[Rules] = []  # index = version − 1
+        self.seen: dict[str, bytes] = {}  # event_id → content fingerprint
+        self.orders: dict[str, OrderState] = {}
+        self.unsettled: dict[str, OrderState] = {}
+        self.refund_ids: set[str] = set()
+        self.parked_refunds: dict[str, list[ParkedRefund]] = {}
+        self.buyers: dict[str, BuyerState] = {}
+        self.parked_clicks: dict[str, list[tuple[str, ClickRef]]] = {}
+        self.network = Network()
+        self.by_level1: dict[str, dict[str, None]] = {}  # promoter → unsettled order ids
+        # (promoter_id, currency) → [pending, payable, paid]
+        self.balances: dict[tuple[str, str], list[int]] = {}
+        self.expense: dict[tuple[str, str], int] = {}  # (merchant or account, currency)
+
+    # ------------------------------------------------------------------ rules
+    @property
+    def rules_version(self) -> int:
+        return len(self.rules)
+
+    @property
+    def current_rules(self) -> Rules:
+        assert self.rules, "no rules adopted yet"
+        return self.rules[-1]
+
+    def adopt_rules(self, rules: Rules) -> int | None:
+        """Put ``rules`` in force; return the new version, or None if unchanged."""
+        if self.rules and self.rules[-1] == rules:
+            return None
+        self.rules.append(rules)
+        return len(self.rules)
+
+    # ------------------------------------------------------------------ input
+    def ingest(self, raw: bytes, source: Source) -> Outcome:
+        """Apply one wire event. Never raises for bad input."""
+        decoded = decode_event(raw)
+        if isinstance(decoded, Rejected):
+            return self._dead(decoded.reason, decoded.detail, raw, source, None)
+        return self.apply(decoded, raw, source)
+
+    def apply(self, decoded: Decoded, raw: bytes, source: Source) -> Outcome:
+        event = decoded.event
+        event_id = event.event_id
+        seen = self.seen.get(event_id)
+        if seen is not None:
+            if seen == decoded.fingerprint:
+                return Outcome(DUPLICATE, event_id, [])
+            return self._dead(
+                reasons.CONFLICTING_DUPLICATE,
+                "event_id already accepted with other content", raw, source, None,
+            )
+        if isinstance(event, Click):
+            self.seen[event_id] = decoded.fingerprint
+            return self._click(event, decoded.occurred_us)
+        if isinstance(event, Order):
+            if event.order_id in self.orders:
+                return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"order_id {event.order_id!r} already used", raw, source, decoded)
+            self.seen[event_id] = decoded.fingerprint
+            return self._order(event, decoded.occurred_us)
+        if isinstance(event, Share):
+            if event.share_id in self.network.shares:
+                return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"share_id {event.share_id!r} already used", raw, source, decoded)
+            self.seen[event_id] = decoded.fingerprint
+            return self._share(event, decoded.occurred_us)
+        assert isinstance(event, Refund)
+        if event.refund_id in self.refund_ids:
+            return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"refund_id {event.refund_id!r} already used", raw, source, decoded)
+        self.seen[event_id] = decoded.fingerprint
+        return self._refund(event, raw, source)
+
+    def _dead(self, reason: str, detail: str, raw: bytes, source: Source, event_id: str | None) -> Outcome:
+        return Outcome(DEAD_LETTER, event_id, [], DeadLetter(reason, detail, source, raw, event_id))
+
+    def _dead_keep(self, reason: str, detail: str, raw: bytes, source: Source, decoded: Decoded) -> Outcome:
+        """A dead letter that keeps its event_id (SPEC §8)."""
+        assert reason in reasons.KEEPS_EVENT_ID
+        event_id = decoded.event.event_id
+        self.seen[event_id] = decoded.fingerprint
+        return self._dead(reason, detail, raw, source, event_id)
+
+    # ----------------------------------------------------------------- clicks
+    def _buyer(self, buyer_id: str) -> BuyerState:
+        buyer = self.buyers.get(buyer_id)
+        if buyer is None:
+            buyer = self.buyers[buyer_id] = BuyerState()
+        return buyer
+
+    def _click(self, click: Click, occurred_us: int) -> Outcome:
+        ref = ClickRef(occurred_us, click.event_id, click.share_id)
+        if click.share_id not in self.network.shares:
+            self.parked_clicks.setdefault(click.share_id, []).append((click.buyer_id, ref))
+            return Outcome(PARKED, click.event_id, [])
+        buyer = self._buyer(click.buyer_id)
+        insort(buyer.clicks, ref)
+        transfers: list[Transfer] = []
+        self._reevaluate(self._affected_by_click(buyer, ref), transfers)
+        return Outcome(ACCEPTED, click.event_id, transfers)
+
+    def _affected_by_click(self, buyer: BuyerState, ref: ClickRef) -> list[OrderState]:
+        affected = []
+        for state in buyer.orders:
+            if state.settled:
+                continue
+            rules = self.rules[state.rules_version - 1]
+            if rules.model != "customer_lock" and not (
+                ref.occurred_us <= state.occurred_us <= ref.occurred_us + rules.window_us
+            ):
+                continue
+            if rules.model == "customer_lock" and state.occurred_us < ref.occurred_us:
+                continue
+            affected.append(state)
+        return affected
+
+    # ----------------------------------------------------------------- shares
+    def _share(self, share: Share, occurred_us: int) -> Outcome:
+        ref = ShareRef(occurred_us, share.event_id, share.share_id, share.promoter_id, share.parent_share_id)
+        changed = self.network.add(ref)
+        affected: dict[str, OrderState] = {}
+        for promoter in sorted(changed):
+            for order_id in self.by_level1.get(promoter, ()):
+                affected[order_id] = self.unsettled[order_id]
+        for buyer_id, click in self.parked_clicks.pop(share.share_id, ()):
+            buyer = self._buyer(buyer_id)
+            insort(buyer.clicks, click)
+            for state in self._affected_by_click(buyer, click):
+                affected[state.order.order_id] = state
+        transfers: list[Transfer] = []
+        self._reevaluate(affected.values(), transfers)
+        return Outcome(ACCEPTED, share.event_id, transfers)
+
+    # ----------------------------------------------------------------- orders
+    def _order(self, order: Order, occurred_us: int) -> Outcome:
+        rules = self.current_rules
+        amounts = order_amounts(
+            order.lines,
+            level1_rate_bp=rules.level1_rate_bp,
+            level2_rate_bp=rules.level2_rate_bp,
+            level1_cap_bp=rules.level1_cap_bp,
+            level2_cap_bp=rules.level2_cap_bp,
+            order_cap_bp=rules.order_cap_bp,
+            order_cap_amount=rules.order_cap_amount,
+        )
+        state = OrderState(order, occurred_us, self.rules_version, amounts)
+        self.orders[order.order_id] = state
+        self.unsettled[order.order_id] = state
+        self._buyer(order.buyer_id).orders.append(state)
+        transfers: list[Transfer] = []
+        self._reevaluate([state], transfers)
+        released: list[DeadLetter] = []
+        for parked in self.parked_refunds.pop(order.order_id, ()):
+            letter = self._apply_refund(state, parked.refund, parked.raw, parked.source, transfers)
+            if letter is not None:
+                released.append(letter)
+        return Outcome(ACCEPTED, order.event_id, transfers, None, released)
+
+    # ---------------------------------------------------------------- refunds
+    def _refund(self, refund: Refund, raw: bytes, source: Source) -> Outcome:
+        state = self.orders.get(refund.order_id)
+        self.refund_ids.add(refund.refund_id)
+        if state is None:
+            self.parked_refunds.setdefault(refund.order_id, []).append(ParkedRefund(refund, raw, source))
+            return Outcome(PARKED, refund.event_id, [])
+        transfers: list[Transfer] = []
+        letter = self._apply_refund(state, refund, raw, source, transfers)
+        if letter is not None:
+            return Outcome(DEAD_LETTER, refund.event_id, [], letter)
+        return Outcome(ACCEPTED, refund.event_id, transfers)
+
+    def _apply_refund(self, state: OrderState, refund: Refund, raw: bytes, source: Source, transfers: list[Transfer]) -> DeadLetter | None:
+        """Apply or reject a refund of a known order; a rejection releases its refund_id."""
+        if refund.buyer_id != state.order.buyer_id:
+            self.refund_ids.discard(refund.refund_id)
+            return DeadLetter(reasons.REFUND_BUYER_MISMATCH, f"order {state.order.order_id!r} belongs to another buyer", source, raw, refund.event_id)
+        if state.refunded + refund.amount > state.amounts.commissionable:
+            self.refund_ids.discard(refund.refund_id)
+            detail = f"refunds would total {state.refunded + refund.amount} > commissionable {state.amounts.commissionable}"
+            return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id)
+        state.refunded += refund.amount
+        state.refunds.append((refund.refund_id, refund.amount))
+        self._post(state, state.attribution, transfers)
+        return None
+
+    # ------------------------------------------------------------- evaluation
+    def attribute(self, state: OrderState) -> Attribution:
+        """Who wins ``state``'s order now, and the amounts before refunds."""
+        rules = self.rules[state.rules_version - 1]
+        order = state.order
+        buyer = self.buyers.get(order.buyer_id)
+        clicks = buyer.clicks if buyer is not None else []
+        click = attribution.winning_click(rules.model, clicks, state.occurred_us, rules.window_us, rules.attribution_lock_us)
+        if click is None:
+            return Attribution(None, None, None)
+        p1 = self.network.shares[click.share_id].promoter_id
+        upline = self.network.level2_for(p1, state.occurred_us)
+        amounts = state.amounts
+        l1, l2 = capped_levels(amounts.level1, amounts.level2 if upline else 0, amounts.order_cap)
+        if rules.self_referral == "deny":
+            if order.buyer_id == p1:
+                l1 = l2 = 0
+            elif upline is not None and order.buyer_id == upline.promoter_id:
+                l2 = 0
+        level2 = Beneficiary(upline.promoter_id, l2) if upline is not None else None
+        return Attribution(click, Beneficiary(p1, l1), level2)
+
+    def _reevaluate(self, states, transfers: list[Transfer]) -> None:
+        for state in sorted(states, key=lambda s: s.sort_key):
+            assert not state.settled
+            new = self.attribute(state)
+            old_l1 = state.attribution.level1
+            if old_l1 is not None and (new.level1 is None or new.level1.promoter_id != old_l1.promoter_id):
+                self.by_level1[old_l1.promoter_id].pop(state.order.order_id, None)
+            if new.level1 is not None:
+                self.by_level1.setdefault(new.level1.promoter_id, {})[state.order.order_id] = None
+            state.attribution = new
+            self._post(state, new, transfers)
+
+    def _post(self, state: OrderState, attr: Attribution, transfers: list[Transfer]) -> None:
+        """Post the difference between what ``attr`` pays now and what is posted."""
+        bucket = PAYABLE if state.settled else PENDING
+        for index, (level, beneficiary) in enumerate(((1, attr.level1), (2, attr.level2))):
+            want = None
+            if beneficiary is not None:
+                amount = after_refunds(beneficiary.amount, state.amounts.commissionable, state.refunded)
+                if amount:
+                    want = (beneficiary.promoter_id, amount)
+            have = state.posted[index]
+            if want == have:
+                continue
+            if have is not None and (want is None or want[0] != have[0]):
+                self._move(state, level, have[0], have[1], bucket, EXPENSE, transfers)
+                have = None
+            if want is not None:
+                delta = want[1] - (have[1] if have is not None else 0)
+                if delta > 0:
+                    self._move(state, level, want[0], delta, EXPENSE, bucket, transfers)
+                elif delta < 0:
+                    self._move(state, level, want[0], -delta, bucket, EXPENSE, transfers)
+            state.posted[index] = want
+
+    def _move(self, state: OrderState, level: int, promoter_id: str, amount: int, debit: str, credit: str, transfers: list[Transfer]) -> None:
+        if debit == EXPENSE:
+            kind = "accrual"
+        elif debit == PENDING and credit == EXPENSE:
+            kind = "reversal"
+        elif debit == PAYABLE and credit == EXPENSE:
+            kind = "clawback"
+        else:
+            kind = "settlement"
+        transfer = Transfer(
+            kind, promoter_id, state.currency, amount, debit, credit,
+            state.order.order_id, level, state.order.merchant_id, state.rules_version,
+        )
+        self._book(transfer)
+        transfers.append(transfer)
+
+    def _book(self, transfer: Transfer) -> None:
+        """Update the live balances with one transfer (both legs)."""
+        assert transfer.amount_minor > 0, transfer
+        key = (transfer.promoter_id, transfer.currency)
+        row = self.balances.get(key)
+        if row is None:
+            row = self.balances[key] = [0, 0, 0]
+        for bucket, sign in ((transfer.debit, -1), (transfer.credit, 1)):
+            if bucket == PENDING:
+                row[0] += sign * transfer.amount_minor
+            elif bucket == PAYABLE:
+                row[1] += sign * transfer.amount_minor
+            elif bucket == PAID:
+                row[2] += sign * transfer.amount_minor
+            else:
+                owner = transfer.merchant_id if bucket == EXPENSE else ADJUSTMENT
+                ekey = (f"{bucket}:{owner}", transfer.currency)
+                self.expense[ekey] = self.expense.get(ekey, 0) + sign * transfer.amount_minor
+
+    # --------------------------------------------------------------- commands
+    def settle(self, as_of_us: int) -> tuple[list[str], list[Transfer]]:
+        """Settle every known order with occurred + lock_period ≤ as_of (SPEC §7)."""
+        lock_us = self.current_rules.settlement_lock_us
+        due = [s for s in self.unsettled.values() if s.occurred_us + lock_us <= as_of_us]
+        due.sort(key=lambda s: s.sort_key)
+        transfers: list[Transfer] = []
+        for state in due:
+            for level, posted in ((1, state.posted[0]), (2, state.posted[1])):
+                if posted is not None:
+                    self._move(state, level, posted[0], posted[1], PENDING, PAYABLE, transfers)
+            state.settled = True
+            del self.unsettled[state.order.order_id]
+            if state.attribution.level1 is not None:
+                self.by_level1[state.attribution.level1.promoter_id].pop(state.order.order_id, None)
+        return [s.order.order_id for s in due], transfers
+
+    def payout(self) -> list[Transfer]:
+        """Pay every (promoter, currency) with payable > 0 and ≥ min_payout."""
+        min_payout = self.current_rules.min_payout
+        transfers: list[Transfer] = []
+        for (promoter_id, currency), row in sorted(self.balances.items()):
+            payable = row[1]
+            if payable > 0 and payable >= min_payout:
+                transfer = Transfer("payout", promoter_id, currency, payable, PAYABLE, PAID, rules_version=self.rules_version)
+                self._book(transfer)
+                transfers.append(transfer)
+        return transfers
+
+    def adjust(self, promoter_id: str, currency: str, amount_minor: int) -> list[Transfer]:
+        """A manual adjustment to payable (positive: bonus; negative: correction)."""
+        assert amount_minor != 0
+        debit, credit = (ADJUSTMENT, PAYABLE) if amount_minor > 0 else (PAYABLE, ADJUSTMENT)
+        transfer = Transfer("adjustment", promoter_id, currency, abs(amount_minor), debit, credit, rules_version=self.rules_version)
+        self._book(transfer)
+        return [transfer]
+
+    # ----------------------------------------------------------------- views
+    def parked_counts(self) -> tuple[int, int]:
+        """(parked clicks, parked refunds) right now."""
+        return (
+            sum(len(v) for v in self.parked_clicks.values()),
+            sum(len(v) for v in self.parked_refunds.values()),
+        )
+
+
+def transfers_equal(a: list[Transfer], b: list[Transfer]) -> bool:
+    return msgspec.json.encode(a) == msgspec.json.encode(b)

@@ -1,0 +1,93 @@
+"""The promoter network (SPEC §4): upline bindings from the set of known shares.
+
+Bindings are a function of the known shares taken in (occurred_us, event_id)
+order. Bindings are only ever added while walking that order, so the state just
+before position i is "every binding whose share sorts before i": a late share
+recomputes from its own position (or its earliest waiting child's), not from
+scratch.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from typing import NamedTuple
+
+
+class ShareRef(NamedTuple):
+    occurred_us: int
+    event_id: str
+    share_id: str
+    promoter_id: str
+    parent_share_id: str | None
+
+
+class Upline(NamedTuple):
+    promoter_id: str  # Q, the level-2 beneficiary of P's orders
+    since_us: int  # the binding share's occurred_us
+    event_id: str  # the binding share's event_id
+    share_id: str  # the binding share
+
+
+class Network:
+    def __init__(self) -> None:
+        self.shares: dict[str, ShareRef] = {}
+        self.upline: dict[str, Upline] = {}
+        self._parented: list[tuple[int, str, str]] = []  # sorted (t, event_id, share_id)
+        self._children: dict[str, list[str]] = {}
+
+    def add(self, share: ShareRef) -> set[str]:
+        """Make ``share`` known; return the promoters whose upline changed."""
+        assert share.share_id not in self.shares
+        self.shares[share.share_id] = share
+        start: tuple[int, str] | None = None
+        if share.parent_share_id is not None:
+            key = (share.occurred_us, share.event_id, share.share_id)
+            insort(self._parented, key)
+            self._children.setdefault(share.parent_share_id, []).append(share.share_id)
+            if share.parent_share_id in self.shares:
+                start = key[:2]
+        for child_id in self._children.get(share.share_id, ()):
+            child = self.shares[child_id]
+            if child_id != share.share_id and (start is None or (child.occurred_us, child.event_id) < start):
+                start = (child.occurred_us, child.event_id)
+        if start is None:
+            return set()
+        return self._recompute_from(start)
+
+    def _recompute_from(self, start: tuple[int, str]) -> set[str]:
+        before = {p: u for p, u in self.upline.items() if (u.since_us, u.event_id) >= start}
+        for promoter in before:
+            del self.upline[promoter]
+        i = bisect_left(self._parented, start, key=lambda k: k[:2])
+        for occurred_us, event_id, share_id in self._parented[i:]:
+            self._bind(self.shares[share_id])
+        after = {p: u for p, u in self.upline.items() if (u.since_us, u.event_id) >= start}
+        return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+
+    def _bind(self, share: ShareRef) -> None:
+        parent = self.shares.get(share.parent_share_id)  # type: ignore[arg-type]
+        if parent is None:
+            return
+        p, q = share.promoter_id, parent.promoter_id
+        if p == q or p in self.upline or self.in_chain(p, q):
+            return
+        self.upline[p] = Upline(q, share.occurred_us, share.event_id, share.share_id)
+
+    def in_chain(self, promoter: str, start: str) -> bool:
+        """Is ``promoter`` in ``start``'s upline chain (above start)?"""
+        node = self.upline.get(start)
+        steps = 0
+        while node is not None:
+            if node.promoter_id == promoter:
+                return True
+            node = self.upline.get(node.promoter_id)
+            steps += 1
+            assert steps <= len(self.upline), "cycle in the upline map"
+        return False
+
+    def level2_for(self, promoter: str, order_us: int) -> Upline | None:
+        """P's upline if that binding's time ≤ the order's time."""
+        upline = self.upline.get(promoter)
+        if upline is not None and upline.since_us <= order_us:
+            return upline
+        return None

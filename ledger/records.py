@@ -1,0 +1,124 @@
+"""What the journal stores: immutable records, msgspec Structs tagged on ``kind``.
+
+A record is one step of the ledger: an ingested wire event (with the transfers
+it caused), a dead letter, a command (settle, payout, adjust) or a change of
+rules. Money moves only as ``Transfer``s between two buckets, so every posting
+balances by construction (double entry, TigerBeetle-style).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+# Buckets a transfer moves money between. A promoter's balances are
+# pending/payable/paid; "expense" is the merchant's commission expense and
+# "adjustment" the platform's adjustment account.
+EXPENSE = "expense"
+PENDING = "pending"
+PAYABLE = "payable"
+PAID = "paid"
+ADJUSTMENT = "adjustment"
+PROMOTER_BUCKETS = (PENDING, PAYABLE, PAID)
+
+
+class Transfer(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """``amount_minor`` (> 0) moves from ``debit`` to ``credit``."""
+
+    kind: str  # accrual | reversal | settlement | clawback | payout | adjustment
+    promoter_id: str
+    currency: str
+    amount_minor: int
+    debit: str
+    credit: str
+    order_id: Union[str, None] = None
+    level: Union[int, None] = None
+    merchant_id: Union[str, None] = None
+    rules_version: Union[int, None] = None
+
+
+class Source(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """Where raw bytes came from: a file line or a Kafka position."""
+
+    file: Union[str, None] = None
+    line: Union[int, None] = None
+    topic: Union[str, None] = None
+    partition: Union[int, None] = None
+    offset: Union[int, None] = None
+
+    def text(self) -> str:
+        if self.topic is not None:
+            return f"{self.topic}/{self.partition}@{self.offset}"
+        return f"{self.file}:{self.line}"
+
+
+class DeadLetter(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    reason: str
+    detail: str
+    source: Source
+    raw: bytes
+    event_id: Union[str, None] = None
+
+
+class RulesAdopted(msgspec.Struct, tag="rules", frozen=True, gc=False):
+    version: int
+    digest: str
+    rules_toml: str
+
+
+class Ingested(msgspec.Struct, tag="ingested", frozen=True, gc=False, omit_defaults=True):
+    """An accepted, parked or duplicate wire event and what it caused."""
+
+    outcome: str  # accepted | parked | duplicate
+    source: Source
+    raw: bytes
+    event_id: str
+    transfers: list[Transfer] = []
+    released: list[DeadLetter] = []  # parked refunds rejected now
+
+
+class DeadLettered(msgspec.Struct, tag="dead_letter", frozen=True, gc=False):
+    letter: DeadLetter
+
+
+class Settled(msgspec.Struct, tag="settled", frozen=True, gc=False):
+    as_of: str
+    as_of_us: int
+    rules_version: int
+    order_ids: list[str]
+    transfers: list[Transfer]
+
+
+class PaidOut(msgspec.Struct, tag="paid_out", frozen=True, gc=False):
+    as_of: str
+    as_of_us: int
+    rules_version: int
+    transfers: list[Transfer]
+
+
+class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
+    promoter_id: str
+    currency: str
+    amount_minor: int
+    reason: str
+    actor: str
+    transfers: list[Transfer]
+
+
+Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Record)
+
+
+def encode_record(record: Record) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes) -> Record:
+    return _decoder.decode(data)
+
+
+def record_transfers(record: Record) -> list[Transfer]:
+    return getattr(record, "transfers", [])

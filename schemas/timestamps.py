@@ -1,0 +1,76 @@
+"""RFC 3339 timestamps (SPEC §1) to whole microseconds since the epoch.
+
+Strict on purpose: only ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|±HH:MM)``, ASCII digits,
+``T``/``Z`` in either case, a real calendar date and time (no leap second). The
+instant, never the text, is what the ledger compares (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import re
+
+_PATTERN = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"(?:[Zz]|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+US_PER_SECOND = 1_000_000
+US_PER_DAY = 86_400 * US_PER_SECOND
+
+
+def _is_leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146_097 + doe - 719_468
+
+
+def parse_timestamp_us(text: str) -> int | None:
+    """Return the instant as microseconds since the epoch, or None when invalid."""
+    match = _PATTERN.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    y, mo, d = int(year), int(month), int(day)
+    h, mi, s = int(hour), int(minute), int(second)
+    if y < 1 or not 1 <= mo <= 12 or h > 23 or mi > 59 or s > 59:
+        return None
+    days_in_month = 29 if mo == 2 and _is_leap(y) else _DAYS_IN_MONTH[mo]
+    if not 1 <= d <= days_in_month:
+        return None
+    offset_s = 0
+    if sign is not None:
+        oh, om = int(off_h), int(off_m)
+        if oh > 23 or om > 59:
+            return None
+        offset_s = (oh * 3600 + om * 60) * (1 if sign == "+" else -1)
+    micros = int(fraction.ljust(6, "0")) if fraction else 0
+    seconds = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset_s
+    return seconds * US_PER_SECOND + micros
+
+
+def format_timestamp_us(instant_us: int) -> str:
+    """Canonical UTC text for an instant: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    days, rem_us = divmod(instant_us, US_PER_DAY)
+    seconds, micros = divmod(rem_us, US_PER_SECOND)
+    # civil_from_days (H. Hinnant)
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    y = yoe + era * 400 + (m <= 2)
+    hh, rem = divmod(seconds, 3600)
+    mm, ss = divmod(rem, 60)
+    return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{micros:06d}Z"
