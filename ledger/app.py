@@ -8,6 +8,7 @@ batch, with the journal version as the optimistic-concurrency check.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -96,6 +97,15 @@ def rules_from_toml_text(text: str) -> Rules:
     return rules_from_mapping(tomllib.loads(text))
 
 
+def _settle_heap() -> None:
+    """Move the (long-lived, acyclic) ledger state out of the collector's reach.
+
+    The engine holds millions of small objects; without this, every full
+    collection re-traverses all of them and costs about half the ingest time.
+    """
+    gc.freeze()
+
+
 class Ledger:
     """The embedding API; the CLI is a thin layer over it."""
 
@@ -111,6 +121,8 @@ class Ledger:
         for stored in self.store.read(after_version=self.version):
             self._replay(stored)
             self.version = stored.version
+            if stored.version % DEFAULT_BATCH_EVENTS == 0:
+                _settle_heap()
             if on_record is not None:
                 on_record(stored.version)
 
@@ -160,6 +172,7 @@ class Ledger:
             if len(batch) >= batch_events:
                 self._append(batch)
                 batch = []
+                _settle_heap()
                 if progress is not None:
                     progress(counts)
         self._append(batch)

@@ -56,11 +56,36 @@ def order_amounts(
         line_amounts(line, level1_rate_bp, level2_rate_bp, level1_cap_bp, level2_cap_bp)
         for line in lines
     )
-    c = sum(x.commissionable for x in per_line)
+    c = l1 = l2 = 0
+    for x in per_line:
+        c += x.commissionable
+        l1 += x.level1
+        l2 += x.level2
     cap = c * order_cap_bp // BP
     if order_cap_amount is not None:
         cap = min(cap, order_cap_amount)
-    return OrderAmounts(c, sum(x.level1 for x in per_line), sum(x.level2 for x in per_line), cap, per_line)
+    return OrderAmounts(c, l1, l2, cap, per_line)
+
+
+def order_totals(lines: Sequence[Line], rates: tuple[int, int, int, int], order_cap_bp: int, order_cap_amount: int | None) -> tuple[int, int, int, int]:
+    """(C, L1, L2, K) without per-line detail: the engine's hot path.
+
+    ``rates`` is (level1_rate_bp, level2_rate_bp, level1_cap_bp, level2_cap_bp).
+    Same arithmetic as ``order_amounts`` (a property test holds them equal).
+    """
+    default1, default2, cap1, cap2 = rates
+    c = l1 = l2 = 0
+    for line in lines:
+        a = line.quantity * line.unit_price - (line.discount or 0)
+        r1 = line.level1_rate_bp if line.level1_rate_bp is not None else default1
+        r2 = line.level2_rate_bp if line.level2_rate_bp is not None else default2
+        c += a
+        l1 += a * (r1 if r1 < cap1 else cap1) // BP
+        l2 += a * (r2 if r2 < cap2 else cap2) // BP
+    cap = c * order_cap_bp // BP
+    if order_cap_amount is not None and order_cap_amount < cap:
+        cap = order_cap_amount
+    return c, l1, l2, cap
 
 
 def capped_levels(level1: int, level2: int, order_cap: int) -> tuple[int, int]:

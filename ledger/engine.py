@@ -16,7 +16,7 @@ import msgspec
 
 from ledger import attribution
 from ledger.attribution import ClickRef
-from ledger.commission import OrderAmounts, after_refunds, capped_levels, order_amounts
+from ledger.commission import after_refunds, capped_levels, order_totals
 from ledger.config import Rules
 from ledger.network import Network, ShareRef
 from ledger.records import (
@@ -60,6 +60,29 @@ class Attribution(NamedTuple):
     level2: Beneficiary | None
 
 
+class Params(NamedTuple):
+    """One rules version, compiled for the hot path (durations in µs)."""
+
+    model: str
+    window_us: int
+    lock_us: int
+    deny_self_referral: bool
+    rates: tuple[int, int, int, int]  # level1/level2 default rate, level1/level2 cap
+    order_cap_bp: int
+    order_cap_amount: int | None
+
+    @classmethod
+    def of(cls, rules: Rules) -> "Params":
+        return cls(
+            rules.model, rules.window_us, rules.attribution_lock_us, rules.self_referral == "deny",
+            (rules.level1_rate_bp, rules.level2_rate_bp, rules.level1_cap_bp, rules.level2_cap_bp),
+            rules.order_cap_bp, rules.order_cap_amount,
+        )
+
+
+NO_ATTRIBUTION = Attribution(None, None, None)
+
+
 class ParkedRefund(NamedTuple):
     refund: Refund
     raw: bytes
@@ -67,27 +90,34 @@ class ParkedRefund(NamedTuple):
 
 
 class OrderState:
+    """What the ledger keeps of an order: ids, instant and amounts, not its lines."""
+
     __slots__ = (
-        "order", "occurred_us", "currency", "rules_version", "amounts",
+        "order_id", "event_id", "buyer_id", "merchant_id", "currency", "occurred_us",
+        "rules_version", "commissionable", "level1", "level2", "order_cap",
         "refunded", "refunds", "settled", "attribution", "posted",
     )
 
-    def __init__(self, order: Order, occurred_us: int, rules_version: int, amounts: OrderAmounts):
-        self.order = order
-        self.occurred_us = occurred_us
+    def __init__(self, order: Order, occurred_us: int, rules_version: int, totals: tuple[int, int, int, int]):
+        self.order_id = order.order_id
+        self.event_id = order.event_id
+        self.buyer_id = order.buyer_id
+        self.merchant_id = order.merchant_id
         self.currency = order_currency(order)
+        self.occurred_us = occurred_us
         self.rules_version = rules_version
-        self.amounts = amounts
+        # C; Σ floor(a × r / 10000) per level, before the order cap; K
+        self.commissionable, self.level1, self.level2, self.order_cap = totals
         self.refunded = 0  # R
         self.refunds: list[tuple[str, int]] = []  # (refund_id, amount) applied
         self.settled = False
-        self.attribution = Attribution(None, None, None)
+        self.attribution = NO_ATTRIBUTION
         # What is currently posted per level: (promoter_id, amount) or None.
         self.posted: list[tuple[str, int] | None] = [None, None]
 
     @property
     def sort_key(self) -> tuple[int, str]:
-        return (self.occurred_us, self.order.event_id)
+        return (self.occurred_us, self.event_id)
 
 
 class BuyerState:
@@ -103,6 +133,7 @@ class Engine:
 
     def __init__(self) -> None:
         self.rules: list[Rules] = []  # index = version − 1
+        self.params: list[Params] = []  # the same, compiled
         self.seen: dict[str, bytes] = {}  # event_id → content fingerprint
         self.orders: dict[str, OrderState] = {}
         self.unsettled: dict[str, OrderState] = {}
@@ -131,6 +162,7 @@ class Engine:
         if self.rules and self.rules[-1] == rules:
             return None
         self.rules.append(rules)
+        self.params.append(Params.of(rules))
         return len(self.rules)
 
     # ------------------------------------------------------------------ input
@@ -200,18 +232,15 @@ class Engine:
         return Outcome(ACCEPTED, click.event_id, transfers)
 
     def _affected_by_click(self, buyer: BuyerState, ref: ClickRef) -> list[OrderState]:
+        """The buyer's unsettled orders whose attribution this click can change."""
         affected = []
+        click_us = ref.occurred_us
         for state in buyer.orders:
-            if state.settled:
+            if state.settled or state.occurred_us < click_us:
                 continue
-            rules = self.rules[state.rules_version - 1]
-            if rules.model != "customer_lock" and not (
-                ref.occurred_us <= state.occurred_us <= ref.occurred_us + rules.window_us
-            ):
-                continue
-            if rules.model == "customer_lock" and state.occurred_us < ref.occurred_us:
-                continue
-            affected.append(state)
+            params = self.params[state.rules_version - 1]
+            if params.model == "customer_lock" or state.occurred_us <= click_us + params.window_us:
+                affected.append(state)
         return affected
 
     # ----------------------------------------------------------------- shares
@@ -226,24 +255,16 @@ class Engine:
             buyer = self._buyer(buyer_id)
             insort(buyer.clicks, click)
             for state in self._affected_by_click(buyer, click):
-                affected[state.order.order_id] = state
+                affected[state.order_id] = state
         transfers: list[Transfer] = []
-        self._reevaluate(affected.values(), transfers)
+        self._reevaluate(list(affected.values()), transfers)
         return Outcome(ACCEPTED, share.event_id, transfers)
 
     # ----------------------------------------------------------------- orders
     def _order(self, order: Order, occurred_us: int) -> Outcome:
-        rules = self.current_rules
-        amounts = order_amounts(
-            order.lines,
-            level1_rate_bp=rules.level1_rate_bp,
-            level2_rate_bp=rules.level2_rate_bp,
-            level1_cap_bp=rules.level1_cap_bp,
-            level2_cap_bp=rules.level2_cap_bp,
-            order_cap_bp=rules.order_cap_bp,
-            order_cap_amount=rules.order_cap_amount,
-        )
-        state = OrderState(order, occurred_us, self.rules_version, amounts)
+        params = self.params[-1]
+        totals = order_totals(order.lines, params.rates, params.order_cap_bp, params.order_cap_amount)
+        state = OrderState(order, occurred_us, self.rules_version, totals)
         self.orders[order.order_id] = state
         self.unsettled[order.order_id] = state
         self._buyer(order.buyer_id).orders.append(state)
@@ -271,12 +292,12 @@ class Engine:
 
     def _apply_refund(self, state: OrderState, refund: Refund, raw: bytes, source: Source, transfers: list[Transfer]) -> DeadLetter | None:
         """Apply or reject a refund of a known order; a rejection releases its refund_id."""
-        if refund.buyer_id != state.order.buyer_id:
+        if refund.buyer_id != state.buyer_id:
             self.refund_ids.discard(refund.refund_id)
-            return DeadLetter(reasons.REFUND_BUYER_MISMATCH, f"order {state.order.order_id!r} belongs to another buyer", source, raw, refund.event_id)
-        if state.refunded + refund.amount > state.amounts.commissionable:
+            return DeadLetter(reasons.REFUND_BUYER_MISMATCH, f"order {state.order_id!r} belongs to another buyer", source, raw, refund.event_id)
+        if state.refunded + refund.amount > state.commissionable:
             self.refund_ids.discard(refund.refund_id)
-            detail = f"refunds would total {state.refunded + refund.amount} > commissionable {state.amounts.commissionable}"
+            detail = f"refunds would total {state.refunded + refund.amount} > commissionable {state.commissionable}"
             return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id)
         state.refunded += refund.amount
         state.refunds.append((refund.refund_id, refund.amount))
@@ -286,34 +307,35 @@ class Engine:
     # ------------------------------------------------------------- evaluation
     def attribute(self, state: OrderState) -> Attribution:
         """Who wins ``state``'s order now, and the amounts before refunds."""
-        rules = self.rules[state.rules_version - 1]
-        order = state.order
-        buyer = self.buyers.get(order.buyer_id)
-        clicks = buyer.clicks if buyer is not None else []
-        click = attribution.winning_click(rules.model, clicks, state.occurred_us, rules.window_us, rules.attribution_lock_us)
+        params = self.params[state.rules_version - 1]
+        buyer = self.buyers.get(state.buyer_id)
+        if buyer is None or not buyer.clicks:
+            return NO_ATTRIBUTION
+        click = attribution.winning_click(params.model, buyer.clicks, state.occurred_us, params.window_us, params.lock_us)
         if click is None:
-            return Attribution(None, None, None)
+            return NO_ATTRIBUTION
         p1 = self.network.shares[click.share_id].promoter_id
         upline = self.network.level2_for(p1, state.occurred_us)
-        amounts = state.amounts
-        l1, l2 = capped_levels(amounts.level1, amounts.level2 if upline else 0, amounts.order_cap)
-        if rules.self_referral == "deny":
-            if order.buyer_id == p1:
+        l1, l2 = capped_levels(state.level1, state.level2 if upline else 0, state.order_cap)
+        if params.deny_self_referral:
+            if state.buyer_id == p1:
                 l1 = l2 = 0
-            elif upline is not None and order.buyer_id == upline.promoter_id:
+            elif upline is not None and state.buyer_id == upline.promoter_id:
                 l2 = 0
         level2 = Beneficiary(upline.promoter_id, l2) if upline is not None else None
         return Attribution(click, Beneficiary(p1, l1), level2)
 
     def _reevaluate(self, states, transfers: list[Transfer]) -> None:
-        for state in sorted(states, key=lambda s: s.sort_key):
+        if len(states) > 1:
+            states = sorted(states, key=lambda s: (s.occurred_us, s.event_id))
+        for state in states:
             assert not state.settled
             new = self.attribute(state)
             old_l1 = state.attribution.level1
             if old_l1 is not None and (new.level1 is None or new.level1.promoter_id != old_l1.promoter_id):
-                self.by_level1[old_l1.promoter_id].pop(state.order.order_id, None)
+                self.by_level1[old_l1.promoter_id].pop(state.order_id, None)
             if new.level1 is not None:
-                self.by_level1.setdefault(new.level1.promoter_id, {})[state.order.order_id] = None
+                self.by_level1.setdefault(new.level1.promoter_id, {})[state.order_id] = None
             state.attribution = new
             self._post(state, new, transfers)
 
@@ -323,7 +345,7 @@ class Engine:
         for index, (level, beneficiary) in enumerate(((1, attr.level1), (2, attr.level2))):
             want = None
             if beneficiary is not None:
-                amount = after_refunds(beneficiary.amount, state.amounts.commissionable, state.refunded)
+                amount = after_refunds(beneficiary.amount, state.commissionable, state.refunded)
                 if amount:
                     want = (beneficiary.promoter_id, amount)
             have = state.posted[index]
@@ -351,7 +373,7 @@ class Engine:
             kind = "settlement"
         transfer = Transfer(
             kind, promoter_id, state.currency, amount, debit, credit,
-            state.order.order_id, level, state.order.merchant_id, state.rules_version,
+            state.order_id, level, state.merchant_id, state.rules_version,
         )
         self._book(transfer)
         transfers.append(transfer)
@@ -379,18 +401,19 @@ class Engine:
     def settle(self, as_of_us: int) -> tuple[list[str], list[Transfer]]:
         """Settle every known order with occurred + lock_period ≤ as_of (SPEC §7)."""
         lock_us = self.current_rules.settlement_lock_us
+        assert lock_us >= 0
         due = [s for s in self.unsettled.values() if s.occurred_us + lock_us <= as_of_us]
-        due.sort(key=lambda s: s.sort_key)
+        due.sort(key=lambda s: (s.occurred_us, s.event_id))
         transfers: list[Transfer] = []
         for state in due:
             for level, posted in ((1, state.posted[0]), (2, state.posted[1])):
                 if posted is not None:
                     self._move(state, level, posted[0], posted[1], PENDING, PAYABLE, transfers)
             state.settled = True
-            del self.unsettled[state.order.order_id]
+            del self.unsettled[state.order_id]
             if state.attribution.level1 is not None:
-                self.by_level1[state.attribution.level1.promoter_id].pop(state.order.order_id, None)
-        return [s.order.order_id for s in due], transfers
+                self.by_level1[state.attribution.level1.promoter_id].pop(state.order_id, None)
+        return [s.order_id for s in due], transfers
 
     def payout(self) -> list[Transfer]:
         """Pay every (promoter, currency) with payable > 0 and ≥ min_payout."""

@@ -34,6 +34,9 @@ class Network:
         self.upline: dict[str, Upline] = {}
         self._parented: list[tuple[int, str, str]] = []  # sorted (t, event_id, share_id)
         self._children: dict[str, list[str]] = {}
+        # (t, event_id, promoter) of each binding, in the order made: the walk is
+        # in share order, so this list is sorted and a recompute truncates it.
+        self._bind_order: list[tuple[int, str, str]] = []
 
     def add(self, share: ShareRef) -> set[str]:
         """Make ``share`` known; return the promoters whose upline changed."""
@@ -55,13 +58,13 @@ class Network:
         return self._recompute_from(start)
 
     def _recompute_from(self, start: tuple[int, str]) -> set[str]:
-        before = {p: u for p, u in self.upline.items() if (u.since_us, u.event_id) >= start}
-        for promoter in before:
-            del self.upline[promoter]
+        cut = bisect_left(self._bind_order, start, key=lambda k: k[:2])
+        before = {p: self.upline.pop(p) for _, _, p in self._bind_order[cut:]}
+        del self._bind_order[cut:]
         i = bisect_left(self._parented, start, key=lambda k: k[:2])
-        for occurred_us, event_id, share_id in self._parented[i:]:
+        for _, _, share_id in self._parented[i:]:
             self._bind(self.shares[share_id])
-        after = {p: u for p, u in self.upline.items() if (u.since_us, u.event_id) >= start}
+        after = {p: self.upline[p] for _, _, p in self._bind_order[cut:]}
         return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
 
     def _bind(self, share: ShareRef) -> None:
@@ -72,6 +75,7 @@ class Network:
         if p == q or p in self.upline or self.in_chain(p, q):
             return
         self.upline[p] = Upline(q, share.occurred_us, share.event_id, share.share_id)
+        self._bind_order.append((share.occurred_us, share.event_id, p))
 
     def in_chain(self, promoter: str, start: str) -> bool:
         """Is ``promoter`` in ``start``'s upline chain (above start)?"""

@@ -108,8 +108,10 @@ class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
 
 Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted]
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Record)
+# MessagePack keeps raw bytes as bytes (no base64) and is the fastest msgspec
+# codec; `commission-ledger` renders records for humans.
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Record)
 
 
 def encode_record(record: Record) -> bytes:
@@ -122,3 +124,16 @@ def decode_record(data: bytes) -> Record:
 
 def record_transfers(record: Record) -> list[Transfer]:
     return getattr(record, "transfers", [])
+
+
+def cause_of(record: Record) -> str:
+    """What posted a record's transfers, in words for statements."""
+    if isinstance(record, Ingested):
+        return f"event {record.event_id}"
+    if isinstance(record, Settled):
+        return f"settle as of {record.as_of}"
+    if isinstance(record, PaidOut):
+        return f"payout as of {record.as_of}"
+    if isinstance(record, Adjusted):
+        return f"adjustment by {record.actor}: {record.reason}"
+    return type(record).__name__

@@ -17,8 +17,6 @@ import orjson
 from schemas import reasons
 from schemas.events import (
     EVENT_TYPES,
-    KNOWN_FIELDS,
-    LINE_FIELDS,
     MAX_SAFE_INT,
     Event,
     Order,
@@ -26,7 +24,18 @@ from schemas.events import (
 )
 from schemas.timestamps import parse_timestamp_us
 
-_json_decoder = msgspec.json.Decoder()
+# Did the last parse_json see a float? Floats (and bools) are the only values
+# whose JSON text can differ while Python == holds (1 == 1.0 == True), so only
+# then does the fingerprint take the slower exact path.
+_saw_float = [False]
+
+
+def _note_float(text: str) -> float:
+    _saw_float[0] = True
+    return float(text)
+
+
+_json_decoder = msgspec.json.Decoder(float_hook=_note_float)
 
 
 class Decoded(msgspec.Struct, frozen=True, gc=False):
@@ -55,26 +64,16 @@ def parse_json(raw: bytes) -> Any:
     inputs that are valid JSON but that msgspec declines (escaped lone
     surrogates, numbers beyond float range), so no valid JSON is dead-lettered.
     """
+    _saw_float[0] = False
     try:
         return _json_decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         pass
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_note_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(str(exc).splitlines()[0][:200]) from None
-
-
-def _has_unknown_fields(obj: dict, type_name: str) -> bool:
-    if not KNOWN_FIELDS[type_name].issuperset(obj):
-        return True
-    if type_name == "order":
-        return any(
-            not (isinstance(line, dict) and LINE_FIELDS.issuperset(line))
-            for line in obj.get("lines", ())
-        )
-    return False
 
 
 def _python_equality_form(value: Any) -> Any:
@@ -91,16 +90,17 @@ def _python_equality_form(value: Any) -> Any:
     return value
 
 
-def content_fingerprint(obj: dict, type_name: str) -> bytes:
+def content_fingerprint(obj: dict) -> bytes:
     """Digest of the parsed JSON value: key order and whitespace ignored, no
-    defaults filled in (SPEC §8 "same content")."""
-    if _has_unknown_fields(obj, type_name):
-        # Unknown fields may hold floats/bools: normalise for Python equality.
-        canonical = json.dumps(
-            _python_equality_form(obj), sort_keys=True, separators=(",", ":")
-        ).encode()
-    else:
+    defaults filled in, and equal exactly when the values are equal under
+    Python ``==`` (SPEC §8 "same content"). Call right after parse_json(obj)."""
+    try:
         canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        exact = _saw_float[0] or b"true" in canonical or b"false" in canonical
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
+        exact = True
+    if exact:
+        canonical = json.dumps(_python_equality_form(obj), sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
@@ -154,8 +154,11 @@ def decode_event(raw: bytes) -> Union[Decoded, Rejected]:
         return Rejected(reasons.MALFORMED_JSON, str(exc) or "not UTF-8 JSON")
     if not isinstance(obj, dict):
         return _classify(obj, "")
+    event_type = EVENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    if event_type is None:
+        return _classify(obj, "")
     try:
-        event = msgspec.convert(obj, Event)
+        event = msgspec.convert(obj, event_type)
     except msgspec.ValidationError as exc:
         return _classify(obj, str(exc)[:200])
     if event.schema_version is not None and event.schema_version != 1:
@@ -166,4 +169,4 @@ def decode_event(raw: bytes) -> Union[Decoded, Rejected]:
     problem = _post_checks(event)
     if problem is not None:
         return Rejected(reasons.SCHEMA_VIOLATION, problem)
-    return Decoded(event, occurred_us, content_fingerprint(obj, obj["type"]))
+    return Decoded(event, occurred_us, content_fingerprint(obj))

@@ -68,14 +68,6 @@ class Refund(_Base, tag="refund", frozen=True, gc=False):
 Event = Union[Share, Click, Order, Refund]
 EVENT_TYPES = {"share": Share, "click": Click, "order": Order, "refund": Refund}
 
-# Field names per type, to spot unknown fields (which matter only for
-# duplicate-content comparison, see schemas.decode.content_fingerprint).
-KNOWN_FIELDS = {
-    name: frozenset(("type",) + cls.__struct_fields__) for name, cls in EVENT_TYPES.items()
-}
-LINE_FIELDS = frozenset(Line.__struct_fields__)
-
-
 def order_currency(order: Order) -> str:
     return order.currency if order.currency is not None else "CNY"
 

@@ -1,0 +1,331 @@
+"""``commission-ledger``: the command line (SPEC §10), a thin layer over ledger.app.
+
+Exit codes: 0 success; 2 bad usage, configuration or store URL (one line on
+stderr); 1 a failed audit or a ledger integrity error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, Callable, NoReturn, Sequence
+
+from ledger.app import CommandError, IngestCounts, IntegrityError, Ledger
+from ledger.config import ConfigError, load_rules
+from ledger.store import JournalStore, StoreError
+from projections.render import render, render_json
+
+DEFAULT_STORE = "sqlite:///ledger.db"
+FORMATS = ("table", "json", "csv")
+BALANCE_COLUMNS = ("promoter_id", "currency", "pending", "payable", "paid")
+AMOUNTS = ("pending", "payable", "paid", "amount", "amount_minor")
+
+
+class UsageError(Exception):
+    """Bad usage: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--store", default=default, help=f"store URL (env LEDGER_STORE; default {DEFAULT_STORE}; also postgresql://…, memory://)")
+    parser.add_argument("--config", default=default, help="rules TOML file (env LEDGER_CONFIG; built-in defaults when absent)")
+
+
+def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
+    parser.add_argument("--format", choices=choices, default="table", help="output format (default table)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="commission-ledger", description="Event-sourced commission and attribution ledger for social commerce.")
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub, suppress=True)
+        return sub
+
+    p = command("ingest", "read JSONL files (- = stdin) into the ledger; print accepted, duplicates, parked, dead letters")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--batch-events", type=int, default=5_000, help="events per store transaction (default 5000)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p = command("settle", "settle every known order whose return window has passed as of TS (SPEC §7)")
+    p.add_argument("--as-of", required=True, metavar="TS")
+    p = command("payout", "pay every payable balance ≥ min_payout as of TS; list each line")
+    p.add_argument("--as-of", required=True, metavar="TS")
+    _format_option(p)
+    p = command("payouts", "current balances per promoter and currency")
+    p.add_argument("--currency", help="only this currency")
+    _format_option(p)
+    p = command("statement", "every entry of one promoter, with order, level, rules version")
+    p.add_argument("promoter_id", metavar="PROMOTER_ID")
+    _format_option(p)
+    p = command("explain", "why an order went to whom, and how each amount was computed")
+    p.add_argument("order_id", metavar="ORDER_ID")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p = command("dead-letters", "the dead letters: reason, source, original bytes")
+    _format_option(p)
+    p = command("adjust", "a manual adjustment to payable (bonus or correction), recorded with actor and reason")
+    p.add_argument("promoter_id", metavar="PROMOTER_ID")
+    p.add_argument("currency", metavar="CURRENCY")
+    p.add_argument("amount", metavar="AMOUNT", help="integer minor units; negative for a correction")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--actor", default=None, help="who made it (default: $USER)")
+    p = command("audit", "audit tools")
+    audit = p.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    audit.required = True
+    replay = audit.add_parser("replay", help="rebuild every projection from the stored events, compare with the live ones, print a digest")
+    _global_options(replay, suppress=True)
+    command("demo", "the whole pipeline on embedded defaults: generate, ingest, settle, pay out, audit")
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+def _store_url(args: argparse.Namespace) -> str:
+    return args.store or os.environ.get("LEDGER_STORE") or DEFAULT_STORE
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    return args.config or os.environ.get("LEDGER_CONFIG") or None
+
+
+def _open(args: argparse.Namespace, *, write: bool) -> Ledger:
+    """Open the ledger; for writes, put the configured rules in force first."""
+    path = _config_path(args)
+    rules = load_rules(path) if (path is not None or write) else None
+    ledger = Ledger(JournalStore(_store_url(args)), on_record=_replay_progress())
+    if write and (path is not None or not ledger.engine.rules):
+        assert rules is not None
+        ledger.adopt_rules(rules)
+    return ledger
+
+
+def _replay_progress() -> Callable[[int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def report(version: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5:
+            last[0] = now
+            print(f"\rloading ledger: {version:,} records", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _ingest_progress() -> Callable[[IngestCounts], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    start = time.monotonic()
+
+    def report(counts: IngestCounts) -> None:
+        elapsed = max(time.monotonic() - start, 1e-9)
+        print(f"\ringested {counts.total:,} events ({counts.total / elapsed:,.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+
+
+# --------------------------------------------------------------- commands
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from consumers.jsonl import read_files
+
+    if args.batch_events < 1:
+        raise UsageError("--batch-events must be ≥ 1")
+    for path in args.files:
+        if path != "-" and not os.path.isfile(path):
+            raise UsageError(f"no such file: {path}")
+    ledger = _open(args, write=True)
+    progress = _ingest_progress()
+    counts = ledger.ingest(read_files(args.files), batch_events=args.batch_events, progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    parked_clicks, parked_refunds = ledger.engine.parked_counts()
+    summary = {
+        "accepted": counts.accepted,
+        "duplicates": counts.duplicates,
+        "parked": counts.parked,
+        "dead_letters": counts.dead_letters,
+        "dead_letter_reasons": dict(sorted(counts.reasons.items())),
+        "still_parked": {"clicks": parked_clicks, "refunds": parked_refunds},
+        "journal_version": ledger.version,
+    }
+    if args.format == "json":
+        _out(render_json(summary) + "\n")
+    else:
+        _out(f"accepted={counts.accepted} duplicates={counts.duplicates} parked={counts.parked} dead_letters={counts.dead_letters}\n")
+        for reason, n in sorted(counts.reasons.items()):
+            _out(f"  dead letter {reason}: {n}\n")
+        _out(f"still parked: {parked_clicks} clicks (share unknown), {parked_refunds} refunds (order unknown)\n")
+    return 0
+
+
+def cmd_settle(args: argparse.Namespace) -> int:
+    ledger = _open(args, write=True)
+    record = ledger.settle(args.as_of)
+    total = sum(t.amount_minor for t in record.transfers)
+    _out(f"settled {len(record.order_ids)} orders as of {record.as_of}: {len(record.transfers)} entries, {total} minor units moved to payable\n")
+    return 0
+
+
+def cmd_payout(args: argparse.Namespace) -> int:
+    ledger = _open(args, write=True)
+    record = ledger.payout(args.as_of)
+    rows = [
+        {"promoter_id": t.promoter_id, "currency": t.currency, "amount": t.amount_minor, "as_of": record.as_of}
+        for t in record.transfers
+    ]
+    _out(render(rows, ("promoter_id", "currency", "amount", "as_of"), args.format, AMOUNTS))
+    return 0
+
+
+def cmd_payouts(args: argparse.Namespace) -> int:
+    from ledger.records import decode_record
+    from projections.balances import balance_rows, balances_from_records
+
+    store = JournalStore(_store_url(args))
+    balances = balances_from_records(decode_record(r.state) for r in store.read())
+    _out(render(balance_rows(balances, args.currency), BALANCE_COLUMNS, args.format, AMOUNTS))
+    return 0
+
+
+def cmd_statement(args: argparse.Namespace) -> int:
+    from projections.statements import statement
+
+    ledger = Ledger(JournalStore(_store_url(args)), verify=False)
+    entries = statement(ledger.records(), args.promoter_id)
+    columns = ("position", "kind", "currency", "amount_minor", "debit", "credit", "order_id", "level", "rules_version", "cause", "pending", "payable", "paid")
+    _out(render(entries, columns, args.format, AMOUNTS))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from projections.explain import explain
+
+    ledger = _open(args, write=False)
+    view = explain(ledger.engine, ledger.records(), args.order_id)
+    if view is None:
+        raise UsageError(f"unknown order {args.order_id!r}")
+    if args.format == "json":
+        _out(render_json(view) + "\n")
+    else:
+        _out(_explain_text(view))
+    return 0
+
+
+def _explain_text(view: dict[str, Any], indent: str = "") -> str:
+    lines = []
+    for key, value in view.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(_explain_text(value, indent + "  ").rstrip("\n"))
+        elif isinstance(value, list):
+            lines.append(f"{indent}{key}: {'(none)' if not value else ''}")
+            for item in value:
+                if isinstance(item, dict):
+                    lines.append(f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in item.items()))
+                else:
+                    lines.append(f"{indent}  - {item}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from projections.dead_letters import dead_letters
+
+    ledger = Ledger(JournalStore(_store_url(args)), verify=False)
+    rows = dead_letters(ledger.records())
+    columns = ("position", "reason", "source", "detail", "raw")
+    if args.format == "table":
+        rows = [r.__class__(**{**_asdict(r), "raw": r.raw[:60]}) for r in rows]
+    _out(render(rows, columns, args.format))
+    return 0
+
+
+def _asdict(row: Any) -> dict[str, Any]:
+    return {f: getattr(row, f) for f in row.__struct_fields__}
+
+
+def cmd_adjust(args: argparse.Namespace) -> int:
+    try:
+        amount = int(args.amount, 10)
+    except ValueError:
+        raise UsageError(f"AMOUNT {args.amount!r} must be an integer number of minor units") from None
+    actor = args.actor or os.environ.get("USER") or "cli"
+    ledger = _open(args, write=True)
+    record = ledger.adjust(args.promoter_id, args.currency, amount, args.reason, actor)
+    _out(f"adjusted {record.promoter_id} {record.currency} payable by {record.amount_minor} ({record.reason}; by {record.actor})\n")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from projections.audit import audit_replay
+
+    store = JournalStore(_store_url(args))
+    progress = _replay_progress()
+    result = audit_replay(store, progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    _out(f"records: {result.records}\n")
+    for line in result.differences:
+        _out(f"DIFF {line}\n")
+    for currency, amount in sorted(result.unbalanced.items()):
+        _out(f"UNBALANCED {currency}: books sum to {amount}\n")
+    ok = not result.differences and not result.unbalanced
+    _out(f"replay {'matches live' if ok else 'DIFFERS from live'}\n")
+    _out(f"digest sha256:{result.digest}\n")
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ledger.demo import run_demo
+
+    return run_demo(args, _out)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "ingest": cmd_ingest,
+    "settle": cmd_settle,
+    "payout": cmd_payout,
+    "payouts": cmd_payouts,
+    "statement": cmd_statement,
+    "explain": cmd_explain,
+    "dead-letters": cmd_dead_letters,
+    "adjust": cmd_adjust,
+    "audit": cmd_audit,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError, CommandError, StoreError) as exc:
+        print(f"commission-ledger: {exc}".replace("commission-ledger: commission-ledger", "commission-ledger"), file=sys.stderr)
+        return 2
+    except IntegrityError as exc:
+        print(f"commission-ledger: integrity error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("commission-ledger: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

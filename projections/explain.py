@@ -1,0 +1,197 @@
+"""Why an order went to whom, and how each amount was computed.
+
+Built from the replayed engine (attribution needs the buyer's clicks and the
+share network) plus the journal's transfers for the order (its history of
+accruals, reversals, settlement and clawbacks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import orjson
+
+from ledger import attribution
+from ledger.commission import after_refunds, capped_levels, order_amounts
+from ledger.engine import Engine, OrderState
+from ledger.records import DeadLettered, Ingested, Record, record_transfers
+from ledger.records import cause_of
+from schemas import reasons
+from schemas.decode import Decoded, decode_event
+from schemas.events import Order
+from schemas.timestamps import format_timestamp_us
+
+
+def _click_view(engine: Engine, click: attribution.ClickRef) -> dict[str, Any]:
+    share = engine.network.shares.get(click.share_id)
+    return {
+        "event_id": click.event_id,
+        "occurred_at": format_timestamp_us(click.occurred_us),
+        "share_id": click.share_id,
+        "promoter_id": share.promoter_id if share else None,
+    }
+
+
+def _attribution_view(engine: Engine, state: OrderState) -> dict[str, Any]:
+    rules = engine.rules[state.rules_version - 1]
+    buyer = engine.buyers.get(state.buyer_id)
+    clicks = buyer.clicks if buyer else []
+    order_us = state.occurred_us
+    view: dict[str, Any] = {"model": rules.model}
+    if rules.model == "customer_lock":
+        view["lock_period"] = rules.attribution_lock_period
+        considered = [c for c in clicks if c.occurred_us <= order_us]
+        view["clicks_considered"] = [_click_view(engine, c) for c in considered]
+        win = attribution.lock_binding(clicks, order_us, rules.attribution_lock_us)
+        view["rule"] = "the binding active at the order's time; a click inside an active binding neither starts, extends nor renews one"
+        if win is not None:
+            view["binding"] = {
+                "from": format_timestamp_us(win.occurred_us),
+                "until_excl": format_timestamp_us(win.occurred_us + rules.attribution_lock_us),
+            }
+    else:
+        view["window"] = rules.window
+        view["window_from"] = format_timestamp_us(order_us - rules.window_us)
+        view["window_to"] = format_timestamp_us(order_us)
+        view["candidates"] = [_click_view(engine, c) for c in attribution.window_candidates(clicks, order_us, rules.window_us)]
+        view["rule"] = (
+            "greatest (occurred_at, event_id) among candidates" if rules.model == "last_click"
+            else "smallest (occurred_at, event_id) among candidates"
+        )
+    parked = [
+        {"event_id": ref.event_id, "occurred_at": format_timestamp_us(ref.occurred_us), "share_id": share_id}
+        for share_id, items in sorted(engine.parked_clicks.items())
+        for buyer_id, ref in items
+        if buyer_id == state.buyer_id
+    ]
+    view["parked_clicks_unknown_share"] = parked
+    return view
+
+
+def _journal_facts(records: Iterable[tuple[int, Record]], state: OrderState) -> tuple[bytes | None, list, list]:
+    """The order's raw event, its transfers' history and its rejected refunds."""
+    raw = None
+    history: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for position, record in records:
+        if isinstance(record, Ingested) and record.event_id == state.event_id and record.outcome != "duplicate":
+            raw = record.raw
+        for t in record_transfers(record):
+            if t.order_id == state.order_id:
+                history.append({
+                    "position": position, "kind": t.kind, "level": t.level,
+                    "promoter_id": t.promoter_id, "amount_minor": t.amount_minor,
+                    "debit": t.debit, "credit": t.credit, "rules_version": t.rules_version,
+                    "cause": cause_of(record),
+                })
+        letters = [record.letter] if isinstance(record, DeadLettered) else (record.released if isinstance(record, Ingested) else [])
+        for letter in letters:
+            if letter.reason not in (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER):
+                continue
+            try:
+                parsed = orjson.loads(letter.raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(parsed, dict) and parsed.get("order_id") == state.order_id:
+                rejected.append({"position": position, "reason": letter.reason, "detail": letter.detail, "event_id": letter.event_id})
+    return raw, history, rejected
+
+
+def explain(engine: Engine, records: Iterable[tuple[int, Record]], order_id: str) -> dict[str, Any] | None:
+    """The explanation of ``order_id``, or None when the order is not known."""
+    state = engine.orders.get(order_id)
+    if state is None:
+        return None
+    raw, history, rejected = _journal_facts(records, state)
+    decoded = decode_event(raw) if raw is not None else None
+    assert isinstance(decoded, Decoded) and isinstance(decoded.event, Order), "order event missing from the journal"
+    order = decoded.event
+    rules = engine.rules[state.rules_version - 1]
+    amounts = order_amounts(
+        order.lines,
+        level1_rate_bp=rules.level1_rate_bp, level2_rate_bp=rules.level2_rate_bp,
+        level1_cap_bp=rules.level1_cap_bp, level2_cap_bp=rules.level2_cap_bp,
+        order_cap_bp=rules.order_cap_bp, order_cap_amount=rules.order_cap_amount,
+    )
+    attr = state.attribution
+    view: dict[str, Any] = {
+        "order_id": order_id,
+        "event_id": order.event_id,
+        "buyer_id": order.buyer_id,
+        "merchant_id": order.merchant_id,
+        "currency": state.currency,
+        "occurred_at": order.occurred_at,
+        "occurred_at_utc": format_timestamp_us(state.occurred_us),
+        "rules_version": state.rules_version,
+        "status": "settled" if state.settled else "pending",
+        "lines": [
+            {
+                "sku": x.sku,
+                "commissionable": x.commissionable,
+                "level1_rate_bp": x.rate1_bp,
+                "level1_rate_bp_after_cap": x.r1_bp,
+                "level1": x.level1,
+                "level2_rate_bp": x.rate2_bp,
+                "level2_rate_bp_after_cap": x.r2_bp,
+                "level2": x.level2,
+            }
+            for x in amounts.lines
+        ],
+        "commissionable": amounts.commissionable,
+        "shipping_not_commissionable": order.shipping or 0,
+        "level1_before_order_cap": amounts.level1,
+        "level2_before_order_cap": amounts.level2,
+        "order_cap": {
+            "order_cap_bp": rules.order_cap_bp,
+            "order_cap_amount": rules.order_cap_amount,
+            "K": amounts.order_cap,
+        },
+        "self_referral": rules.self_referral,
+        "attribution": _attribution_view(engine, state),
+    }
+    if state.settled:
+        view["attribution"]["frozen_at_settlement"] = True
+    if attr.click is None or attr.level1 is None:
+        view["winner"] = None
+        view["outcome"] = "unattributed: no candidate click / no binding; the order earns nothing"
+    else:
+        view["winner"] = _click_view(engine, attr.click)
+        p1 = attr.level1.promoter_id
+        l2_raw = amounts.level2 if attr.level2 is not None else 0
+        l1_capped, l2_capped = capped_levels(amounts.level1, l2_raw, amounts.order_cap)
+        view["level1"] = {
+            "promoter_id": p1,
+            "before_cap": amounts.level1,
+            "after_order_cap": l1_capped,
+            "before_refunds": attr.level1.amount,
+        }
+        upline = engine.network.upline.get(p1)
+        level2: dict[str, Any] = {}
+        if attr.level2 is not None:
+            level2 = {
+                "promoter_id": attr.level2.promoter_id,
+                "bound_by_share": upline.share_id if upline else None,
+                "bound_since": format_timestamp_us(upline.since_us) if upline else None,
+                "before_cap": l2_raw,
+                "after_order_cap": l2_capped,
+                "before_refunds": attr.level2.amount,
+            }
+        elif upline is None:
+            level2["none_because"] = "level-1 promoter has no upline"
+        else:
+            level2["none_because"] = f"upline {upline.promoter_id} bound only from {format_timestamp_us(upline.since_us)}, after the order"
+        view["level2"] = level2
+        if rules.self_referral == "deny" and order.buyer_id == p1:
+            view["self_referral_effect"] = "buyer is the level-1 promoter: nothing paid at either level"
+        elif rules.self_referral == "deny" and attr.level2 is not None and order.buyer_id == attr.level2.promoter_id:
+            view["self_referral_effect"] = "buyer is the level-2 beneficiary: level 2 pays nothing"
+    view["refunds"] = [{"refund_id": rid, "amount": amt} for rid, amt in state.refunds]
+    view["refunded_total"] = state.refunded
+    view["after_refunds"] = {
+        "level1": after_refunds(attr.level1.amount, state.commissionable, state.refunded) if attr.level1 else 0,
+        "level2": after_refunds(attr.level2.amount, state.commissionable, state.refunded) if attr.level2 else 0,
+        "formula": "floor(L × (C − R) / C)",
+    }
+    view["rejected_refunds"] = rejected
+    view["transfers"] = history
+    return view

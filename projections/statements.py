@@ -1,0 +1,45 @@
+"""One promoter's statement: every transfer touching them, in journal order."""
+
+from __future__ import annotations
+
+from typing import Iterable, Union
+
+import msgspec
+
+from ledger.records import Record, cause_of, record_transfers
+
+
+class StatementEntry(msgspec.Struct, frozen=True):
+    position: int  # journal version of the record that posted it
+    kind: str
+    currency: str
+    amount_minor: int
+    debit: str
+    credit: str
+    order_id: Union[str, None]
+    level: Union[int, None]
+    rules_version: Union[int, None]
+    cause: str  # what posted it: an event id, a command and its as-of, an adjustment
+    pending: int  # running balances after this entry
+    payable: int
+    paid: int
+
+
+def statement(records: Iterable[tuple[int, Record]], promoter_id: str) -> list[StatementEntry]:
+    running: dict[str, list[int]] = {}
+    entries: list[StatementEntry] = []
+    for position, record in records:
+        for t in record_transfers(record):
+            if t.promoter_id != promoter_id:
+                continue
+            row = running.setdefault(t.currency, [0, 0, 0])
+            for bucket, sign in ((t.debit, -1), (t.credit, 1)):
+                if bucket in ("pending", "payable", "paid"):
+                    row[("pending", "payable", "paid").index(bucket)] += sign * t.amount_minor
+            entries.append(
+                StatementEntry(
+                    position, t.kind, t.currency, t.amount_minor, t.debit, t.credit,
+                    t.order_id, t.level, t.rules_version, cause_of(record), *row,
+                )
+            )
+    return entries
