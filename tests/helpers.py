@@ -1,0 +1,96 @@
+"""Builders for wire events and a one-call ledger for worked examples."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from ledger.app import Ledger
+from ledger.config import Rules
+from ledger.records import Source
+from ledger.store import JournalStore
+
+_counter = [0]
+
+
+def _eid(prefix: str) -> str:
+    _counter[0] += 1
+    return f"{prefix}-{_counter[0]}"
+
+
+def share(share_id: str, promoter_id: str, at: str, *, parent: str | None = None, event_id: str | None = None, **extra: Any) -> dict:
+    ev = {"type": "share", "event_id": event_id or f"e-{share_id}", "occurred_at": at, "share_id": share_id, "promoter_id": promoter_id}
+    if parent is not None:
+        ev["parent_share_id"] = parent
+    ev.update(extra)
+    return ev
+
+
+def click(buyer_id: str, share_id: str, at: str, *, event_id: str | None = None, **extra: Any) -> dict:
+    ev = {"type": "click", "event_id": event_id or _eid("click"), "occurred_at": at, "buyer_id": buyer_id, "share_id": share_id}
+    ev.update(extra)
+    return ev
+
+
+def order(order_id: str, buyer_id: str, at: str, lines: list[dict] | None = None, *, amount: int | None = None,
+          merchant_id: str = "m1", event_id: str | None = None, **extra: Any) -> dict:
+    """An order; ``amount`` is a shortcut for one line of quantity 1 at that price."""
+    if lines is None:
+        lines = [{"sku": "sku1", "quantity": 1, "unit_price": amount if amount is not None else 10_000}]
+    ev = {"type": "order", "event_id": event_id or f"e-{order_id}", "occurred_at": at, "order_id": order_id,
+          "buyer_id": buyer_id, "merchant_id": merchant_id, "lines": lines}
+    ev.update(extra)
+    return ev
+
+
+def refund(refund_id: str, order_id: str, buyer_id: str, amount: int, at: str = "2026-01-20T00:00:00Z", *, event_id: str | None = None) -> dict:
+    return {"type": "refund", "event_id": event_id or f"e-{refund_id}", "occurred_at": at, "refund_id": refund_id,
+            "order_id": order_id, "buyer_id": buyer_id, "amount": amount}
+
+
+def raw(ev: dict | bytes | str) -> bytes:
+    if isinstance(ev, bytes):
+        return ev
+    if isinstance(ev, str):
+        return ev.encode()
+    return json.dumps(ev).encode()
+
+
+def new_ledger(rules: Rules | None = None, store_url: str = "memory://") -> Ledger:
+    ledger = Ledger(JournalStore(store_url))
+    ledger.adopt_rules(rules or Rules())
+    return ledger
+
+
+def feed(ledger: Ledger, events: Iterable[dict | bytes | str]):
+    """Ingest events (dicts, JSON text or raw bytes) as lines of a file 'test'."""
+    return ledger.ingest((raw(e), Source(file="test", line=i)) for i, e in enumerate(events, 1))
+
+
+def run(events: Iterable[dict | bytes | str], rules: Rules | None = None) -> Ledger:
+    ledger = new_ledger(rules)
+    feed(ledger, events)
+    return ledger
+
+
+def balances(ledger: Ledger) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(promoter, currency) → (pending, payable, paid), zero rows included."""
+    return {k: tuple(v) for k, v in sorted(ledger.engine.balances.items())}
+
+
+def pending(ledger: Ledger, promoter: str, currency: str = "CNY") -> int:
+    return ledger.engine.balances.get((promoter, currency), [0, 0, 0])[0]
+
+
+def payable(ledger: Ledger, promoter: str, currency: str = "CNY") -> int:
+    return ledger.engine.balances.get((promoter, currency), [0, 0, 0])[1]
+
+
+def paid(ledger: Ledger, promoter: str, currency: str = "CNY") -> int:
+    return ledger.engine.balances.get((promoter, currency), [0, 0, 0])[2]
+
+
+def dead_reasons(ledger: Ledger) -> list[str]:
+    from projections.dead_letters import dead_letters
+
+    return [d.reason for d in dead_letters(ledger.records())]
