@@ -29,10 +29,11 @@ from ledger.records import (
     decode_record,
     encode_record,
 )
-from ledger.store import JournalStore, StoredRecord
+from ledger.store import ConcurrentWriteError, JournalStore, StoredRecord
 from schemas.timestamps import parse_timestamp_us
 
 DEFAULT_BATCH_EVENTS = 5_000
+MAX_WRITE_ATTEMPTS = 5
 
 
 class IntegrityError(RuntimeError):
@@ -138,9 +139,28 @@ class Ledger:
             )
 
     # -------------------------------------------------------------- writing
-    def _append(self, records: list[Record]) -> None:
-        encoded = [(_topic(r), encode_record(r)) for r in records]
-        self.version = self.store.append(encoded, self.version)
+    def _append(self, records: list[Record]) -> list[Record]:
+        """Append records; if another writer got there first, catch up from the
+        store and re-execute them on the current ledger (optimistic
+        concurrency). Returns the records as finally written."""
+        for _ in range(MAX_WRITE_ATTEMPTS - 1):
+            try:
+                self.version = self.store.append([(_topic(r), encode_record(r)) for r in records], self.version)
+                return records
+            except ConcurrentWriteError:
+                self._rebuild()
+                records = [
+                    r for r in (apply_record(self.engine, r) for r in records)
+                    if not (isinstance(r, RulesAdopted) and r.version == -1)
+                ]
+        self.version = self.store.append([(_topic(r), encode_record(r)) for r in records], self.version)
+        return records
+
+    def _rebuild(self) -> None:
+        """Drop the in-memory state and replay the journal from the start."""
+        self.engine = Engine()
+        self.version = 0
+        self._catch_up()
 
     def adopt_rules(self, rules: Rules) -> int:
         """Put ``rules`` in force (recorded when they differ); return the version."""
@@ -185,23 +205,20 @@ class Ledger:
         self._ensure_rules()
         order_ids, transfers = self.engine.settle(as_of_us)
         record = Settled(as_of, as_of_us, self.engine.rules_version, order_ids, transfers)
-        self._append([record])
-        return record
+        return self._append([record])[0]  # type: ignore[return-value]
 
     def payout(self, as_of: str) -> PaidOut:
         as_of_us = parse_as_of(as_of)
         self._ensure_rules()
         record = PaidOut(as_of, as_of_us, self.engine.rules_version, self.engine.payout())
-        self._append([record])
-        return record
+        return self._append([record])[0]  # type: ignore[return-value]
 
     def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
         validate_adjustment(promoter_id, currency, amount_minor, reason)
         self._ensure_rules()
         transfers = self.engine.adjust(promoter_id, currency, amount_minor)
         record = Adjusted(promoter_id, currency, amount_minor, reason, actor, transfers)
-        self._append([record])
-        return record
+        return self._append([record])[0]  # type: ignore[return-value]
 
     # -------------------------------------------------------------- reading
     def records(self) -> Iterator[tuple[int, Record]]:

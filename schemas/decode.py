@@ -76,12 +76,18 @@ def parse_json(raw: bytes) -> Any:
         raise ValueError(str(exc).splitlines()[0][:200]) from None
 
 
+class _NotFinite(ValueError):
+    pass
+
+
 def _python_equality_form(value: Any) -> Any:
     """Map a parsed JSON value to one whose JSON text is equal exactly when the
     values are equal under Python ``==`` (``1 == 1.0 == True``)."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _NotFinite
         return int(value) if value.is_integer() else value
     if isinstance(value, dict):
         return {k: _python_equality_form(v) for k, v in value.items()}
@@ -90,17 +96,25 @@ def _python_equality_form(value: Any) -> Any:
     return value
 
 
+def _sorted_json(value: Any) -> bytes:
+    """Compact JSON with sorted keys; one serialiser for every path, so equal
+    values always give equal bytes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
 def content_fingerprint(obj: dict) -> bytes:
     """Digest of the parsed JSON value: key order and whitespace ignored, no
     defaults filled in, and equal exactly when the values are equal under
     Python ``==`` (SPEC §8 "same content"). Call right after parse_json(obj)."""
-    try:
-        canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-        exact = _saw_float[0] or b"true" in canonical or b"false" in canonical
-    except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
-        exact = True
-    if exact:
-        canonical = json.dumps(_python_equality_form(obj), sort_keys=True, separators=(",", ":")).encode()
+    canonical = _sorted_json(obj)
+    if _saw_float[0] or b"true" in canonical or b"false" in canonical:
+        try:
+            canonical = _sorted_json(_python_equality_form(obj))
+        except _NotFinite:  # only from the json fallback (e.g. 1e400 → inf)
+            canonical = b"!" + json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
@@ -154,7 +168,8 @@ def decode_event(raw: bytes) -> Union[Decoded, Rejected]:
         return Rejected(reasons.MALFORMED_JSON, str(exc) or "not UTF-8 JSON")
     if not isinstance(obj, dict):
         return _classify(obj, "")
-    event_type = EVENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    type_name = obj.get("type")
+    event_type = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
     if event_type is None:
         return _classify(obj, "")
     try:

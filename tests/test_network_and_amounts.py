@@ -167,3 +167,13 @@ def test_currencies_are_separate_balances():
                         order("o2", "u", "2026-01-05T02:00:00Z", amount=20_000, currency="USD")])
     assert balances(ledger) == {("A", "CNY"): (500, 0, 0), ("A", "USD"): (1000, 0, 0),
                                 ("B", "CNY"): (1500, 0, 0), ("B", "USD"): (3000, 0, 0)}
+
+
+def test_late_share_waiting_for_its_parent_still_takes_the_earlier_binding():
+    ledger = run([share("sD", "D", DAY1), share("sB2", "B", "2026-01-03T00:00:00Z", parent="sD"),
+                  click("u", "sB2", "2026-01-05T00:00:00Z"), order("o1", "u", "2026-01-05T01:00:00Z"),
+                  share("sB1", "B", DAY2, parent="sA")])  # Jan 2, but its parent is not known yet
+    assert earned(ledger) == {("B", "CNY"): 1500, ("D", "CNY"): 500}
+    feed(ledger, [share("sA", "A", DAY1)])
+    assert last_transfers(ledger) == [("reversal", "D", 2, 500), ("accrual", "A", 2, 500)]
+    assert earned(ledger) == {("A", "CNY"): 500, ("B", "CNY"): 1500}

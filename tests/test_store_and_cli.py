@@ -1,0 +1,221 @@
+"""The journal store (SQLite), integrity on replay, concurrent writers, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import msgspec
+import pytest
+
+from ledger.app import IntegrityError, Ledger
+from ledger.cli import main
+from ledger.records import Ingested, decode_record, encode_record
+from ledger.store import JournalStore
+from tests.helpers import click, feed, new_ledger, order, refund, share
+
+EVENTS = [
+    share("A", "alice", "2026-01-01T00:00:00Z"),
+    share("B", "bob", "2026-01-01T01:00:00Z", parent="A"),
+    click("u1", "B", "2026-01-02T00:00:00Z", event_id="c1"),
+    order("O1", "u1", "2026-01-02T01:00:00Z", amount=20_000),
+    refund("R1", "O1", "u1", 5_000, "2026-01-03T00:00:00Z"),
+    click("u2", "A", "2026-01-04T00:00:00+08:00", event_id="c2"),
+    order("O2", "u2", "2026-01-04T01:00:00Z", amount=1_000, currency="HKD"),
+]
+
+
+@pytest.fixture
+def jsonl(tmp_path):
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps(e) for e in EVENTS] + ['{"type": "click", "event_id": ', json.dumps(EVENTS[0])]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    return f"sqlite:///{tmp_path}/ledger.db"
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ingest_prints_counts_and_payouts_json(capsys, jsonl, store):
+    code, out, _ = cli(capsys, "--store", store, "ingest", str(jsonl))
+    assert code == 0
+    assert out.splitlines()[0] == "accepted=7 duplicates=1 parked=0 dead_letters=1"
+    code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json")
+    assert code == 0
+    # O1: C=20000, L1=3000 (bob), L2=1000 (alice), refund 5000 → ×3/4; O2 (HKD): alice L1 150.
+    assert json.loads(out) == [
+        {"promoter_id": "alice", "currency": "CNY", "pending": 750, "payable": 0, "paid": 0},
+        {"promoter_id": "alice", "currency": "HKD", "pending": 150, "payable": 0, "paid": 0},
+        {"promoter_id": "bob", "currency": "CNY", "pending": 2250, "payable": 0, "paid": 0},
+    ]
+
+
+def test_settle_payout_statement_and_formats(capsys, jsonl, store):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    code, out, _ = cli(capsys, "--store", store, "settle", "--as-of", "2026-01-17T01:00:00Z")
+    assert code == 0 and out.startswith("settled 1 orders")  # O1 only: O2 + 15d is later
+    code, out, _ = cli(capsys, "--store", store, "payout", "--as-of", "2026-01-17T01:00:00Z", "--format", "csv")
+    assert out == "promoter_id,currency,amount,as_of\nalice,CNY,750,2026-01-17T01:00:00Z\nbob,CNY,2250,2026-01-17T01:00:00Z\n"
+    code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json", "--currency", "CNY")
+    assert json.loads(out) == [
+        {"promoter_id": "alice", "currency": "CNY", "pending": 0, "payable": 0, "paid": 750},
+        {"promoter_id": "bob", "currency": "CNY", "pending": 0, "payable": 0, "paid": 2250},
+    ]
+    code, out, _ = cli(capsys, "--store", store, "statement", "bob", "--format", "json")
+    entries = json.loads(out)
+    assert [(e["kind"], e["amount_minor"], e["order_id"], e["level"], e["rules_version"]) for e in entries] == [
+        ("accrual", 3000, "O1", 1, 1),
+        ("reversal", 750, "O1", 1, 1),
+        ("settlement", 2250, "O1", 1, 1),
+        ("payout", 2250, None, None, 1),
+    ]
+    assert entries[-1]["paid"] == 2250 and entries[-1]["payable"] == 0
+    code, out, _ = cli(capsys, "--store", store, "payouts")
+    assert out.splitlines()[0].split() == ["promoter_id", "currency", "pending", "payable", "paid"]
+
+
+def test_explain_names_winner_upline_and_amounts(capsys, jsonl, store):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    code, out, _ = cli(capsys, "--store", store, "explain", "O1", "--format", "json")
+    view = json.loads(out)
+    assert code == 0
+    assert view["winner"]["event_id"] == "c1" and view["level1"]["promoter_id"] == "bob"
+    assert view["level2"]["promoter_id"] == "alice" and view["level2"]["bound_by_share"] == "B"
+    assert view["commissionable"] == 20_000 and view["order_cap"]["K"] == 6_000
+    assert view["after_refunds"]["level1"] == 2250 and view["after_refunds"]["level2"] == 750
+    assert [t["kind"] for t in view["transfers"]] == ["accrual", "accrual", "reversal", "reversal"]
+    code, out, _ = cli(capsys, "--store", store, "explain", "O1")
+    assert "winner:" in out and "level1:" in out
+    code, _, err = cli(capsys, "--store", store, "explain", "nope")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_dead_letters_json_keeps_raw_and_source(capsys, jsonl, store):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    code, out, _ = cli(capsys, "--store", store, "dead-letters", "--format", "json")
+    rows = json.loads(out)
+    assert [(r["reason"], r["source"], r["raw"]) for r in rows] == [
+        ("malformed_json", f"{jsonl}:8", '{"type": "click", "event_id": ')
+    ]
+
+
+def test_adjustment_moves_payable_with_actor_and_reason(capsys, store):
+    code, out, _ = cli(capsys, "--store", store, "adjust", "carol", "CNY", "-300", "--reason", "duplicate bonus", "--actor", "fin-ops")
+    assert code == 0
+    code, out, _ = cli(capsys, "--store", store, "statement", "carol", "--format", "json")
+    [entry] = json.loads(out)
+    assert (entry["kind"], entry["amount_minor"], entry["payable"]) == ("adjustment", 300, -300)
+    assert entry["cause"] == "adjustment by fin-ops: duplicate bonus"
+    code, _, err = cli(capsys, "--store", store, "adjust", "carol", "CNY", "0", "--reason", "x")
+    assert code == 2 and "non-zero" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["settle", "--as-of", "yesterday"],
+        ["payouts", "--format", "xml"],
+        ["frobnicate"],
+        ["--store", "mysql://x", "payouts"],
+        ["ingest", "/no/such/file.jsonl"],
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(capsys, store, argv):
+    if "--store" not in argv:
+        argv = ["--store", store, *argv]
+    code, _, err = cli(capsys, *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("commission-ledger")
+
+
+def test_bad_config_writes_nothing(capsys, tmp_path, jsonl, store):
+    bad = tmp_path / "rules.toml"
+    bad.write_text('[commission]\nlevel3_rate_bp = 100\n')
+    code, _, err = cli(capsys, "--store", store, "--config", str(bad), "ingest", str(jsonl))
+    assert code == 2 and "third" in err
+    code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json")
+    assert json.loads(out) == []
+    assert Ledger(JournalStore(store)).version == 0
+
+
+def test_rules_recorded_once_and_versioned(capsys, tmp_path, jsonl, store):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[commission]\nlevel1_rate_bp = 1000\n')
+    cli(capsys, "--store", store, "--config", str(rules), "ingest", str(jsonl))
+    cli(capsys, "--store", store, "--config", str(rules), "settle", "--as-of", "2026-01-05T00:00:00Z")
+    kinds = [type(r).__name__ for _, r in Ledger(JournalStore(store)).records()]
+    assert kinds.count("RulesAdopted") == 1
+    code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json")
+    assert json.loads(out)[2] == {"promoter_id": "bob", "currency": "CNY", "pending": 1500, "payable": 0, "paid": 0}
+
+
+def test_reopened_store_replays_and_continues(store):
+    ledger = new_ledger(store_url=store)
+    feed(ledger, EVENTS[:4])
+    again = Ledger(JournalStore(store))
+    assert again.engine.balances == ledger.engine.balances
+    feed(again, EVENTS[4:] + EVENTS[:1])  # the last one is a redelivery
+    counts = feed(Ledger(JournalStore(store)), EVENTS)
+    assert (counts.accepted, counts.duplicates) == (0, len(EVENTS))
+
+
+def test_tampered_payload_is_detected_on_replay(capsys, store, jsonl):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    path = store[len("sqlite:///"):]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT originator_version, state FROM stored_events ORDER BY originator_version").fetchall()
+        for version, state in rows:
+            record = decode_record(state)
+            if isinstance(record, Ingested) and record.event_id == "e-O1":
+                forged = json.loads(record.raw)
+                forged["lines"][0]["unit_price"] = 2_000_000  # inflate the order
+                tampered = msgspec.structs.replace(record, raw=json.dumps(forged).encode())
+                db.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (encode_record(tampered), version))
+    with pytest.raises(IntegrityError, match="differs from what the rules produce"):
+        Ledger(JournalStore(store))
+    code, _, err = cli(capsys, "--store", store, "audit", "replay")
+    assert code == 1 and "integrity error" in err
+
+
+def test_audit_replay_digest_is_stable_across_stores(capsys, tmp_path, jsonl):
+    digests = []
+    for name in ("a", "b"):
+        store = f"sqlite:///{tmp_path}/{name}.db"
+        cli(capsys, "--store", store, "ingest", str(jsonl))
+        cli(capsys, "--store", store, "settle", "--as-of", "2026-02-01T00:00:00Z")
+        code, out, _ = cli(capsys, "--store", store, "audit", "replay")
+        assert code == 0 and "replay matches live" in out
+        digests.append(out.splitlines()[-1])
+    assert digests[0] == digests[1] and digests[0].startswith("digest sha256:")
+
+
+def test_concurrent_writer_is_caught_up_not_overwritten(store):
+    first = new_ledger(store_url=store)
+    second = Ledger(JournalStore(store))
+    feed(first, EVENTS[:4])
+    # `second` is stale: its settle must see first's events, not overwrite them.
+    record = second.settle("2026-02-01T00:00:00Z")
+    assert record.order_ids == ["O1"]
+    fresh = Ledger(JournalStore(store))
+    assert fresh.engine.balances[("bob", "CNY")] == [0, 3000, 0]
+
+
+def test_console_script_reads_stdin(tmp_path):
+    store = f"sqlite:///{tmp_path}/ledger.db"
+    exe = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
+    data = "\n".join(json.dumps(e) for e in EVENTS).encode()
+    done = subprocess.run([exe, "--store", store, "ingest", "-"], input=data, capture_output=True, check=True)
+    assert done.stdout.decode().splitlines()[0] == "accepted=7 duplicates=0 parked=0 dead_letters=0"
+    help_text = subprocess.run([exe, "payout", "--help"], capture_output=True, check=True).stdout.decode()
+    assert "--as-of" in help_text
