@@ -117,7 +117,7 @@ def _replay_progress() -> Callable[[int], None] | None:
         now = time.monotonic()
         if now - last[0] >= 0.5:
             last[0] = now
-            print(f"\rloading ledger: {version:,} records", end="", file=sys.stderr, flush=True)
+            print(f"\rreplaying journal: {version:,} records", end="", file=sys.stderr, flush=True)
 
     return report
 
@@ -192,11 +192,10 @@ def cmd_payout(args: argparse.Namespace) -> int:
 
 
 def cmd_payouts(args: argparse.Namespace) -> int:
-    from ledger.records import decode_record
     from projections.balances import balance_rows, balances_from_records
 
-    store = JournalStore(_store_url(args))
-    balances = balances_from_records(decode_record(r.state) for r in store.read())
+    ledger = Ledger(JournalStore(_store_url(args)), verify=False, replay=False)
+    balances = balances_from_records(record for _, record in ledger.records())
     _out(render(balance_rows(balances, args.currency), BALANCE_COLUMNS, args.format, AMOUNTS))
     return 0
 
@@ -204,7 +203,7 @@ def cmd_payouts(args: argparse.Namespace) -> int:
 def cmd_statement(args: argparse.Namespace) -> int:
     from projections.statements import statement
 
-    ledger = Ledger(JournalStore(_store_url(args)), verify=False)
+    ledger = Ledger(JournalStore(_store_url(args)), verify=False, replay=False)
     entries = statement(ledger.records(), args.promoter_id)
     columns = ("position", "kind", "currency", "amount_minor", "debit", "credit", "order_id", "level", "rules_version", "cause", "pending", "payable", "paid")
     _out(render(entries, columns, args.format, AMOUNTS))
@@ -246,7 +245,7 @@ def _explain_text(view: dict[str, Any], indent: str = "") -> str:
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from projections.dead_letters import dead_letters
 
-    ledger = Ledger(JournalStore(_store_url(args)), verify=False)
+    ledger = Ledger(JournalStore(_store_url(args)), verify=False, replay=False)
     rows = dead_letters(ledger.records())
     columns = ("position", "reason", "source", "detail", "raw")
     if args.format == "table":

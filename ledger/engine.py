@@ -95,7 +95,7 @@ class OrderState:
     __slots__ = (
         "order_id", "event_id", "buyer_id", "merchant_id", "currency", "occurred_us",
         "rules_version", "commissionable", "level1", "level2", "order_cap",
-        "refunded", "refunds", "settled", "attribution", "posted",
+        "refunded", "refunds", "settled", "attribution", "posted1", "posted2",
     )
 
     def __init__(self, order: Order, occurred_us: int, rules_version: int, totals: tuple[int, int, int, int]):
@@ -109,11 +109,12 @@ class OrderState:
         # C; Σ floor(a × r / 10000) per level, before the order cap; K
         self.commissionable, self.level1, self.level2, self.order_cap = totals
         self.refunded = 0  # R
-        self.refunds: list[tuple[str, int]] = []  # (refund_id, amount) applied
+        self.refunds: tuple[tuple[str, int], ...] = ()  # (refund_id, amount) applied
         self.settled = False
         self.attribution = NO_ATTRIBUTION
         # What is currently posted per level: (promoter_id, amount) or None.
-        self.posted: list[tuple[str, int] | None] = [None, None]
+        self.posted1: tuple[str, int] | None = None
+        self.posted2: tuple[str, int] | None = None
 
     @property
     def sort_key(self) -> tuple[int, str]:
@@ -221,10 +222,13 @@ class Engine:
         return buyer
 
     def _click(self, click: Click, occurred_us: int) -> Outcome:
-        ref = ClickRef(occurred_us, click.event_id, click.share_id)
-        if click.share_id not in self.network.shares:
+        share = self.network.shares.get(click.share_id)
+        if share is None:
+            ref = ClickRef(occurred_us, click.event_id, click.share_id)
             self.parked_clicks.setdefault(click.share_id, []).append((click.buyer_id, ref))
             return Outcome(PARKED, click.event_id, [])
+        # The share's own share_id string: one copy per share, not per click.
+        ref = ClickRef(occurred_us, click.event_id, share.share_id)
         buyer = self._buyer(click.buyer_id)
         insort(buyer.clicks, ref)
         transfers: list[Transfer] = []
@@ -253,6 +257,7 @@ class Engine:
                 affected[order_id] = self.unsettled[order_id]
         for buyer_id, click in self.parked_clicks.pop(share.share_id, ()):
             buyer = self._buyer(buyer_id)
+            click = click._replace(share_id=share.share_id)
             insort(buyer.clicks, click)
             for state in self._affected_by_click(buyer, click):
                 affected[state.order_id] = state
@@ -300,7 +305,7 @@ class Engine:
             detail = f"refunds would total {state.refunded + refund.amount} > commissionable {state.commissionable}"
             return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id)
         state.refunded += refund.amount
-        state.refunds.append((refund.refund_id, refund.amount))
+        state.refunds += ((refund.refund_id, refund.amount),)
         self._post(state, state.attribution, transfers)
         return None
 
@@ -341,26 +346,30 @@ class Engine:
 
     def _post(self, state: OrderState, attr: Attribution, transfers: list[Transfer]) -> None:
         """Post the difference between what ``attr`` pays now and what is posted."""
+        state.posted1 = self._post_level(state, 1, attr.level1, state.posted1, transfers)
+        state.posted2 = self._post_level(state, 2, attr.level2, state.posted2, transfers)
+
+    def _post_level(self, state: OrderState, level: int, beneficiary: Beneficiary | None,
+                    have: tuple[str, int] | None, transfers: list[Transfer]) -> tuple[str, int] | None:
+        """Move one level from what is posted (``have``) to what is due; return it."""
         bucket = PAYABLE if state.settled else PENDING
-        for index, (level, beneficiary) in enumerate(((1, attr.level1), (2, attr.level2))):
-            want = None
-            if beneficiary is not None:
-                amount = after_refunds(beneficiary.amount, state.commissionable, state.refunded)
-                if amount:
-                    want = (beneficiary.promoter_id, amount)
-            have = state.posted[index]
-            if want == have:
-                continue
-            if have is not None and (want is None or want[0] != have[0]):
-                self._move(state, level, have[0], have[1], bucket, EXPENSE, transfers)
-                have = None
-            if want is not None:
-                delta = want[1] - (have[1] if have is not None else 0)
-                if delta > 0:
-                    self._move(state, level, want[0], delta, EXPENSE, bucket, transfers)
-                elif delta < 0:
-                    self._move(state, level, want[0], -delta, bucket, EXPENSE, transfers)
-            state.posted[index] = want
+        want = None
+        if beneficiary is not None:
+            amount = after_refunds(beneficiary.amount, state.commissionable, state.refunded)
+            if amount:
+                want = (beneficiary.promoter_id, amount)
+        if want == have:
+            return want
+        if have is not None and (want is None or want[0] != have[0]):
+            self._move(state, level, have[0], have[1], bucket, EXPENSE, transfers)
+            have = None
+        if want is not None:
+            delta = want[1] - (have[1] if have is not None else 0)
+            if delta > 0:
+                self._move(state, level, want[0], delta, EXPENSE, bucket, transfers)
+            elif delta < 0:
+                self._move(state, level, want[0], -delta, bucket, EXPENSE, transfers)
+        return want
 
     def _move(self, state: OrderState, level: int, promoter_id: str, amount: int, debit: str, credit: str, transfers: list[Transfer]) -> None:
         if debit == EXPENSE:
@@ -406,7 +415,7 @@ class Engine:
         due.sort(key=lambda s: (s.occurred_us, s.event_id))
         transfers: list[Transfer] = []
         for state in due:
-            for level, posted in ((1, state.posted[0]), (2, state.posted[1])):
+            for level, posted in ((1, state.posted1), (2, state.posted2)):
                 if posted is not None:
                     self._move(state, level, posted[0], posted[1], PENDING, PAYABLE, transfers)
             state.settled = True

@@ -108,10 +108,26 @@ class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
 
 Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted]
 
+
+class Segment(msgspec.Struct, frozen=True, gc=False):
+    """What one stored event holds: the records of one batch (one transaction).
+
+    ``first`` is the journal position of the first record; positions number
+    records 1, 2, 3… across segments, so every record keeps its own address.
+    Storing a batch as one event keeps the store's per-row cost off the hot path.
+    """
+
+    first: int
+    records: list[Record]
+
+
+SEGMENT_TOPIC = "commission_ledger.Segment"
+
 # MessagePack keeps raw bytes as bytes (no base64) and is the fastest msgspec
 # codec; `commission-ledger` renders records for humans.
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Record)
+_segment_decoder = msgspec.msgpack.Decoder(Segment)
 
 
 def encode_record(record: Record) -> bytes:
@@ -120,6 +136,14 @@ def encode_record(record: Record) -> bytes:
 
 def decode_record(data: bytes) -> Record:
     return _decoder.decode(data)
+
+
+def encode_segment(segment: Segment) -> bytes:
+    return _encoder.encode(segment)
+
+
+def decode_segment(data: bytes) -> Segment:
+    return _segment_decoder.decode(data)
 
 
 def record_transfers(record: Record) -> list[Transfer]:

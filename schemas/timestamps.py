@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 _PATTERN = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
     r"(?:[Zz]|([+-])(\d{2}):(\d{2}))",
     re.ASCII,
 )
@@ -33,28 +33,42 @@ def days_from_civil(year: int, month: int, day: int) -> int:
     return era * 146_097 + doe - 719_468
 
 
+_day_cache: dict[str, int | None] = {}
+_DAY_CACHE_MAX = 100_000  # bounded: a stream spans far fewer distinct dates
+
+
+def _days(date: str) -> int | None:
+    """Days since the epoch for ``YYYY-MM-DD``, or None if not a real date."""
+    days = _day_cache.get(date, -1)
+    if days != -1:
+        return days
+    y, mo, d = int(date[:4]), int(date[5:7]), int(date[8:10])
+    valid = y >= 1 and 1 <= mo <= 12 and 1 <= d <= (29 if mo == 2 and _is_leap(y) else _DAYS_IN_MONTH[mo])
+    days = days_from_civil(y, mo, d) if valid else None
+    if len(_day_cache) < _DAY_CACHE_MAX:
+        _day_cache[date] = days
+    return days
+
+
 def parse_timestamp_us(text: str) -> int | None:
     """Return the instant as microseconds since the epoch, or None when invalid."""
     match = _PATTERN.fullmatch(text)
     if match is None:
         return None
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    y, mo, d = int(year), int(month), int(day)
+    date, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    days = _days(date)
     h, mi, s = int(hour), int(minute), int(second)
-    if y < 1 or not 1 <= mo <= 12 or h > 23 or mi > 59 or s > 59:
+    if days is None or h > 23 or mi > 59 or s > 59:
         return None
-    days_in_month = 29 if mo == 2 and _is_leap(y) else _DAYS_IN_MONTH[mo]
-    if not 1 <= d <= days_in_month:
-        return None
-    offset_s = 0
+    seconds = days * 86_400 + h * 3600 + mi * 60 + s
     if sign is not None:
         oh, om = int(off_h), int(off_m)
         if oh > 23 or om > 59:
             return None
-        offset_s = (oh * 3600 + om * 60) * (1 if sign == "+" else -1)
-    micros = int(fraction.ljust(6, "0")) if fraction else 0
-    seconds = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset_s
-    return seconds * US_PER_SECOND + micros
+        seconds += -(oh * 3600 + om * 60) if sign == "+" else (oh * 3600 + om * 60)
+    if fraction:
+        return seconds * US_PER_SECOND + int(fraction) * 10 ** (6 - len(fraction))
+    return seconds * US_PER_SECOND
 
 
 def format_timestamp_us(instant_us: int) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from ledger.app import IntegrityError, Ledger
 from ledger.cli import main
-from ledger.records import Ingested, decode_record, encode_record
+from ledger.records import Ingested, decode_segment, encode_segment
 from ledger.store import JournalStore
 from tests.helpers import click, feed, new_ledger, order, refund, share
 
@@ -176,13 +176,14 @@ def test_tampered_payload_is_detected_on_replay(capsys, store, jsonl):
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT originator_version, state FROM stored_events ORDER BY originator_version").fetchall()
         for version, state in rows:
-            record = decode_record(state)
-            if isinstance(record, Ingested) and record.event_id == "e-O1":
-                forged = json.loads(record.raw)
-                forged["lines"][0]["unit_price"] = 2_000_000  # inflate the order
-                tampered = msgspec.structs.replace(record, raw=json.dumps(forged).encode())
-                db.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (encode_record(tampered), version))
-    with pytest.raises(IntegrityError, match="differs from what the rules produce"):
+            segment = decode_segment(state)
+            for i, record in enumerate(segment.records):
+                if isinstance(record, Ingested) and record.event_id == "e-O1":
+                    forged = json.loads(record.raw)
+                    forged["lines"][0]["unit_price"] = 2_000_000  # inflate the order
+                    segment.records[i] = msgspec.structs.replace(record, raw=json.dumps(forged).encode())
+                    db.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (encode_segment(segment), version))
+    with pytest.raises(IntegrityError, match="record 5 .Ingested. differs from what the rules produce"):
         Ledger(JournalStore(store))
     code, _, err = cli(capsys, "--store", store, "audit", "replay")
     assert code == 1 and "integrity error" in err
