@@ -279,17 +279,35 @@ class Ledger:
         return self._append([record])[0]  # type: ignore[return-value]
 
     def payout(self, as_of: str) -> PaidOut:
-        as_of_us = parse_as_of(as_of)
+        """Pay out across every journal of this store (see ledger.books)."""
+        from ledger.books import Books
+
         self._ensure_rules()
-        record = PaidOut(as_of, as_of_us, self.engine.rules_version, self.engine.payout())
-        return self._append([record])[0]  # type: ignore[return-value]
+        return Books(self.store.store, self.engine.current_rules).payout(as_of)
 
     def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
+        """A manual adjustment, recorded in the store's treasury journal."""
+        from ledger.books import Books
+
+        self._ensure_rules()
+        return Books(self.store.store, self.engine.current_rules).adjust(promoter_id, currency, amount_minor, reason, actor)
+
+    def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
         validate_adjustment(promoter_id, currency, amount_minor, reason)
         self._ensure_rules()
         transfers = self.engine.adjust(promoter_id, currency, amount_minor)
         record = Adjusted(promoter_id, currency, amount_minor, reason, actor, transfers)
         return self._append([record])[0]  # type: ignore[return-value]
+
+    def record_payout(self, as_of: str, payables: dict[tuple[str, str], int]) -> PaidOut:
+        """Append one payout of ``payables`` (computed by the caller from every
+        journal) at the current journal version; a race raises ConcurrentWriteError."""
+        as_of_us = parse_as_of(as_of)
+        self._ensure_rules()
+        record = PaidOut(as_of, as_of_us, self.engine.rules_version, self.engine.payout(payables))
+        self.version = self.store.append(self._encode([record]), self.version)
+        self.position += 1
+        return record
 
     # -------------------------------------------------------------- reading
     def records(self) -> Iterator[tuple[int, Record]]:
@@ -336,7 +354,8 @@ def apply_record(engine: Engine, record: Record) -> Record:
         order_ids, transfers = engine.settle(record.as_of_us)
         return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers)
     if isinstance(record, PaidOut):
-        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, engine.payout())
+        engine.book_payout(record.transfers)
+        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers)
     assert isinstance(record, Adjusted)
     transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
     return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)

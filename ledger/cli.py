@@ -12,9 +12,12 @@ import sys
 import time
 from typing import Any, Callable, NoReturn, Sequence
 
-from ledger.app import CommandError, IngestCounts, IntegrityError, Ledger
+import msgspec
+
+from ledger.app import CommandError, IngestCounts, IntegrityError
+from ledger.books import Books
 from ledger.config import ConfigError, load_rules
-from ledger.store import JournalStore, StoreError
+from ledger.store import Store, StoreError
 from projections.render import render, render_json
 
 DEFAULT_STORE = "sqlite:///ledger.db"
@@ -97,15 +100,15 @@ def _config_path(args: argparse.Namespace) -> str | None:
     return args.config or os.environ.get("LEDGER_CONFIG") or None
 
 
-def _open(args: argparse.Namespace, *, write: bool) -> Ledger:
-    """Open the ledger; for writes, put the configured rules in force first."""
+def _rules(args: argparse.Namespace):
+    """The configured rules, or None to keep those recorded in the ledger."""
     path = _config_path(args)
-    rules = load_rules(path) if (path is not None or write) else None
-    ledger = Ledger(JournalStore(_store_url(args)), on_record=_replay_progress())
-    if write and (path is not None or not ledger.engine.rules):
-        assert rules is not None
-        ledger.adopt_rules(rules)
-    return ledger
+    return load_rules(path) if path is not None else None
+
+
+def _books(args: argparse.Namespace) -> Books:
+    rules = _rules(args)  # before opening the store: a bad config writes nothing
+    return Books(Store(_store_url(args)), rules)
 
 
 def _replay_progress() -> Callable[[int], None] | None:
@@ -147,7 +150,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for path in args.files:
         if path != "-" and not os.path.isfile(path):
             raise UsageError(f"no such file: {path}")
-    ledger = _open(args, write=True)
+    books = _books(args)
+    ledger = books.ledger("main", on_record=_replay_progress())
     progress = _ingest_progress()
     counts = ledger.ingest(read_files(args.files), batch_events=args.batch_events, progress=progress)
     if progress is not None:
@@ -160,7 +164,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         "dead_letters": counts.dead_letters,
         "dead_letter_reasons": dict(sorted(counts.reasons.items())),
         "still_parked": {"clicks": parked_clicks, "refunds": parked_refunds},
-        "journal_version": ledger.version,
+        "journal_records": ledger.position,
     }
     if args.format == "json":
         _out(render_json(summary) + "\n")
@@ -173,16 +177,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_settle(args: argparse.Namespace) -> int:
-    ledger = _open(args, write=True)
-    record = ledger.settle(args.as_of)
-    total = sum(t.amount_minor for t in record.transfers)
-    _out(f"settled {len(record.order_ids)} orders as of {record.as_of}: {len(record.transfers)} entries, {total} minor units moved to payable\n")
+    records = _books(args).settle(args.as_of)
+    orders = sum(len(r.order_ids) for r in records)
+    entries = sum(len(r.transfers) for r in records)
+    total = sum(t.amount_minor for r in records for t in r.transfers)
+    _out(f"settled {orders} orders as of {args.as_of}: {entries} entries, {total} minor units moved to payable\n")
     return 0
 
 
 def cmd_payout(args: argparse.Namespace) -> int:
-    ledger = _open(args, write=True)
-    record = ledger.payout(args.as_of)
+    record = _books(args).payout(args.as_of)
     rows = [
         {"promoter_id": t.promoter_id, "currency": t.currency, "amount": t.amount_minor, "as_of": record.as_of}
         for t in record.transfers
@@ -192,10 +196,9 @@ def cmd_payout(args: argparse.Namespace) -> int:
 
 
 def cmd_payouts(args: argparse.Namespace) -> int:
-    from projections.balances import balance_rows, balances_from_records
+    from projections.balances import balance_rows
 
-    ledger = Ledger(JournalStore(_store_url(args)), verify=False, replay=False)
-    balances = balances_from_records(record for _, record in ledger.records())
+    balances = Books(Store(_store_url(args))).balances()
     _out(render(balance_rows(balances, args.currency), BALANCE_COLUMNS, args.format, AMOUNTS))
     return 0
 
@@ -203,9 +206,8 @@ def cmd_payouts(args: argparse.Namespace) -> int:
 def cmd_statement(args: argparse.Namespace) -> int:
     from projections.statements import statement
 
-    ledger = Ledger(JournalStore(_store_url(args)), verify=False, replay=False)
-    entries = statement(ledger.records(), args.promoter_id)
-    columns = ("position", "kind", "currency", "amount_minor", "debit", "credit", "order_id", "level", "rules_version", "cause", "pending", "payable", "paid")
+    entries = statement(Books(Store(_store_url(args))).records(), args.promoter_id)
+    columns = ("journal", "position", "kind", "currency", "amount_minor", "debit", "credit", "order_id", "level", "rules_version", "cause", "pending", "payable", "paid")
     _out(render(entries, columns, args.format, AMOUNTS))
     return 0
 
@@ -213,10 +215,12 @@ def cmd_statement(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from projections.explain import explain
 
-    ledger = _open(args, write=False)
-    view = explain(ledger.engine, ledger.records(), args.order_id)
-    if view is None:
+    ledger = Books(Store(_store_url(args))).find_order(args.order_id)
+    if ledger is None:
         raise UsageError(f"unknown order {args.order_id!r}")
+    view = explain(ledger.engine, ledger.records(), args.order_id)
+    assert view is not None
+    view = {"journal": ledger.store.name, **view}
     if args.format == "json":
         _out(render_json(view) + "\n")
     else:
@@ -245,17 +249,12 @@ def _explain_text(view: dict[str, Any], indent: str = "") -> str:
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from projections.dead_letters import dead_letters
 
-    ledger = Ledger(JournalStore(_store_url(args)), verify=False, replay=False)
-    rows = dead_letters(ledger.records())
-    columns = ("position", "reason", "source", "detail", "raw")
+    rows = dead_letters(Books(Store(_store_url(args))).records())
+    columns = ("journal", "position", "reason", "source", "detail", "raw")
     if args.format == "table":
-        rows = [r.__class__(**{**_asdict(r), "raw": r.raw[:60]}) for r in rows]
+        rows = [msgspec.structs.replace(r, raw=r.raw[:60]) for r in rows]
     _out(render(rows, columns, args.format))
     return 0
-
-
-def _asdict(row: Any) -> dict[str, Any]:
-    return {f: getattr(row, f) for f in row.__struct_fields__}
 
 
 def cmd_adjust(args: argparse.Namespace) -> int:
@@ -264,8 +263,7 @@ def cmd_adjust(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"AMOUNT {args.amount!r} must be an integer number of minor units") from None
     actor = args.actor or os.environ.get("USER") or "cli"
-    ledger = _open(args, write=True)
-    record = ledger.adjust(args.promoter_id, args.currency, amount, args.reason, actor)
+    record = _books(args).adjust(args.promoter_id, args.currency, amount, args.reason, actor)
     _out(f"adjusted {record.promoter_id} {record.currency} payable by {record.amount_minor} ({record.reason}; by {record.actor})\n")
     return 0
 
@@ -273,9 +271,8 @@ def cmd_adjust(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from projections.audit import audit_replay
 
-    store = JournalStore(_store_url(args))
     progress = _replay_progress()
-    result = audit_replay(store, progress)
+    result = audit_replay(Store(_store_url(args)), progress)
     if progress is not None:
         print(file=sys.stderr)
     _out(f"records: {result.records}\n")

@@ -15,6 +15,7 @@ from typing import Callable
 
 from consumers.synthetic import generate
 from ledger.app import Ledger
+from ledger.books import Books
 from ledger.config import load_rules
 from ledger.records import Source
 from ledger.store import JournalStore
@@ -41,17 +42,17 @@ def run_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             f"duplicates={counts.duplicates} parked={counts.parked} dead_letters={counts.dead_letters}\n")
         settled = ledger.settle(SETTLE_AS_OF)
         out(f"settled {len(settled.order_ids)} orders as of {SETTLE_AS_OF}\n")
-        paid = ledger.payout(SETTLE_AS_OF)
+        paid = Books(ledger.store.store).payout(SETTLE_AS_OF)
         lines = [{"promoter_id": t.promoter_id, "currency": t.currency, "amount": t.amount_minor} for t in paid.transfers]
         out(f"payout as of {SETTLE_AS_OF}: {len(lines)} lines, "
             + ", ".join(f"{cur} {sum(x['amount'] for x in lines if x['currency'] == cur)}" for cur in sorted({x['currency'] for x in lines}))
             + "\n\n")
-        rows = balance_rows(ledger.engine.balances)
+        rows = balance_rows(Books(ledger.store.store).balances())
         top = sorted(rows, key=lambda r: (-r.paid, r.promoter_id, r.currency))[:15]
         out("top balances (minor units):\n")
         out(render(top, ("promoter_id", "currency", "pending", "payable", "paid"), "table", ("pending", "payable", "paid")))
         out(f"\ndead letters: {counts.dead_letters} " + str(dict(sorted(counts.reasons.items()))) + "\n")
-        result = audit_replay(JournalStore(url))
+        result = audit_replay(ledger.store.store)
         status = "matches live" if not result.differences and not result.unbalanced else "DIFFERS"
         out(f"audit replay of {result.records} records {status}; digest sha256:{result.digest}\n")
         return 0 if status == "matches live" else 1

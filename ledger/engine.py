@@ -10,7 +10,7 @@ the unsettled orders it can affect and posts the difference as new transfers
 from __future__ import annotations
 
 from bisect import insort
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import msgspec
 
@@ -424,17 +424,24 @@ class Engine:
                 self.by_level1[state.attribution.level1.promoter_id].pop(state.order_id, None)
         return [s.order_id for s in due], transfers
 
-    def payout(self) -> list[Transfer]:
-        """Pay every (promoter, currency) with payable > 0 and ≥ min_payout."""
+    def payout(self, payables: Mapping[tuple[str, str], int]) -> list[Transfer]:
+        """Pay every (promoter, currency) whose payable (across all journals, as
+        given) is > 0 and ≥ min_payout; sorted by (promoter, currency)."""
         min_payout = self.current_rules.min_payout
         transfers: list[Transfer] = []
-        for (promoter_id, currency), row in sorted(self.balances.items()):
-            payable = row[1]
+        for (promoter_id, currency), payable in sorted(payables.items()):
             if payable > 0 and payable >= min_payout:
                 transfer = Transfer("payout", promoter_id, currency, payable, PAYABLE, PAID, rules_version=self.rules_version)
                 self._book(transfer)
                 transfers.append(transfer)
         return transfers
+
+    def book_payout(self, transfers: list[Transfer]) -> None:
+        """Replay a recorded payout: its amounts were decided from every
+        journal's balances at the time, so they are booked, not recomputed."""
+        for transfer in transfers:
+            assert transfer.kind == "payout" and transfer.debit == PAYABLE and transfer.credit == PAID, transfer
+            self._book(transfer)
 
     def adjust(self, promoter_id: str, currency: str, amount_minor: int) -> list[Transfer]:
         """A manual adjustment to payable (positive: bonus; negative: correction)."""

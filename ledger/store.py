@@ -1,10 +1,13 @@
-"""The journal on an ``eventsourcing`` event store, chosen by URL.
+"""Journals on an ``eventsourcing`` event store, chosen by URL.
 
 ``memory://`` (POPO), ``sqlite:///path`` (the durable default) and
 ``postgresql://user:pass@host:port/db`` all sit behind the same eventsourcing
-ProcessRecorder interface. The journal is one aggregate sequence: record n is
-stored at originator_version n, so the primary key (originator_id, version) is
-also the optimistic-concurrency check between writers.
+ProcessRecorder interface. A store holds several *journals* (one per source of
+events: ``main`` for files, one per Kafka partition, ``treasury`` for payouts
+and adjustments). A journal is one aggregate sequence: segment n is stored at
+originator_version n, so the primary key (originator_id, version) is also the
+optimistic-concurrency check between writers. Kafka positions are eventsourcing
+``Tracking`` rows written in the same transaction as the segment they produced.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from eventsourcing.persistence import (
     Tracking,
 )
 
-READ_PAGE = 5_000
+READ_PAGE = 500  # segments per read: each holds up to a batch of records
+REGISTRY_ID = "registry:journals"
+REGISTRY_TOPIC = "commission_ledger.JournalRegistered"
 
 
 class StoreError(RuntimeError):
@@ -29,23 +34,22 @@ class StoreError(RuntimeError):
 
 
 class ConcurrentWriteError(StoreError):
-    """Another writer appended to the journal first."""
-
-
-class _Row(NamedTuple):
-    """Duck-typed eventsourcing StoredEvent: the recorders only read these four
-    attributes, and a tuple is several times cheaper to build than the frozen
-    dataclass on the hot path."""
-
-    originator_id: str
-    originator_version: int
-    topic: str
-    state: bytes
+    """Another writer appended to the journal (or advanced a position) first."""
 
 
 @dataclass(frozen=True)
 class StoredRecord:
     version: int
+    topic: str
+    state: bytes
+
+
+class _Row(NamedTuple):
+    """Duck-typed eventsourcing StoredEvent: the recorders only read these four
+    attributes, and a tuple is cheaper to build than the frozen dataclass."""
+
+    originator_id: str
+    originator_version: int
     topic: str
     state: bytes
 
@@ -56,11 +60,16 @@ def _environment(url: str) -> dict[str, str]:
     if parts.scheme == "memory":
         return {"PERSISTENCE_MODULE": "eventsourcing.popo", **common}
     if parts.scheme == "sqlite":
-        path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
+        path = unquote(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else ""
         if not path:
             raise StoreError(f"bad store URL {url!r}: expected sqlite:///path/to/ledger.db")
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": "30",
-                "PROCESS_RECORDER_TOPIC": "ledger.sqlite_recorder:BatchSQLiteProcessRecorder", **common}
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "PROCESS_RECORDER_TOPIC": "ledger.recorders:BatchSQLiteProcessRecorder",
+            **common,
+        }
     if parts.scheme in ("postgresql", "postgres"):
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -70,28 +79,92 @@ def _environment(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_CONNECT_TIMEOUT": "10",
+            "PROCESS_RECORDER_TOPIC": "ledger.recorders:MultiTrackingPostgresProcessRecorder",
             **common,
         }
     raise StoreError(f"bad store URL {url!r}: expected memory://, sqlite:///PATH or postgresql://…")
 
 
-class JournalStore:
-    """Append and read journal records (bytes) in one eventsourcing store."""
+class Store:
+    """One event store: its journals, their registry and the notification log."""
 
-    def __init__(self, url: str, journal: str = "main") -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.journal_id = f"journal:{journal}"
+        env = _environment(url)
         try:
-            self.factory = InfrastructureFactory.construct(_environment(url))
-            self.recorder: ProcessRecorder = self.factory.process_recorder()
+            self.factory = InfrastructureFactory.construct(env)
+            if env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
+                from ledger.recorders import MultiTrackingPOPOProcessRecorder
+
+                self.recorder: ProcessRecorder = MultiTrackingPOPOProcessRecorder()
+            else:
+                self.recorder = self.factory.process_recorder()
         except (PersistenceError, OSError) as exc:
             raise StoreError(f"cannot open store {redact(url)}: {one_line(exc)}") from None
 
     def close(self) -> None:
         self.factory.close()
 
+    def journal(self, name: str) -> "JournalStore":
+        return JournalStore(self, name)
+
+    # --------------------------------------------------------------- registry
+    def journals(self) -> list[str]:
+        """Names of every journal written to, in order of first use."""
+        try:
+            rows = self.recorder.select_events(REGISTRY_ID)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+        return [row.state.decode() for row in rows]
+
+    def register(self, name: str) -> None:
+        """Record that journal ``name`` exists (before its first segment)."""
+        for _ in range(10):
+            names = self.journals()
+            if name in names:
+                return
+            try:
+                self.recorder.insert_events([_Row(REGISTRY_ID, len(names) + 1, REGISTRY_TOPIC, name.encode())])  # type: ignore[list-item]
+                return
+            except IntegrityError:
+                continue
+        raise StoreError(f"cannot register journal {name!r}: too much contention")
+
+    # --------------------------------------------------------------- reading
+    def notifications(self, after: int = 0, page: int = READ_PAGE) -> Iterator[tuple[int, str, int, bytes]]:
+        """Every segment of every journal in commit order: (id, journal, version, state)."""
+        start = after
+        while True:
+            try:
+                batch = self.recorder.select_notifications(start, page, inclusive_of_start=False)
+            except PersistenceError as exc:
+                raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+            for n in batch:
+                if n.topic != REGISTRY_TOPIC:
+                    yield n.id, str(n.originator_id).removeprefix("journal:"), n.originator_version, n.state
+            if len(batch) < page:
+                return
+            start = batch[-1].id
+
+    def position(self, name: str) -> int | None:
+        try:
+            return self.recorder.max_tracking_id(name)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+
+
+class JournalStore:
+    """Append and read the segments of one journal."""
+
+    def __init__(self, store: "Store | str", journal: str = "main") -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.url = self.store.url
+        self.name = journal
+        self.journal_id = f"journal:{journal}"
+        self.recorder = self.store.recorder
+
     def read(self, after_version: int = 0, page: int = READ_PAGE) -> Iterator[StoredRecord]:
-        """Records with version > after_version, in order, ``page`` at a time."""
+        """Segments with version > after_version, in order, ``page`` at a time."""
         assert page > 0
         gt = after_version
         while True:
@@ -105,29 +178,30 @@ class JournalStore:
                 return
             gt = batch[-1].originator_version
 
-    def append(self, records: Sequence[tuple[str, bytes]], after_version: int, tracking: Tracking | None = None) -> int:
-        """Append records as versions after_version+1…; return the last version.
-
-        Raises ConcurrentWriteError when another writer got there first.
-        """
-        stored = [
+    def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = ()) -> int:
+        """Append segments as versions after_version+1…, with ``trackings`` in
+        the same transaction; return the last version. Raises
+        ConcurrentWriteError when another writer got there first."""
+        rows = [
             _Row(self.journal_id, after_version + i, topic, state)
-            for i, (topic, state) in enumerate(records, start=1)
+            for i, (topic, state) in enumerate(segments, start=1)
         ]
-        if not stored:
+        if not rows:
             return after_version
+        if after_version == 0:
+            self.store.register(self.name)
         try:
-            self.recorder.insert_events(stored, tracking=tracking)  # type: ignore[arg-type]
+            self.recorder.insert_events(rows, trackings=list(trackings))  # type: ignore[arg-type]
         except IntegrityError as exc:
             raise ConcurrentWriteError(
-                f"journal {self.journal_id} changed since version {after_version}: {one_line(exc)}"
+                f"journal {self.name} changed since version {after_version}: {one_line(exc)}"
             ) from None
         except PersistenceError as exc:
             raise StoreError(f"cannot write store {redact(self.url)}: {one_line(exc)}") from None
-        return after_version + len(stored)
+        return after_version + len(rows)
 
-    def tracking_position(self, name: str) -> int | None:
-        return self.recorder.max_tracking_id(name)
+    def position(self, name: str) -> int | None:
+        return self.store.position(name)
 
 
 def one_line(exc: BaseException) -> str:

@@ -11,8 +11,10 @@ from typing import Callable
 import msgspec
 
 from ledger.app import Ledger
-from ledger.store import JournalStore
-from projections.balances import BalanceRow, balance_rows, balances_from_records, books
+from ledger.books import Books
+from ledger.store import JournalStore, Store
+from projections.balances import BalanceRow, balance_rows, balances_from_records
+from projections.balances import books as books_of
 from projections.dead_letters import dead_letters
 
 
@@ -24,10 +26,10 @@ class AuditResult:
     unbalanced: dict[str, int]
 
 
-def digest_of(rows: list[BalanceRow], letters: list, version: int) -> str:
+def digest_of(rows: list[BalanceRow], letters: list, records: int) -> str:
     canonical = msgspec.json.encode(
         {
-            "journal_version": version,
+            "records": records,
             "balances": rows,
             "dead_letters": [(d.reason, d.source, d.raw_base64) for d in letters],
         }
@@ -35,22 +37,31 @@ def digest_of(rows: list[BalanceRow], letters: list, version: int) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def audit_replay(store: JournalStore, progress: Callable[[int], None] | None = None) -> AuditResult:
-    """Re-execute the journal (raises ledger.app.IntegrityError on a tampered
-    record), fold its transfers independently, and compare the two."""
-    ledger = Ledger(store, verify=True, on_record=progress)
-    records = [r for _, r in ledger.records()]
+def audit_replay(store: Store, progress: Callable[[int], None] | None = None) -> AuditResult:
+    """Re-execute every journal (raises ledger.app.IntegrityError on a tampered
+    record), fold the stored transfers independently, and compare the two."""
+    books = Books(store)
+    live: dict[tuple[str, str], list[int]] = {}
+    count = 0
+    for name in books.journals():
+        ledger = Ledger(JournalStore(store, name), verify=True, on_record=progress)
+        count += ledger.position
+        for key, row in ledger.engine.balances.items():
+            total = live.setdefault(key, [0, 0, 0])
+            for i in range(3):
+                total[i] += row[i]
+    records = [r for _, _, r in books.records()]
     folded = balance_rows(balances_from_records(records))
-    live = balance_rows(ledger.engine.balances)
+    live_rows = balance_rows(live)
     differences = []
-    live_by_key = {(r.promoter_id, r.currency): r for r in live}
+    live_by_key = {(r.promoter_id, r.currency): r for r in live_rows}
     folded_by_key = {(r.promoter_id, r.currency): r for r in folded}
     for key in sorted(live_by_key.keys() | folded_by_key.keys()):
         if live_by_key.get(key) != folded_by_key.get(key):
             differences.append(f"{key[0]} {key[1]}: live {live_by_key.get(key)} != replayed {folded_by_key.get(key)}")
     totals: dict[str, int] = {}
-    for (account, currency), amount in books(records).items():
+    for (account, currency), amount in books_of(records).items():
         totals[currency] = totals.get(currency, 0) + amount
     unbalanced = {c: v for c, v in totals.items() if v != 0}
-    letters = dead_letters(ledger.records())
-    return AuditResult(ledger.version, digest_of(folded, letters, ledger.version), differences, unbalanced)
+    letters = dead_letters(books.records())
+    return AuditResult(count, digest_of(folded, letters, count), differences, unbalanced)

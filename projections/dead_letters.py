@@ -10,6 +10,7 @@ from ledger.records import DeadLettered, Ingested, Record
 
 
 class DeadLetterRow(msgspec.Struct, frozen=True):
+    journal: str
     position: int
     reason: str
     detail: str
@@ -19,18 +20,18 @@ class DeadLetterRow(msgspec.Struct, frozen=True):
     event_id: Union[str, None]
 
 
-def dead_letters(records: Iterable[tuple[int, Record]]) -> list[DeadLetterRow]:
+def dead_letters(records: Iterable[tuple[str, int, Record]]) -> list[DeadLetterRow]:
     import base64
 
     rows = []
-    for position, record in records:
+    for journal, position, record in records:
         letters = [record.letter] if isinstance(record, DeadLettered) else (
             record.released if isinstance(record, Ingested) else []
         )
         for letter in letters:
             rows.append(
                 DeadLetterRow(
-                    position, letter.reason, letter.detail, letter.source.text(),
+                    journal, position, letter.reason, letter.detail, letter.source.text(),
                     letter.raw.decode("utf-8", errors="replace"),
                     base64.b64encode(letter.raw).decode(), letter.event_id,
                 )

@@ -10,7 +10,8 @@ from ledger.records import Record, cause_of, record_transfers
 
 
 class StatementEntry(msgspec.Struct, frozen=True):
-    position: int  # journal version of the record that posted it
+    journal: str  # the journal and position of the record that posted it
+    position: int
     kind: str
     currency: str
     amount_minor: int
@@ -25,10 +26,11 @@ class StatementEntry(msgspec.Struct, frozen=True):
     paid: int
 
 
-def statement(records: Iterable[tuple[int, Record]], promoter_id: str) -> list[StatementEntry]:
+def statement(records: Iterable[tuple[str, int, Record]], promoter_id: str) -> list[StatementEntry]:
+    """Entries in commit order, with running balances per currency."""
     running: dict[str, list[int]] = {}
     entries: list[StatementEntry] = []
-    for position, record in records:
+    for journal, position, record in records:
         for t in record_transfers(record):
             if t.promoter_id != promoter_id:
                 continue
@@ -38,7 +40,7 @@ def statement(records: Iterable[tuple[int, Record]], promoter_id: str) -> list[S
                     row[("pending", "payable", "paid").index(bucket)] += sign * t.amount_minor
             entries.append(
                 StatementEntry(
-                    position, t.kind, t.currency, t.amount_minor, t.debit, t.credit,
+                    journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit,
                     t.order_id, t.level, t.rules_version, cause_of(record), *row,
                 )
             )

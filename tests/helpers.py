@@ -6,6 +6,7 @@ import json
 from typing import Any, Iterable
 
 from ledger.app import Ledger
+from ledger.books import Books
 from ledger.config import Rules
 from ledger.records import Source
 from ledger.store import JournalStore
@@ -74,23 +75,33 @@ def run(events: Iterable[dict | bytes | str], rules: Rules | None = None) -> Led
 
 
 def balances(ledger: Ledger) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """(promoter, currency) → (pending, payable, paid), zero rows included."""
-    return {k: tuple(v) for k, v in sorted(ledger.engine.balances.items())}
+    """(promoter, currency) → (pending, payable, paid) over every journal of the
+    ledger's store (the payouts projection), zero rows included."""
+    return {k: tuple(v) for k, v in sorted(Books(ledger.store.store).balances().items())}
+
+
+def _row(ledger: Ledger, promoter: str, currency: str) -> tuple[int, int, int]:
+    return balances(ledger).get((promoter, currency), (0, 0, 0))
 
 
 def pending(ledger: Ledger, promoter: str, currency: str = "CNY") -> int:
-    return ledger.engine.balances.get((promoter, currency), [0, 0, 0])[0]
+    return _row(ledger, promoter, currency)[0]
 
 
 def payable(ledger: Ledger, promoter: str, currency: str = "CNY") -> int:
-    return ledger.engine.balances.get((promoter, currency), [0, 0, 0])[1]
+    return _row(ledger, promoter, currency)[1]
 
 
 def paid(ledger: Ledger, promoter: str, currency: str = "CNY") -> int:
-    return ledger.engine.balances.get((promoter, currency), [0, 0, 0])[2]
+    return _row(ledger, promoter, currency)[2]
+
+
+def all_records(ledger: Ledger):
+    """Every record of the ledger's store: (journal, position, record)."""
+    return Books(ledger.store.store).records()
 
 
 def dead_reasons(ledger: Ledger) -> list[str]:
     from projections.dead_letters import dead_letters
 
-    return [d.reason for d in dead_letters(ledger.records())]
+    return [d.reason for d in dead_letters(all_records(ledger))]

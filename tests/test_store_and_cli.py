@@ -174,7 +174,7 @@ def test_tampered_payload_is_detected_on_replay(capsys, store, jsonl):
     cli(capsys, "--store", store, "ingest", str(jsonl))
     path = store[len("sqlite:///"):]
     with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT originator_version, state FROM stored_events ORDER BY originator_version").fetchall()
+        rows = db.execute("SELECT originator_version, state FROM stored_events WHERE topic='commission_ledger.Segment' ORDER BY originator_version").fetchall()
         for version, state in rows:
             segment = decode_segment(state)
             for i, record in enumerate(segment.records):

@@ -1,0 +1,83 @@
+"""The books: every journal of one store, and the commands that span them.
+
+Journals hold disjoint sets of buyers (``main`` for file ingest, one per Kafka
+partition of the events topic), so promoter balances are a projection over all
+of them, never a write-side aggregate. ``settle`` runs in each journal (each
+freezes its own orders); payouts and adjustments go to the ``treasury``
+journal, where optimistic concurrency on its version guarantees that two
+concurrent payouts never pay the same balance twice.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ledger.app import Ledger, parse_as_of, validate_adjustment
+from ledger.config import Rules
+from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment
+from ledger.store import ConcurrentWriteError, JournalStore, Store
+from projections.balances import balances_from_records
+
+TREASURY = "treasury"
+MAX_PAYOUT_ATTEMPTS = 20
+
+
+class Books:
+    def __init__(self, store: Store | str, rules: Rules | None = None) -> None:
+        """``rules``, when given, are put in force in every journal written to."""
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.rules = rules
+
+    def journals(self) -> list[str]:
+        return self.store.journals()
+
+    def ledger(self, journal: str = "main", **kwargs) -> Ledger:
+        ledger = Ledger(JournalStore(self.store, journal), **kwargs)
+        if self.rules is not None and ledger.writable:
+            ledger.adopt_rules(self.rules)
+        return ledger
+
+    # ---------------------------------------------------------------- reading
+    def records(self) -> Iterator[tuple[str, int, Record]]:
+        """Every record of every journal in commit order: (journal, position, record)."""
+        for _, journal, _, state in self.store.notifications():
+            segment = decode_segment(state)
+            for offset, record in enumerate(segment.records):
+                yield journal, segment.first + offset, record
+
+    def balances(self) -> dict[tuple[str, str], list[int]]:
+        return balances_from_records(record for _, _, record in self.records())
+
+    # --------------------------------------------------------------- commands
+    def settle(self, as_of: str) -> list[Settled]:
+        """Settle every journal that holds orders (SPEC §7)."""
+        parse_as_of(as_of)
+        return [self.ledger(name).settle(as_of) for name in self.journals() if name != TREASURY]
+
+    def payout(self, as_of: str) -> PaidOut:
+        """Pay every balance ≥ min_payout, exactly once even under concurrency:
+        the payout is computed from all journals and appended at the treasury
+        version it was computed against; a concurrent payout forces a retry."""
+        parse_as_of(as_of)
+        for _ in range(MAX_PAYOUT_ATTEMPTS):
+            treasury = self.ledger(TREASURY)
+            payables = {key: row[1] for key, row in self.balances().items()}
+            try:
+                return treasury.record_payout(as_of, payables)
+            except ConcurrentWriteError:
+                continue
+        raise ConcurrentWriteError("payout: the treasury kept changing; try again")
+
+    def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
+        validate_adjustment(promoter_id, currency, amount_minor, reason)
+        return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor)
+
+    def find_order(self, order_id: str) -> Ledger | None:
+        """The replayed ledger of the journal that holds ``order_id``."""
+        for name in self.journals():
+            if name == TREASURY:
+                continue
+            ledger = Ledger(JournalStore(self.store, name))
+            if order_id in ledger.engine.orders:
+                return ledger
+        return None
