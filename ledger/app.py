@@ -19,6 +19,7 @@ from ledger.config import Rules, rules_from_mapping
 from ledger.engine import ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Engine, Outcome
 from ledger.records import (
     Adjusted,
+    DeadLetter,
     DeadLettered,
     Ingested,
     PaidOut,
@@ -33,6 +34,8 @@ from ledger.records import (
     encode_record,
     encode_segment,
 )
+from eventsourcing.persistence import Tracking
+
 from ledger.store import ConcurrentWriteError, JournalStore, StoredRecord
 from schemas.timestamps import parse_timestamp_us
 
@@ -270,6 +273,38 @@ class Ledger:
             self._rebuild()
             self._append(_reexecute(self.engine, records + following))
             return True
+
+    # ------------------------------------------------- stream processors' API
+    def apply(self, items: Iterable[tuple[bytes, Source]]) -> tuple[list[Record], IngestCounts, list[DeadLetter]]:
+        """Apply wire events in memory, without writing: the records to commit,
+        the counts, and the dead letters they produced (for a DLQ topic)."""
+        self._ensure_rules()
+        counts = IngestCounts()
+        records: list[Record] = []
+        letters: list[DeadLetter] = []
+        for raw, source in items:
+            outcome = self.engine.ingest(raw, source)
+            counts.add(outcome)
+            records.append(record_for(outcome, raw, source))
+            if outcome.dead_letter is not None:
+                letters.append(outcome.dead_letter)
+            letters.extend(outcome.released)
+        return records, counts, letters
+
+    def commit(self, records: list[Record], trackings: list[Tracking]) -> None:
+        """Write ``records`` (already applied by ``apply``) as one segment with the
+        source positions they advance, in one transaction. On
+        ConcurrentWriteError the in-memory state is ahead of the store: the
+        caller must reopen the ledger and resume from the stored positions."""
+        if not records:
+            return
+        self.version = self.store.append(self._encode(records), self.version, trackings)
+        self.position += len(records)
+        _settle_heap()
+
+    def catch_up(self) -> None:
+        """Apply segments other writers (e.g. a ``settle`` command) appended."""
+        self._catch_up()
 
     def settle(self, as_of: str) -> Settled:
         as_of_us = parse_as_of(as_of)

@@ -41,6 +41,12 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--config", default=default, help="rules TOML file (env LEDGER_CONFIG; built-in defaults when absent)")
 
 
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", required=True, metavar="H:P")
+    parser.add_argument("--topic", default="commission-events", help="events topic (default commission-events)")
+    parser.add_argument("--shares-topic", default="commission-shares", help="shares topic (default commission-shares)")
+
+
 def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=choices, default="table", help="output format (default table)")
 
@@ -87,7 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.required = True
     replay = audit.add_parser("replay", help="rebuild every projection from the stored events, compare with the live ones, print a digest")
     _global_options(replay, suppress=True)
-    command("demo", "the whole pipeline on embedded defaults: generate, ingest, settle, pay out, audit")
+    p = command("consume", "the long-running Kafka consumer (exactly-once effect)")
+    _kafka_options(p)
+    p.add_argument("--group", default=None, help="consumer group: members split the events topic's partitions")
+    p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS", help="exit after this long without messages")
+    p.add_argument("--max-messages", type=int, default=None, metavar="N", help="exit after about N messages")
+    p = command("publish", "publish JSONL events to the topics and keys of SPEC §1 (acks=all, idempotent)")
+    p.add_argument("file", metavar="FILE")
+    _kafka_options(p)
+    p.add_argument("--partitions", type=int, default=4, help="partitions for topics created here (default 4)")
+    p = command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, audit")
+    p.add_argument("--events", type=int, default=None, help="size of the generated stream (default 20000)")
+    p.add_argument("--bootstrap-servers", default=None, metavar="H:P", help="use this broker instead of starting the embedded one")
     return parser
 
 
@@ -286,6 +303,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_consume(args: argparse.Namespace) -> int:
+    import logging
+
+    from consumers.kafka_consumer import consume_main
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    rules = _rules(args)
+    stats = consume_main(
+        _store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,
+        group=args.group, rules=rules, until_idle_s=args.until_idle, max_messages=args.max_messages,
+    )
+    c = stats.counts
+    _out(f"consumed {stats.messages} messages in {stats.batches} batches: accepted={c.accepted} duplicates={c.duplicates} "
+         f"parked={c.parked} dead_letters={c.dead_letters}\n")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from consumers.jsonl import read_files
+    from consumers.kafka_publish import publish
+
+    if args.file != "-" and not os.path.isfile(args.file):
+        raise UsageError(f"no such file: {args.file}")
+    counts = publish((raw for raw, _ in read_files([args.file])), args.bootstrap_servers,
+                     topic=args.topic, shares_topic=args.shares_topic, partitions=args.partitions)
+    _out(f"published {counts.events} events to {args.topic} ({counts.unkeyed} without a key) and {counts.shares} shares to {args.shares_topic}\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ledger.demo import run_demo
 
@@ -302,6 +349,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dead-letters": cmd_dead_letters,
     "adjust": cmd_adjust,
     "audit": cmd_audit,
+    "consume": cmd_consume,
+    "publish": cmd_publish,
     "demo": cmd_demo,
 }
 

@@ -1,24 +1,29 @@
 """``commission-ledger demo``: the whole pipeline on embedded defaults.
 
-Generates a seeded realistic stream (with late, duplicate and malformed
-events), feeds it into a temporary SQLite ledger, settles, pays out, and prints
-the payout lines, the dead-letter count and the audit digest.
+Starts the embedded Kafka broker (Tansu), generates a seeded realistic stream
+(re-share trees, two currencies, partial and full refunds, late, duplicate and
+malformed messages), publishes it, consumes it into a temporary SQLite ledger,
+settles, pays out, and prints the payout lines, the dead letters and the audit
+digest.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import tempfile
 import time
 from typing import Callable
 
+from consumers.broker import EmbeddedBroker
+from consumers.kafka_consumer import LedgerConsumer
+from consumers.kafka_publish import publish
 from consumers.synthetic import generate
-from ledger.app import Ledger
 from ledger.books import Books
 from ledger.config import load_rules
-from ledger.records import Source
-from ledger.store import JournalStore
+from ledger.store import Store
 from projections.audit import audit_replay
 from projections.balances import balance_rows
 from projections.render import render
@@ -30,29 +35,47 @@ SETTLE_AS_OF = "2026-03-01T00:00:00+08:00"
 def run_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     rules = load_rules(getattr(args, "config", None) or os.environ.get("LEDGER_CONFIG"))
     events = getattr(args, "events", None) or DEMO_EVENTS
-    with tempfile.TemporaryDirectory(prefix="commission-ledger-demo-") as tmp:
-        url = f"sqlite:///{tmp}/ledger.db"
-        ledger = Ledger(JournalStore(url))
-        ledger.adopt_rules(rules)
+    external = getattr(args, "bootstrap_servers", None)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    with contextlib.ExitStack() as stack:
+        if external:
+            bootstrap = external
+        else:
+            broker = stack.enter_context(EmbeddedBroker())
+            bootstrap = broker.bootstrap
+            out(f"embedded Kafka broker (Tansu) on {bootstrap}\n")
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="commission-ledger-demo-"))
+        suffix = str(int(time.time() * 1000))  # fresh topics when pointed at a shared broker
+        topic, shares_topic = f"demo-events-{suffix}", f"demo-shares-{suffix}"
+
         started = time.monotonic()
-        items = ((raw, Source(file="demo-stream", line=i)) for i, raw in enumerate(generate(events, seed=7), 1))
-        counts = ledger.ingest(items)
-        elapsed = time.monotonic() - started
-        out(f"ingested {counts.total} events in {elapsed:.2f}s: accepted={counts.accepted} "
-            f"duplicates={counts.duplicates} parked={counts.parked} dead_letters={counts.dead_letters}\n")
-        settled = ledger.settle(SETTLE_AS_OF)
-        out(f"settled {len(settled.order_ids)} orders as of {SETTLE_AS_OF}\n")
-        paid = Books(ledger.store.store).payout(SETTLE_AS_OF)
-        lines = [{"promoter_id": t.promoter_id, "currency": t.currency, "amount": t.amount_minor} for t in paid.transfers]
-        out(f"payout as of {SETTLE_AS_OF}: {len(lines)} lines, "
-            + ", ".join(f"{cur} {sum(x['amount'] for x in lines if x['currency'] == cur)}" for cur in sorted({x['currency'] for x in lines}))
-            + "\n\n")
-        rows = balance_rows(Books(ledger.store.store).balances())
-        top = sorted(rows, key=lambda r: (-r.paid, r.promoter_id, r.currency))[:15]
+        counts = publish(generate(events, seed=7), bootstrap, topic=topic, shares_topic=shares_topic)
+        out(f"published {counts.events} events and {counts.shares} shares in {time.monotonic() - started:.2f}s\n")
+
+        store = Store(f"sqlite:///{tmp}/ledger.db")
+        started = time.monotonic()
+        consumer = LedgerConsumer(store, bootstrap, topic=topic, shares_topic=shares_topic, rules=rules)
+        stats = consumer.run(until_idle_s=2.0)
+        c = stats.counts
+        out(f"consumed {stats.messages} messages in {time.monotonic() - started:.2f}s (incl. 2s idle wait): "
+            f"accepted={c.accepted} duplicates={c.duplicates} parked={c.parked} dead_letters={c.dead_letters}\n")
+
+        books = Books(store, rules)
+        settled = books.settle(SETTLE_AS_OF)
+        out(f"settled {sum(len(s.order_ids) for s in settled)} orders as of {SETTLE_AS_OF}\n")
+        paid = books.payout(SETTLE_AS_OF)
+        totals: dict[str, int] = {}
+        for t in paid.transfers:
+            totals[t.currency] = totals.get(t.currency, 0) + t.amount_minor
+        out(f"payout as of {SETTLE_AS_OF}: {len(paid.transfers)} lines, "
+            + ", ".join(f"{cur} {amount}" for cur, amount in sorted(totals.items())) + " (minor units)\n\n")
+        rows = balance_rows(books.balances())
+        top = sorted(rows, key=lambda r: (-r.paid, r.promoter_id, r.currency))[:12]
         out("top balances (minor units):\n")
         out(render(top, ("promoter_id", "currency", "pending", "payable", "paid"), "table", ("pending", "payable", "paid")))
-        out(f"\ndead letters: {counts.dead_letters} " + str(dict(sorted(counts.reasons.items()))) + "\n")
-        result = audit_replay(ledger.store.store)
-        status = "matches live" if not result.differences and not result.unbalanced else "DIFFERS"
-        out(f"audit replay of {result.records} records {status}; digest sha256:{result.digest}\n")
-        return 0 if status == "matches live" else 1
+        out(f"\ndead letters: {c.dead_letters} {dict(sorted(c.reasons.items()))} (also on topic {topic}.dlq)\n")
+        result = audit_replay(store)
+        ok = not result.differences and not result.unbalanced
+        out(f"audit replay of {result.records} records {'matches live' if ok else 'DIFFERS'}; digest sha256:{result.digest}\n")
+        return 0 if ok else 1
+    return 1
