@@ -61,16 +61,19 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
 class EmbeddedBroker:
     """``with EmbeddedBroker() as broker: broker.bootstrap`` → "127.0.0.1:PORT"."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, advertised_port: int | None = None) -> None:
+        """``advertised_port``: the port clients are told to use (e.g. a proxy's)."""
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
 
     def start(self) -> "EmbeddedBroker":
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         self.process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         if not wait_for_port("127.0.0.1", self.port, STARTUP_TIMEOUT_S):

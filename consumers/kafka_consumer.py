@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class LedgerConsumer:
         self._events = None
         self._shares = None
         self._producer = None
+        self._broker_up = True
 
     # ------------------------------------------------------------ clients
     def _connect(self) -> None:
@@ -105,12 +107,18 @@ class LedgerConsumer:
 
         delay = 0.5
         while not self.stopping:
+            if not self._reachable():
+                log.warning("broker %s unreachable (connection refused); retrying in %.1fs", self.bootstrap, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
             try:
                 common = {"bootstrap_servers": self.bootstrap, **self.client_options}
                 self._events = KafkaConsumer(
                     group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
                     max_poll_records=MAX_POLL_RECORDS, client_id="commission-ledger-events", **common,
                 )
+                self._events.bootstrap(timeout_ms=int(max(delay, 1.0) * 1000))
                 self._shares = KafkaConsumer(
                     group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                     max_poll_records=MAX_POLL_RECORDS, client_id="commission-ledger-shares", **common,
@@ -126,6 +134,27 @@ class LedgerConsumer:
                 self._close_clients()
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    def _reachable(self) -> bool:
+        """Does any bootstrap server accept a TCP connection?"""
+        for server in self.bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
+
+    def _check_broker(self) -> None:
+        """Log (once per outage) when the broker stops answering; the Kafka
+        clients reconnect by themselves with backoff."""
+        reachable = self._reachable()
+        if not reachable and self._broker_up:
+            log.warning("broker %s unreachable; the client is retrying with backoff, positions are safe in the store", self.bootstrap)
+        elif reachable and not self._broker_up:
+            log.info("broker %s reachable again; resuming from the stored positions", self.bootstrap)
+        self._broker_up = reachable
 
     def _close_clients(self) -> None:
         for client in (self._events, self._shares, self._producer):
@@ -219,7 +248,7 @@ class LedgerConsumer:
         try:
             self._subscribe()
             last_message = time.monotonic()
-            last_status = time.monotonic()
+            last_status = last_check = time.monotonic()
             started = time.monotonic()
             known_share_partitions = self._share_partitions()
             while not self.stopping:
@@ -238,6 +267,9 @@ class LedgerConsumer:
                 if got:
                     last_message = now
                     self.stats.messages += got
+                elif now - last_check >= 2.0:
+                    last_check = now
+                    self._check_broker()
                 if self.status is not None and now - last_status >= STATUS_EVERY_S:
                     last_status = now
                     self.status(self._status_line(now - started))

@@ -309,7 +309,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from consumers.kafka_consumer import consume_main
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # our own lines say what matters
     rules = _rules(args)
     stats = consume_main(
         _store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,

@@ -19,4 +19,8 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# KafkaJS, a Kafka client nobody here wrote, for the interop test.
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/interop && npm install --no-audit --no-fund --silent >/dev/null 2>&1) || echo "note: npm install of KafkaJS failed; its interop test will be skipped"
+fi
 echo "ready: .venv/bin/commission-ledger"
