@@ -1,0 +1,212 @@
+"""End-to-end benchmark: every stage on the same seeded stream, in one run.
+
+    python -m benchmarks.e2e --events 1000000 [--json out.json] [--stages ...]
+
+Stages (each in its own process, so peak RSS is per stage):
+  ingest          file ingest into SQLite                  (commission-ledger ingest)
+  publish         publish to the embedded broker            (commission-ledger publish)
+  consume         consume into SQLite                       (commission-ledger consume)
+  replay          audit replay of the ingested store        (commission-ledger audit replay)
+  raw-consume     baseline: kafka-python consume + msgspec decode only
+  raw-sqlite      baseline: plain SQLite, one row per event, one transaction per 5,000
+
+Prints a table and writes JSON with events/s, seconds, peak RSS (MiB) and the
+ratio of each stage to its raw baseline (ingest/consume vs raw-consume,
+ingest vs raw-sqlite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+STAGES = ("ingest", "publish", "consume", "replay", "raw-consume", "raw-sqlite")
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _report(events: int, seconds: float, **extra) -> None:
+    print(json.dumps({"events": events, "seconds": seconds, "events_per_s": events / seconds if seconds else 0,
+                      "peak_rss_mib": _peak_rss_mib(), **extra}))
+
+
+# ----------------------------------------------------------------- stages
+def stage_ingest(path: str, store: str) -> None:
+    from consumers.jsonl import read_files
+    from ledger.books import Books
+    from ledger.store import Store
+
+    ledger = Books(Store(store)).ledger("main")
+    started = time.perf_counter()
+    counts = ledger.ingest(read_files([path]))
+    _report(counts.total, time.perf_counter() - started)
+
+
+def stage_publish(path: str, bootstrap: str, topic: str) -> None:
+    from consumers.jsonl import read_files
+    from consumers.kafka_publish import publish
+
+    started = time.perf_counter()
+    counts = publish((raw for raw, _ in read_files([path])), bootstrap, topic=topic, shares_topic=f"{topic}-shares")
+    _report(counts.events + counts.shares, time.perf_counter() - started)
+
+
+def stage_consume(store: str, bootstrap: str, topic: str, total: int) -> None:
+    import logging
+
+    from consumers.kafka_consumer import LedgerConsumer
+    from ledger.store import Store
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    consumer = LedgerConsumer(Store(store), bootstrap, topic=topic, shares_topic=f"{topic}-shares")
+    started = time.perf_counter()
+    stats = consumer.run(max_messages=total, until_idle_s=30)
+    _report(stats.messages, time.perf_counter() - started)
+
+
+def stage_replay(store: str) -> None:
+    from ledger.store import Store
+    from projections.audit import audit_replay
+
+    started = time.perf_counter()
+    result = audit_replay(Store(store))
+    assert not result.differences and not result.unbalanced
+    _report(result.records, time.perf_counter() - started, digest=result.digest)
+
+
+def stage_raw_consume(bootstrap: str, topic: str, total: int) -> None:
+    import msgspec
+    from kafka import KafkaConsumer, TopicPartition
+
+    decoder = msgspec.json.Decoder()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    tps = [TopicPartition(t, p) for t in (topic, f"{topic}-shares") for p in consumer.partitions_for_topic(t)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    n = 0
+    started = time.perf_counter()
+    while n < total:
+        for msgs in consumer.poll(timeout_ms=1000, max_records=5000).values():
+            for m in msgs:
+                try:
+                    decoder.decode(m.value)
+                except msgspec.DecodeError:
+                    pass
+            n += len(msgs)
+    _report(n, time.perf_counter() - started)
+
+
+def stage_raw_sqlite(path: str, db: str) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, body BLOB)")
+    n = 0
+    started = time.perf_counter()
+    with open(path, "rb") as f:
+        batch = []
+        for line in f:
+            batch.append((line,))
+            if len(batch) == 5000:
+                conn.execute("BEGIN")
+                conn.executemany("INSERT INTO events (body) VALUES (?)", batch)
+                conn.execute("COMMIT")
+                n += len(batch)
+                batch = []
+        if batch:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO events (body) VALUES (?)", batch)
+            conn.execute("COMMIT")
+            n += len(batch)
+    _report(n, time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------ driver
+def _run_stage(*argv: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.e2e", "--stage", *argv], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"stage {argv[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stage:
+        name, *rest = args.stage
+        if name == "ingest":
+            stage_ingest(*rest)
+        elif name == "publish":
+            stage_publish(*rest)
+        elif name == "consume":
+            stage_consume(rest[0], rest[1], rest[2], int(rest[3]))
+        elif name == "replay":
+            stage_replay(*rest)
+        elif name == "raw-consume":
+            stage_raw_consume(rest[0], rest[1], int(rest[2]))
+        elif name == "raw-sqlite":
+            stage_raw_sqlite(*rest)
+        return 0
+
+    from consumers.broker import EmbeddedBroker
+    from consumers.synthetic import write_jsonl
+
+    wanted = [s for s in args.stages.split(",") if s]
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
+        path = os.path.join(tmp, "events.jsonl")
+        total = write_jsonl(path, args.events, args.seed)
+        ingest_store = f"sqlite:///{tmp}/ingest.db"
+        if "ingest" in wanted or "replay" in wanted:
+            results["ingest"] = _run_stage("ingest", path, ingest_store)
+        if "replay" in wanted:
+            results["replay"] = _run_stage("replay", ingest_store)
+        if "raw-sqlite" in wanted:
+            results["raw-sqlite"] = _run_stage("raw-sqlite", path, f"{tmp}/raw.db")
+        if {"publish", "consume", "raw-consume"} & set(wanted):
+            with EmbeddedBroker() as broker:
+                topic = "bench"
+                results["publish"] = _run_stage("publish", path, broker.bootstrap, topic)
+                if "raw-consume" in wanted:
+                    results["raw-consume"] = _run_stage("raw-consume", broker.bootstrap, topic, str(total))
+                if "consume" in wanted:
+                    results["consume"] = _run_stage("consume", f"sqlite:///{tmp}/consume.db", broker.bootstrap, topic, str(total))
+    raw_consume = results.get("raw-consume", {}).get("events_per_s")
+    raw_sqlite = results.get("raw-sqlite", {}).get("events_per_s")
+    if raw_consume and "consume" in results:
+        results["consume"]["ratio_to_raw_consume"] = results["consume"]["events_per_s"] / raw_consume
+    if raw_sqlite and "ingest" in results:
+        results["ingest"]["ratio_to_raw_sqlite"] = results["ingest"]["events_per_s"] / raw_sqlite
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+               "events_requested": args.events, "events_in_file": total}
+    print(f"{'stage':<12} {'events':>10} {'seconds':>9} {'events/s':>10} {'peak RSS MiB':>13} {'ratio':>7}")
+    for name in STAGES:
+        r = results.get(name)
+        if r is None:
+            continue
+        ratio = r.get("ratio_to_raw_consume") or r.get("ratio_to_raw_sqlite")
+        print(f"{name:<12} {r['events']:>10,} {r['seconds']:>9.2f} {r['events_per_s']:>10,.0f} {r['peak_rss_mib']:>13.0f} "
+              f"{'' if ratio is None else f'{ratio:.2f}':>7}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
