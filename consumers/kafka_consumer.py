@@ -273,6 +273,8 @@ class LedgerConsumer:
                 if self.status is not None and now - last_status >= STATUS_EVERY_S:
                     last_status = now
                     self.status(self._status_line(now - started))
+                if not self.tasks:
+                    last_message = now  # idle time counts from the first assignment
                 if until_idle_s is not None and now - last_message >= until_idle_s:
                     break
                 if max_messages is not None and self.stats.messages >= max_messages:

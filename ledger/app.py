@@ -203,6 +203,8 @@ class Ledger:
         if not self.engine.rules:
             self.adopt_rules(Rules())
 
+    ensure_rules = _ensure_rules
+
     def ingest(
         self,
         items: Iterable[tuple[bytes, Source]],
@@ -334,11 +336,14 @@ class Ledger:
         record = Adjusted(promoter_id, currency, amount_minor, reason, actor, transfers)
         return self._append([record])[0]  # type: ignore[return-value]
 
-    def record_payout(self, as_of: str, payables: dict[tuple[str, str], int]) -> PaidOut:
+    def record_payout(self, as_of: str, payables: dict[tuple[str, str], int], *, expected_version: int) -> PaidOut:
         """Append one payout of ``payables`` (computed by the caller from every
-        journal) at the current journal version; a race raises ConcurrentWriteError."""
+        journal while this journal was at ``expected_version``); if anything was
+        written since, raise ConcurrentWriteError: never pay from stale balances."""
         as_of_us = parse_as_of(as_of)
-        self._ensure_rules()
+        assert self.engine.rules, "call ensure_rules() first"
+        if self.version != expected_version:
+            raise ConcurrentWriteError(f"journal {self.store.name} moved from {expected_version} to {self.version}")
         record = PaidOut(as_of, as_of_us, self.engine.rules_version, self.engine.payout(payables))
         self.version = self.store.append(self._encode([record]), self.version)
         self.position += 1

@@ -61,9 +61,11 @@ class Books:
         parse_as_of(as_of)
         for _ in range(MAX_PAYOUT_ATTEMPTS):
             treasury = self.ledger(TREASURY)
+            treasury.ensure_rules()  # may write: do it before fixing the version
+            version = treasury.version
             payables = {key: row[1] for key, row in self.balances().items()}
             try:
-                return treasury.record_payout(as_of, payables)
+                return treasury.record_payout(as_of, payables, expected_version=version)
             except ConcurrentWriteError:
                 continue
         raise ConcurrentWriteError("payout: the treasury kept changing; try again")

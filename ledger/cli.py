@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default=None, help="consumer group: members split the events topic's partitions")
     p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS", help="exit after this long without messages")
     p.add_argument("--max-messages", type=int, default=None, metavar="N", help="exit after about N messages")
+    p.add_argument("--session-timeout-ms", type=int, default=10_000, help="group session timeout (default 10000)")
+    p.add_argument("--max-poll-interval-ms", type=int, default=60_000,
+                   help="group rebalance timeout: how long a rebalance waits for members (default 60000)")
     p = command("publish", "publish JSONL events to the topics and keys of SPEC §1 (acks=all, idempotent)")
     p.add_argument("file", metavar="FILE")
     _kafka_options(p)
@@ -314,6 +317,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
     stats = consume_main(
         _store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,
         group=args.group, rules=rules, until_idle_s=args.until_idle, max_messages=args.max_messages,
+        client_options={"session_timeout_ms": args.session_timeout_ms, "max_poll_interval_ms": args.max_poll_interval_ms,
+                        "heartbeat_interval_ms": max(100, args.session_timeout_ms // 5)} if args.group else {},
     )
     c = stats.counts
     _out(f"consumed {stats.messages} messages in {stats.batches} batches: accepted={c.accepted} duplicates={c.duplicates} "

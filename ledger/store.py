@@ -12,6 +12,7 @@ optimistic-concurrency check between writers. Kafka positions are eventsourcing
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Sequence
 from urllib.parse import unquote, urlsplit
@@ -91,16 +92,23 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         env = _environment(url)
-        try:
-            self.factory = InfrastructureFactory.construct(env)
-            if env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
-                from ledger.recorders import MultiTrackingPOPOProcessRecorder
+        for attempt in range(5):
+            try:
+                self.factory = InfrastructureFactory.construct(env)
+                if env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
+                    from ledger.recorders import MultiTrackingPOPOProcessRecorder
 
-                self.recorder: ProcessRecorder = MultiTrackingPOPOProcessRecorder()
-            else:
-                self.recorder = self.factory.process_recorder()
-        except (PersistenceError, OSError) as exc:
-            raise StoreError(f"cannot open store {redact(url)}: {one_line(exc)}") from None
+                    self.recorder: ProcessRecorder = MultiTrackingPOPOProcessRecorder()
+                else:
+                    self.recorder = self.factory.process_recorder()
+                return
+            except (PersistenceError, OSError) as exc:
+                # Processes creating the schema at the same moment race in
+                # PostgreSQL's catalog; the loser retries (CREATE … IF NOT EXISTS).
+                racing = "concurrently" in str(exc) or "pg_type_typname_nsp_index" in str(exc)
+                if not racing or attempt == 4:
+                    raise StoreError(f"cannot open store {redact(url)}: {one_line(exc)}") from None
+                time.sleep(0.1 * (attempt + 1))
 
     def close(self) -> None:
         self.factory.close()

@@ -60,3 +60,49 @@ def topics(request):
     """Fresh topic names for one test: (events topic, shares topic)."""
     name = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:60].strip("-")
     return f"ev-{name}", f"sh-{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server: LEDGER_TEST_POSTGRES (a URL to an admin database),
+    testcontainers where Docker answers, else a local server started here."""
+    external = os.environ.get("LEDGER_TEST_POSTGRES")
+    if external:
+        yield _ExternalPostgres(external)
+        return
+    if _docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16") as container:
+            url = container.get_connection_url().replace("postgresql+psycopg2", "postgresql")
+            yield _ExternalPostgres(url)
+        return
+    from tests.pg_server import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class _ExternalPostgres:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+        from urllib.parse import urlsplit, urlunsplit
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """A fresh database for one test."""
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    return postgres_server.create_database(name)

@@ -220,3 +220,26 @@ def test_console_script_reads_stdin(tmp_path):
     assert done.stdout.decode().splitlines()[0] == "accepted=7 duplicates=0 parked=0 dead_letters=0"
     help_text = subprocess.run([exe, "payout", "--help"], capture_output=True, check=True).stdout.decode()
     assert "--as-of" in help_text
+
+
+def test_concurrent_payout_commands_pay_once_on_sqlite(tmp_path):
+    import threading
+
+    from ledger.books import Books
+    from ledger.store import Store
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = new_ledger(store_url=url)
+    feed(ledger, [share(f"S{i}", f"p{i}", "2026-01-01T00:00:00Z") for i in range(10)]
+         + [click(f"b{i}", f"S{i}", "2026-01-02T00:00:00Z") for i in range(10)]
+         + [order(f"O{i}", f"b{i}", "2026-01-02T01:00:00Z", amount=10_000) for i in range(10)])
+    ledger.settle("2026-02-01T00:00:00Z")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(Books(Store(url)).payout("2026-02-01T00:00:00Z")))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = [t for r in results for t in r.transfers]
+    assert len(results) == 6 and len(lines) == 10 and sum(t.amount_minor for t in lines) == 15_000
