@@ -38,15 +38,28 @@ class Books:
         return ledger
 
     # ---------------------------------------------------------------- reading
-    def records(self) -> Iterator[tuple[str, int, Record]]:
-        """Every record of every journal in commit order: (journal, position, record)."""
-        for _, journal, _, state in self.store.notifications():
+    def records(self, *, until_position: int | None = None, recorded_until_us: int | None = None) -> Iterator[tuple[str, int, Record]]:
+        """Every record of every journal in commit order: (journal, position, record).
+
+        Time travel: stop after the segment at store position ``until_position``
+        (the commit sequence shown as ``store_position``), or at the last
+        segment recorded at or before ``recorded_until_us``.
+        """
+        for notification_id, journal, _, state in self.store.notifications():
+            if until_position is not None and notification_id > until_position:
+                return
             segment = decode_segment(state)
+            if recorded_until_us is not None and segment.recorded_us > recorded_until_us:
+                return
             for offset, record in enumerate(segment.records):
                 yield journal, segment.first + offset, record
 
-    def balances(self) -> dict[tuple[str, str], list[int]]:
-        return balances_from_records(record for _, _, record in self.records())
+    def balances(self, **as_of) -> dict[tuple[str, str], list[int]]:
+        return balances_from_records(record for _, _, record in self.records(**as_of))
+
+    def store_position(self) -> int:
+        """The commit sequence number of the newest segment (0 when empty)."""
+        return self.store.recorder.max_notification_id() or 0
 
     # --------------------------------------------------------------- commands
     def settle(self, as_of: str) -> list[Settled]:

@@ -47,6 +47,25 @@ def _kafka_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shares-topic", default="commission-shares", help="shares topic (default commission-shares)")
 
 
+def _time_travel_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as-of", default=None, metavar="TS",
+                        help="as recorded at this time (the longest prefix of commits recorded at or before TS)")
+    parser.add_argument("--at-position", type=int, default=None, metavar="N",
+                        help="as of store position N (the commit sequence number; see `audit replay`)")
+
+
+def _as_of(args: argparse.Namespace) -> dict:
+    from ledger.app import parse_as_of
+
+    if args.as_of is not None and args.at_position is not None:
+        raise UsageError("give --as-of or --at-position, not both")
+    if args.as_of is not None:
+        return {"recorded_until_us": parse_as_of(args.as_of)}
+    if args.at_position is not None:
+        return {"until_position": args.at_position}
+    return {}
+
+
 def _format_option(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=choices, default="table", help="output format (default table)")
 
@@ -73,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     _format_option(p)
     p = command("payouts", "current balances per promoter and currency")
     p.add_argument("--currency", help="only this currency")
+    _time_travel_options(p)
     _format_option(p)
     p = command("statement", "every entry of one promoter, with order, level, rules version")
     p.add_argument("promoter_id", metavar="PROMOTER_ID")
+    _time_travel_options(p)
     _format_option(p)
     p = command("explain", "why an order went to whom, and how each amount was computed")
     p.add_argument("order_id", metavar="ORDER_ID")
@@ -93,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.required = True
     replay = audit.add_parser("replay", help="rebuild every projection from the stored events, compare with the live ones, print a digest")
     _global_options(replay, suppress=True)
+    replay.add_argument("--until", type=int, default=None, metavar="STORE_POSITION",
+                        help="also print the digest of the projections as of this store position")
     p = command("consume", "the long-running Kafka consumer (exactly-once effect)")
     _kafka_options(p)
     p.add_argument("--group", default=None, help="consumer group: members split the events topic's partitions")
@@ -206,19 +229,23 @@ def cmd_settle(args: argparse.Namespace) -> int:
 
 
 def cmd_payout(args: argparse.Namespace) -> int:
-    record = _books(args).payout(args.as_of)
-    rows = [
-        {"promoter_id": t.promoter_id, "currency": t.currency, "amount": t.amount_minor, "as_of": record.as_of}
-        for t in record.transfers
-    ]
-    _out(render(rows, ("promoter_id", "currency", "amount", "as_of"), args.format, AMOUNTS))
+    from projections.payout_batch import flat_rows, payout_batch
+
+    books = _books(args)
+    record = books.payout(args.as_of)
+    lines = payout_batch(books.records(), record)
+    if args.format == "json":
+        _out(render_json(lines) + "\n")
+        return 0
+    columns = ("promoter_id", "currency", "amount", "as_of", "carried_over", "entry_count")
+    _out(render(flat_rows(lines), columns + (("entries",) if args.format == "csv" else ()), args.format, AMOUNTS + ("carried_over",)))
     return 0
 
 
 def cmd_payouts(args: argparse.Namespace) -> int:
     from projections.balances import balance_rows
 
-    balances = Books(Store(_store_url(args))).balances()
+    balances = Books(Store(_store_url(args))).balances(**_as_of(args))
     _out(render(balance_rows(balances, args.currency), BALANCE_COLUMNS, args.format, AMOUNTS))
     return 0
 
@@ -226,7 +253,7 @@ def cmd_payouts(args: argparse.Namespace) -> int:
 def cmd_statement(args: argparse.Namespace) -> int:
     from projections.statements import statement
 
-    entries = statement(Books(Store(_store_url(args))).records(), args.promoter_id)
+    entries = statement(Books(Store(_store_url(args))).records(**_as_of(args)), args.promoter_id)
     columns = ("journal", "position", "kind", "currency", "amount_minor", "debit", "credit", "order_id", "level", "rules_version", "cause", "pending", "payable", "paid")
     _out(render(entries, columns, args.format, AMOUNTS))
     return 0
@@ -292,10 +319,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from projections.audit import audit_replay
 
     progress = _replay_progress()
-    result = audit_replay(Store(_store_url(args)), progress)
+    store = Store(_store_url(args))
+    result = audit_replay(store, progress)
     if progress is not None:
         print(file=sys.stderr)
     _out(f"records: {result.records}\n")
+    _out(f"store position: {Books(store).store_position()}\n")
     for line in result.differences:
         _out(f"DIFF {line}\n")
     for currency, amount in sorted(result.unbalanced.items()):
@@ -303,6 +332,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ok = not result.differences and not result.unbalanced
     _out(f"replay {'matches live' if ok else 'DIFFERS from live'}\n")
     _out(f"digest sha256:{result.digest}\n")
+    if args.until is not None:
+        from projections.audit import digest_at
+
+        _out(f"digest at store position {args.until}: sha256:{digest_at(store, args.until)}\n")
     return 0 if ok else 1
 
 

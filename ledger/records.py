@@ -119,6 +119,10 @@ class Segment(msgspec.Struct, frozen=True, gc=False):
 
     first: int
     records: list[Record]
+    # When the segment was written (UTC µs, the writer's clock). Metadata for
+    # time-travel queries ("balances as recorded at month end"); no decision
+    # ever reads it, and replay keeps it as stored.
+    recorded_us: int = 0
 
 
 SEGMENT_TOPIC = "commission_ledger.Segment"

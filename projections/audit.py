@@ -65,3 +65,11 @@ def audit_replay(store: Store, progress: Callable[[int], None] | None = None) ->
     unbalanced = {c: v for c, v in totals.items() if v != 0}
     letters = dead_letters(books.records())
     return AuditResult(count, digest_of(folded, letters, count), differences, unbalanced)
+
+
+def digest_at(store: Store, position: int) -> str:
+    """The digest of the projections as of store position ``position``."""
+    books = Books(store)
+    records = list(books.records(until_position=position))
+    folded = balance_rows(balances_from_records(r for _, _, r in records))
+    return digest_of(folded, dead_letters(records), len(records))

@@ -66,7 +66,11 @@ def test_settle_payout_statement_and_formats(capsys, jsonl, store):
     code, out, _ = cli(capsys, "--store", store, "settle", "--as-of", "2026-01-17T01:00:00Z")
     assert code == 0 and out.startswith("settled 1 orders")  # O1 only: O2 + 15d is later
     code, out, _ = cli(capsys, "--store", store, "payout", "--as-of", "2026-01-17T01:00:00Z", "--format", "csv")
-    assert out == "promoter_id,currency,amount,as_of\nalice,CNY,750,2026-01-17T01:00:00Z\nbob,CNY,2250,2026-01-17T01:00:00Z\n"
+    assert out == (
+        "promoter_id,currency,amount,as_of,carried_over,entry_count,entries\n"
+        "alice,CNY,750,2026-01-17T01:00:00Z,0,1,settlement O1 L2 +750@main:11\n"
+        "bob,CNY,2250,2026-01-17T01:00:00Z,0,1,settlement O1 L1 +2250@main:11\n"
+    )
     code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json", "--currency", "CNY")
     assert json.loads(out) == [
         {"promoter_id": "alice", "currency": "CNY", "pending": 0, "payable": 0, "paid": 750},
@@ -243,3 +247,44 @@ def test_concurrent_payout_commands_pay_once_on_sqlite(tmp_path):
         t.join()
     lines = [t for r in results for t in r.transfers]
     assert len(results) == 6 and len(lines) == 10 and sum(t.amount_minor for t in lines) == 15_000
+
+
+def test_payout_batch_reconciles_carry_over_and_clawbacks(capsys, store):
+    ledger = new_ledger(store_url=store)
+    feed(ledger, [share("A", "alice", "2026-01-01T00:00:00Z"), click("u1", "A", "2026-01-02T00:00:00Z"),
+                  order("O1", "u1", "2026-01-02T01:00:00Z", amount=10_000),
+                  click("u2", "A", "2026-01-02T00:00:00Z"), order("O2", "u2", "2026-01-02T02:00:00Z", amount=4_000)])
+    ledger.settle("2026-02-01T00:00:00Z")
+    ledger.payout("2026-02-01T00:00:00Z")  # pays 1500 + 600
+    feed(ledger, [refund("R1", "O1", "u1", 10_000)])  # clawback −1500 after payout
+    ledger.adjust("alice", "CNY", 1_700, "campaign bonus", "fin")
+    code, out, _ = cli(capsys, "--store", store, "payout", "--as-of", "2026-02-02T00:00:00Z", "--format", "json")
+    [line] = json.loads(out)
+    assert (line["amount"], line["carried_over"]) == (200, 0)
+    assert [(e["kind"], e["amount_minor"]) for e in line["entries"]] == [("clawback", -1500), ("adjustment", 1700)]
+    code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json")
+    assert json.loads(out) == [{"promoter_id": "alice", "currency": "CNY", "pending": 0, "payable": 0, "paid": 2300}]
+
+
+def test_time_travel_equals_ingesting_only_the_prefix(capsys, tmp_path, store):
+    ledger = new_ledger(store_url=store)
+    feed(ledger, EVENTS[:4])
+    ledger.settle("2026-01-17T01:00:00Z")
+    code, out, _ = cli(capsys, "--store", store, "audit", "replay")
+    position = int(next(l for l in out.splitlines() if l.startswith("store position:")).split(":")[1])
+    midway = cli(capsys, "--store", store, "payouts", "--format", "json")[1]
+    feed(ledger, EVENTS[4:])
+    ledger.payout("2026-01-20T00:00:00Z")
+    code, then, _ = cli(capsys, "--store", store, "payouts", "--format", "json", "--at-position", str(position))
+    assert then == midway
+    code, now, _ = cli(capsys, "--store", store, "payouts", "--format", "json")
+    assert now != midway
+    # Same prefix ingested alone into a fresh store gives the same balances.
+    other = f"sqlite:///{tmp_path}/prefix.db"
+    feed(new_ledger(store_url=other), EVENTS[:4])
+    Ledger(JournalStore(other)).settle("2026-01-17T01:00:00Z")
+    assert cli(capsys, "--store", other, "payouts", "--format", "json")[1] == midway
+    code, recorded, _ = cli(capsys, "--store", store, "payouts", "--format", "json", "--as-of", "2000-01-01T00:00:00Z")
+    assert json.loads(recorded) == []
+    code, statement_then, _ = cli(capsys, "--store", store, "statement", "bob", "--format", "json", "--at-position", str(position))
+    assert [e["kind"] for e in json.loads(statement_then)] == ["accrual", "settlement"]
