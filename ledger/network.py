@@ -47,15 +47,24 @@ class Network:
             key = (share.occurred_us, share.event_id, share.share_id)
             insort(self._parented, key)
             self._children.setdefault(share.parent_share_id, []).append(share.share_id)
-            if share.parent_share_id in self.shares:
+            if share.parent_share_id in self.shares and self._may_bind(share):
                 start = key[:2]
         for child_id in self._children.get(share.share_id, ()):
             child = self.shares[child_id]
-            if child_id != share.share_id and (start is None or (child.occurred_us, child.event_id) < start):
+            if child_id != share.share_id and self._may_bind(child) and (
+                start is None or (child.occurred_us, child.event_id) < start
+            ):
                 start = (child.occurred_us, child.event_id)
         if start is None:
             return set()
         return self._recompute_from(start)
+
+    def _may_bind(self, share: ShareRef) -> bool:
+        """False when walking ``share`` is certainly a no-op: its promoter is
+        already bound by an earlier share (bindings are only ever added while
+        walking, so that binding exists at ``share``'s turn too)."""
+        upline = self.upline.get(share.promoter_id)
+        return upline is None or (upline.since_us, upline.event_id) > (share.occurred_us, share.event_id)
 
     def _recompute_from(self, start: tuple[int, str]) -> set[str]:
         cut = bisect_left(self._bind_order, start, key=lambda k: k[:2])
