@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(replay, suppress=True)
     replay.add_argument("--until", type=int, default=None, metavar="STORE_POSITION",
                         help="also print the digest of the projections as of this store position")
+    replay.add_argument("--verify-rules", action="store_true",
+                        help="also re-execute every journal under its recorded rules and check every stored record")
+    p = command("project", "the projection process: follow the notification log, snapshot the balances with tracking")
+    p.add_argument("--follow", action="store_true", help="keep following until SIGTERM/SIGINT")
+    p.add_argument("--every", type=float, default=5.0, metavar="SECONDS", help="with --follow: snapshot interval (default 5)")
     p = command("consume", "the long-running Kafka consumer (exactly-once effect)")
     _kafka_options(p)
     p.add_argument("--group", default=None, help="consumer group: members split the events topic's partitions")
@@ -244,8 +249,11 @@ def cmd_payout(args: argparse.Namespace) -> int:
 
 def cmd_payouts(args: argparse.Namespace) -> int:
     from projections.balances import balance_rows
+    from projections.live import LiveBalances
 
-    balances = Books(Store(_store_url(args))).balances(**_as_of(args))
+    store = Store(_store_url(args))
+    as_of = _as_of(args)
+    balances = Books(store).balances(**as_of) if as_of else LiveBalances(store).current().balances
     _out(render(balance_rows(balances, args.currency), BALANCE_COLUMNS, args.format, AMOUNTS))
     return 0
 
@@ -320,15 +328,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     progress = _replay_progress()
     store = Store(_store_url(args))
-    result = audit_replay(store, progress)
+    result = audit_replay(store, progress, verify_rules=args.verify_rules)
     if progress is not None:
         print(file=sys.stderr)
     _out(f"records: {result.records}\n")
-    _out(f"store position: {Books(store).store_position()}\n")
+    _out(f"store position: {result.position}\n")
     for line in result.differences:
         _out(f"DIFF {line}\n")
-    for currency, amount in sorted(result.unbalanced.items()):
-        _out(f"UNBALANCED {currency}: books sum to {amount}\n")
+    for currency, count in sorted(result.unbalanced.items()):
+        _out(f"UNBALANCED {currency}: {count} malformed transfers\n")
     ok = not result.differences and not result.unbalanced
     _out(f"replay {'matches live' if ok else 'DIFFERS from live'}\n")
     _out(f"digest sha256:{result.digest}\n")
@@ -371,6 +379,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_project(args: argparse.Namespace) -> int:
+    import signal
+    import time as _time
+
+    from projections.live import LiveBalances
+
+    live = LiveBalances(Store(_store_url(args)))
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    while True:
+        state = live.checkpoint()
+        if not args.follow or stop:
+            break
+        _time.sleep(args.every)
+    _out(f"balances projection at store position {state.position} ({state.records} records, {len(state.balances)} rows)\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ledger.demo import run_demo
 
@@ -389,6 +416,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "audit": cmd_audit,
     "consume": cmd_consume,
     "publish": cmd_publish,
+    "project": cmd_project,
     "demo": cmd_demo,
 }
 

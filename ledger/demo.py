@@ -74,7 +74,7 @@ def run_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         out("top balances (minor units):\n")
         out(render(top, ("promoter_id", "currency", "pending", "payable", "paid"), "table", ("pending", "payable", "paid")))
         out(f"\ndead letters: {c.dead_letters} {dict(sorted(c.reasons.items()))} (also on topic {topic}.dlq)\n")
-        result = audit_replay(store)
+        result = audit_replay(store, verify_rules=True)
         ok = not result.differences and not result.unbalanced
         out(f"audit replay of {result.records} records {'matches live' if ok else 'DIFFERS'}; digest sha256:{result.digest}\n")
         return 0 if ok else 1

@@ -25,6 +25,8 @@ from eventsourcing.persistence import (
     Tracking,
 )
 
+from ledger.records import SEGMENT_TOPIC
+
 READ_PAGE = 500  # segments per read: each holds up to a batch of records
 REGISTRY_ID = "registry:journals"
 REGISTRY_TOPIC = "commission_ledger.JournalRegistered"
@@ -144,12 +146,11 @@ class Store:
         start = after
         while True:
             try:
-                batch = self.recorder.select_notifications(start, page, inclusive_of_start=False)
+                batch = self.recorder.select_notifications(start, page, topics=[SEGMENT_TOPIC], inclusive_of_start=False)
             except PersistenceError as exc:
                 raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
             for n in batch:
-                if n.topic != REGISTRY_TOPIC:
-                    yield n.id, str(n.originator_id).removeprefix("journal:"), n.originator_version, n.state
+                yield n.id, str(n.originator_id).removeprefix("journal:"), n.originator_version, n.state
             if len(batch) < page:
                 return
             start = batch[-1].id

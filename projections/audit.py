@@ -1,9 +1,17 @@
-"""Audit replay: rebuild every projection from the stored records, compare with
-the live ones (the engine's own balances after re-executing every record under
-its rules), and print a stable digest."""
+"""Audit replay: rebuild every projection from the stored events in one
+streaming pass, compare with the live projection (the newest snapshot of the
+projection process plus what was committed since), check that the books
+balance, and print a stable digest.
+
+With ``verify_rules`` it also re-executes every journal under its recorded
+rules and checks each stored record against what the rules produce (raises
+ledger.app.IntegrityError on the first difference): the check that catches an
+edited event payload, not only edited amounts.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from typing import Callable
@@ -12,10 +20,13 @@ import msgspec
 
 from ledger.app import Ledger
 from ledger.books import Books
+from ledger.records import DeadLettered, Ingested, decode_segment
 from ledger.store import JournalStore, Store
-from projections.balances import BalanceRow, balance_rows, balances_from_records
-from projections.balances import books as books_of
-from projections.dead_letters import dead_letters
+from projections.balances import BalanceRow, balance_rows, fold_transfer
+from projections.live import LiveBalances
+
+PROGRESS_EVERY_RECORDS = 50_000
+BUCKETS = frozenset({"expense", "pending", "payable", "paid", "adjustment"})
 
 
 @dataclass
@@ -24,52 +35,85 @@ class AuditResult:
     digest: str
     differences: list[str]
     unbalanced: dict[str, int]
+    position: int
 
 
-def digest_of(rows: list[BalanceRow], letters: list, records: int) -> str:
-    canonical = msgspec.json.encode(
-        {
-            "records": records,
-            "balances": rows,
-            "dead_letters": [(d.reason, d.source, d.raw_base64) for d in letters],
-        }
-    )
+class _Rebuild:
+    """Every projection the digest covers, folded one record at a time."""
+
+    def __init__(self) -> None:
+        self.balances: dict[tuple[str, str], list[int]] = {}
+        self.currency_totals: dict[str, int] = {}
+        self.letters = hashlib.sha256()
+        self.records = 0
+        self.position = 0
+
+    def add_segment(self, notification_id: int, state: bytes) -> None:
+        segment = decode_segment(state)
+        for record in segment.records:
+            for t in getattr(record, "transfers", ()):
+                fold_transfer(self.balances, t)
+                # Double entry holds by construction (a transfer debits one
+                # account what it credits another); what can break it is a
+                # malformed transfer, so count those per currency.
+                if t.amount_minor <= 0 or t.debit == t.credit or not {t.debit, t.credit} <= BUCKETS:
+                    self.currency_totals[t.currency] = self.currency_totals.get(t.currency, 0) + 1
+            letters = [record.letter] if isinstance(record, DeadLettered) else (
+                record.released if isinstance(record, Ingested) else []
+            )
+            for letter in letters:
+                self.letters.update(msgspec.json.encode(
+                    (letter.reason, letter.source.text(), base64.b64encode(letter.raw).decode())
+                ))
+        self.records += len(segment.records)
+        self.position = notification_id
+
+    def digest(self) -> str:
+        return digest_of(balance_rows(self.balances), self.letters.hexdigest(), self.records)
+
+
+def digest_of(rows: list[BalanceRow], letters_sha256: str, records: int) -> str:
+    canonical = msgspec.json.encode({"records": records, "balances": rows, "dead_letters_sha256": letters_sha256})
     return hashlib.sha256(canonical).hexdigest()
 
 
-def audit_replay(store: Store, progress: Callable[[int], None] | None = None) -> AuditResult:
-    """Re-execute every journal (raises ledger.app.IntegrityError on a tampered
-    record), fold the stored transfers independently, and compare the two."""
-    books = Books(store)
-    live: dict[tuple[str, str], list[int]] = {}
-    count = 0
-    for name in books.journals():
-        ledger = Ledger(JournalStore(store, name), verify=True, on_record=progress)
-        count += ledger.position
-        for key, row in ledger.engine.balances.items():
-            total = live.setdefault(key, [0, 0, 0])
-            for i in range(3):
-                total[i] += row[i]
-    records = [r for _, _, r in books.records()]
-    folded = balance_rows(balances_from_records(records))
-    live_rows = balance_rows(live)
-    differences = []
-    live_by_key = {(r.promoter_id, r.currency): r for r in live_rows}
-    folded_by_key = {(r.promoter_id, r.currency): r for r in folded}
-    for key in sorted(live_by_key.keys() | folded_by_key.keys()):
-        if live_by_key.get(key) != folded_by_key.get(key):
-            differences.append(f"{key[0]} {key[1]}: live {live_by_key.get(key)} != replayed {folded_by_key.get(key)}")
-    totals: dict[str, int] = {}
-    for (account, currency), amount in books_of(records).items():
-        totals[currency] = totals.get(currency, 0) + amount
-    unbalanced = {c: v for c, v in totals.items() if v != 0}
-    letters = dead_letters(books.records())
-    return AuditResult(count, digest_of(folded, letters, count), differences, unbalanced)
+def _compare(rebuilt: dict, live: dict) -> list[str]:
+    rebuilt_rows = {(r.promoter_id, r.currency): r for r in balance_rows(rebuilt)}
+    live_rows = {(r.promoter_id, r.currency): r for r in balance_rows(live)}
+    return [
+        f"{key[0]} {key[1]}: live {live_rows.get(key)} != rebuilt {rebuilt_rows.get(key)}"
+        for key in sorted(rebuilt_rows.keys() | live_rows.keys())
+        if rebuilt_rows.get(key) != live_rows.get(key)
+    ]
+
+
+def audit_replay(store: Store, progress: Callable[[int], None] | None = None, *, verify_rules: bool = False) -> AuditResult:
+    rebuild = _Rebuild()
+    next_report = PROGRESS_EVERY_RECORDS
+    for notification_id, _, _, state in store.notifications():
+        rebuild.add_segment(notification_id, state)
+        if progress is not None and rebuild.records >= next_report:
+            progress(rebuild.records)
+            next_report += PROGRESS_EVERY_RECORDS
+    live = LiveBalances(store).current()
+    differences = _compare(rebuild.balances, live.balances)
+    if verify_rules:
+        executed: dict[tuple[str, str], list[int]] = {}
+        for name in Books(store).journals():
+            ledger = Ledger(JournalStore(store, name), verify=True, on_record=progress)
+            for key, row in ledger.engine.balances.items():
+                executed[key] = [a + b for a, b in zip(executed.get(key, [0, 0, 0]), row)]
+            del ledger
+        differences += [f"rules re-executed: {d}" for d in _compare(rebuild.balances, executed)]
+    unbalanced = {c: v for c, v in rebuild.currency_totals.items() if v != 0}
+    return AuditResult(rebuild.records, rebuild.digest(), differences, unbalanced, rebuild.position)
 
 
 def digest_at(store: Store, position: int) -> str:
     """The digest of the projections as of store position ``position``."""
-    books = Books(store)
-    records = list(books.records(until_position=position))
-    folded = balance_rows(balances_from_records(r for _, _, r in records))
-    return digest_of(folded, dead_letters(records), len(records))
+    rebuild = _Rebuild()
+    for notification_id, _, _, state in store.notifications():
+        if notification_id > position:
+            break
+        rebuild.add_segment(notification_id, state)
+    return rebuild.digest()

@@ -189,8 +189,31 @@ def test_tampered_payload_is_detected_on_replay(capsys, store, jsonl):
                     db.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (encode_segment(segment), version))
     with pytest.raises(IntegrityError, match="record 5 .Ingested. differs from what the rules produce"):
         Ledger(JournalStore(store))
-    code, _, err = cli(capsys, "--store", store, "audit", "replay")
+    code, _, err = cli(capsys, "--store", store, "audit", "replay", "--verify-rules")
     assert code == 1 and "integrity error" in err
+    code, _, err = cli(capsys, "--store", store, "settle", "--as-of", "2026-03-01T00:00:00Z")
+    assert code == 1 and "integrity error" in err  # no write on a tampered journal
+
+
+def test_tampered_amount_is_reported_against_the_live_projection(capsys, store, jsonl):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    code, out, _ = cli(capsys, "--store", store, "project")
+    assert code == 0 and out.startswith("balances projection at store position")
+    path = store[len("sqlite:///"):]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT originator_version, state FROM stored_events WHERE topic='commission_ledger.Segment'").fetchall()
+        for version, state in rows:
+            segment = decode_segment(state)
+            for i, record in enumerate(segment.records):
+                if isinstance(record, Ingested) and record.event_id == "e-O1":
+                    t = record.transfers[0]
+                    forged = msgspec.structs.replace(t, amount_minor=t.amount_minor * 10)
+                    segment.records[i] = msgspec.structs.replace(record, transfers=[forged, *record.transfers[1:]])
+                    db.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (encode_segment(segment), version))
+    code, out, _ = cli(capsys, "--store", store, "audit", "replay")
+    assert code == 1
+    assert "DIFF bob CNY: live BalanceRow(promoter_id='bob', currency='CNY', pending=2250" in out
+    assert "replay DIFFERS from live" in out
 
 
 def test_audit_replay_digest_is_stable_across_stores(capsys, tmp_path, jsonl):
@@ -288,3 +311,29 @@ def test_time_travel_equals_ingesting_only_the_prefix(capsys, tmp_path, store):
     assert json.loads(recorded) == []
     code, statement_then, _ = cli(capsys, "--store", store, "statement", "bob", "--format", "json", "--at-position", str(position))
     assert [e["kind"] for e in json.loads(statement_then)] == ["accrual", "settlement"]
+
+
+def test_projection_process_stops_restarts_and_catches_up(capsys, store):
+    from ledger.books import Books
+    from ledger.store import Store
+    from projections.live import TRACKING_NAME, LiveBalances
+
+    ledger = new_ledger(store_url=store)
+    feed(ledger, EVENTS[:4])
+    done = subprocess.run([EXE, "--store", store, "project"], capture_output=True, text=True, check=True)
+    first = Store(store).position(TRACKING_NAME)
+    assert first is not None and f"store position {first}" in done.stdout
+    feed(ledger, EVENTS[4:])  # committed after the snapshot: readers fold only this tail
+    live = LiveBalances(Store(store)).current()
+    assert live.snapshot_version == 1 and live.position > first
+    assert live.balances == Books(Store(store)).balances()
+    subprocess.run([EXE, "--store", store, "project"], capture_output=True, check=True)
+    assert Store(store).position(TRACKING_NAME) == live.position
+    subprocess.run([EXE, "--store", store, "project"], capture_output=True, check=True)  # nothing new: no snapshot
+    assert LiveBalances(Store(store)).current().snapshot_version == 2
+    code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json")
+    assert {(r["promoter_id"], r["currency"]): r["pending"] for r in json.loads(out)} == {
+        ("alice", "CNY"): 750, ("alice", "HKD"): 150, ("bob", "CNY"): 2250}
+
+
+EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
