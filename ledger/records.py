@@ -142,6 +142,29 @@ def decode_record(data: bytes) -> Record:
     return _decoder.decode(data)
 
 
+class RecordMoney(msgspec.Struct, frozen=True, gc=False):
+    """A record as projections see it: its kind, transfers and dead letters.
+    Decoding into this skips the raw event bytes, which projections never need."""
+
+    type: str
+    transfers: list[Transfer] = []
+    letter: Union[DeadLetter, None] = None
+    released: list[DeadLetter] = []
+
+
+class SegmentMoney(msgspec.Struct, frozen=True, gc=False):
+    first: int
+    records: list[RecordMoney]
+    recorded_us: int = 0
+
+
+_money_decoder = msgspec.msgpack.Decoder(SegmentMoney)
+
+
+def decode_segment_money(data: bytes) -> SegmentMoney:
+    return _money_decoder.decode(data)
+
+
 def encode_segment(segment: Segment) -> bytes:
     return _encoder.encode(segment)
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import msgspec
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger.records import decode_segment
+from ledger.records import decode_segment_money
 from ledger.store import Store, _Row
 from projections.balances import fold_transfer
 
@@ -48,7 +48,7 @@ class LiveBalances:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _latest(self) -> tuple[int, BalancesSnapshot | None]:
+    def latest(self) -> tuple[int, BalancesSnapshot | None]:
         rows = self.store.recorder.select_events(SNAPSHOT_ID, desc=True, limit=1)
         if not rows:
             return 0, None
@@ -56,16 +56,16 @@ class LiveBalances:
 
     def current(self) -> LiveState:
         """Newest snapshot + every segment committed after it."""
-        version, snapshot = self._latest()
+        version, snapshot = self.latest()
         balances: dict[tuple[str, str], list[int]] = {}
         position = records = 0
         if snapshot is not None:
             position, records = snapshot.position, snapshot.records
             balances = {(p, c): [a, b, d] for p, c, a, b, d in snapshot.rows}
         for notification_id, _, _, state in self.store.notifications(after=position):
-            segment = decode_segment(state)
+            segment = decode_segment_money(state)
             for record in segment.records:
-                for transfer in getattr(record, "transfers", ()):
+                for transfer in record.transfers:
                     fold_transfer(balances, transfer)
             records += len(segment.records)
             position = notification_id

@@ -1,0 +1,95 @@
+"""Micro-benchmarks of the hot paths (pytest-benchmark).
+
+    pytest benchmarks/ --benchmark-only
+
+Each benchmark works on a batch from the seeded synthetic stream, so numbers
+are per batch of BATCH events; divide to get per-event cost.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from consumers.synthetic import generate
+from ledger.attribution import ClickRef, last_click, lock_binding
+from ledger.commission import order_totals
+from ledger.config import Rules
+from ledger.engine import Engine
+from ledger.records import Segment, Source, encode_segment
+from ledger.store import JournalStore, Store
+from projections.balances import balances_from_records
+from schemas.decode import decode_event
+
+BATCH = 5_000
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    return list(generate(BATCH, seed=42))
+
+
+def test_decode_batch(benchmark, lines):
+    results = benchmark(lambda: [decode_event(raw) for raw in lines])
+    assert len(results) == len(lines)
+
+
+def test_attribution_against_many_clicks(benchmark):
+    clicks = [ClickRef(i * 60_000_000, f"c{i:06d}", f"s{i % 50}") for i in range(10_000)]
+    order_us = 5_000 * 60_000_000
+    window_us = 7 * 86_400_000_000
+
+    def run():
+        return last_click(clicks, order_us, window_us), lock_binding(clicks, order_us, 30 * 86_400_000_000)
+
+    winner, binding = benchmark(run)
+    assert winner is not None and winner.event_id == "c005000" and binding is not None
+
+
+def test_commission_arithmetic(benchmark, lines):
+    from schemas.events import Order
+
+    orders = [d.event for d in map(decode_event, lines) if hasattr(d, "event") and isinstance(d.event, Order)]
+    rates = (1500, 500, 2000, 1000)
+    totals = benchmark(lambda: [order_totals(o.lines, rates, 3000, None) for o in orders])
+    assert len(totals) == len(orders) and all(c >= l1 + l2 for c, l1, l2, _ in totals)
+
+
+def test_apply_batch_to_engine(benchmark, lines):
+    source = Source(file="bench", line=0)
+
+    def run():
+        engine = Engine()
+        engine.adopt_rules(Rules())
+        return [engine.ingest(raw, source) for raw in lines]
+
+    outcomes = benchmark(run)
+    assert len(outcomes) == len(lines)
+
+
+def test_store_batch_sqlite(benchmark, lines, tmp_path):
+    engine = Engine()
+    engine.adopt_rules(Rules())
+    from ledger.app import record_for
+
+    source = Source(file="bench", line=0)
+    records = [record_for(engine.ingest(raw, source), raw, source) for raw in lines]
+    journal = JournalStore(Store(f"sqlite:///{tmp_path}/bench.db"), "bench")
+    version = [0]
+
+    def run():
+        state = encode_segment(Segment(version[0] * len(records) + 1, records))
+        version[0] = journal.append([("commission_ledger.Segment", state)], version[0])
+
+    benchmark(run)
+    assert version[0] >= 1
+
+
+def test_payout_projection(benchmark, lines):
+    engine = Engine()
+    engine.adopt_rules(Rules())
+    from ledger.app import record_for
+
+    source = Source(file="bench", line=0)
+    records = [record_for(engine.ingest(raw, source), raw, source) for raw in lines]
+    balances = benchmark(lambda: balances_from_records(records))
+    assert balances == {k: v for k, v in engine.balances.items()}
