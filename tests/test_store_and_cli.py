@@ -174,19 +174,26 @@ def test_reopened_store_replays_and_continues(store):
     assert (counts.accepted, counts.duplicates) == (0, len(EVENTS))
 
 
-def test_tampered_payload_is_detected_on_replay(capsys, store, jsonl):
-    cli(capsys, "--store", store, "ingest", str(jsonl))
-    path = store[len("sqlite:///"):]
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT originator_version, state FROM stored_events WHERE topic='commission_ledger.Segment' ORDER BY originator_version").fetchall()
+def tamper(store: str, event_id: str, edit) -> None:
+    """Edit the stored record of ``event_id`` directly in the SQLite file."""
+    with sqlite3.connect(store[len("sqlite:///"):]) as db:
+        rows = db.execute("SELECT originator_version, state FROM stored_events WHERE topic='commission_ledger.Segment'").fetchall()
         for version, state in rows:
             segment = decode_segment(state)
             for i, record in enumerate(segment.records):
-                if isinstance(record, Ingested) and record.event_id == "e-O1":
-                    forged = json.loads(record.raw)
-                    forged["lines"][0]["unit_price"] = 2_000_000  # inflate the order
-                    segment.records[i] = msgspec.structs.replace(record, raw=json.dumps(forged).encode())
+                if isinstance(record, Ingested) and record.event_id == event_id:
+                    segment.records[i] = edit(record)
                     db.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (encode_segment(segment), version))
+
+
+def test_tampered_payload_is_detected_on_replay(capsys, store, jsonl):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    def inflate(record: Ingested) -> Ingested:
+        forged = json.loads(record.raw)
+        forged["lines"][0]["unit_price"] = 2_000_000  # inflate the order
+        return msgspec.structs.replace(record, raw=json.dumps(forged).encode())
+
+    tamper(store, "e-O1", inflate)
     with pytest.raises(IntegrityError, match="record 5 .Ingested. differs from what the rules produce"):
         Ledger(JournalStore(store))
     code, _, err = cli(capsys, "--store", store, "audit", "replay", "--verify-rules")
@@ -199,17 +206,11 @@ def test_tampered_amount_is_reported_against_the_live_projection(capsys, store, 
     cli(capsys, "--store", store, "ingest", str(jsonl))
     code, out, _ = cli(capsys, "--store", store, "project")
     assert code == 0 and out.startswith("balances projection at store position")
-    path = store[len("sqlite:///"):]
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT originator_version, state FROM stored_events WHERE topic='commission_ledger.Segment'").fetchall()
-        for version, state in rows:
-            segment = decode_segment(state)
-            for i, record in enumerate(segment.records):
-                if isinstance(record, Ingested) and record.event_id == "e-O1":
-                    t = record.transfers[0]
-                    forged = msgspec.structs.replace(t, amount_minor=t.amount_minor * 10)
-                    segment.records[i] = msgspec.structs.replace(record, transfers=[forged, *record.transfers[1:]])
-                    db.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (encode_segment(segment), version))
+    def tenfold(record: Ingested) -> Ingested:
+        t = record.transfers[0]
+        return msgspec.structs.replace(record, transfers=[msgspec.structs.replace(t, amount_minor=t.amount_minor * 10), *record.transfers[1:]])
+
+    tamper(store, "e-O1", tenfold)
     code, out, _ = cli(capsys, "--store", store, "audit", "replay")
     assert code == 1
     assert "DIFF bob CNY: live BalanceRow(promoter_id='bob', currency='CNY', pending=2250" in out
