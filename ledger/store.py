@@ -107,7 +107,7 @@ class Store:
             except (PersistenceError, OSError) as exc:
                 # Processes creating the schema at the same moment race in
                 # PostgreSQL's catalog; the loser retries (CREATE … IF NOT EXISTS).
-                racing = "concurrently" in str(exc) or "pg_type_typname_nsp_index" in str(exc)
+                racing = any(sign in str(exc) for sign in ("concurrently", "already exists", "pg_type_typname_nsp_index"))
                 if not racing or attempt == 4:
                     raise StoreError(f"cannot open store {redact(url)}: {one_line(exc)}") from None
                 time.sleep(0.1 * (attempt + 1))
