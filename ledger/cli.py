@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     _kafka_options(p)
     p.add_argument("--partitions", type=int, default=4, help="partitions for topics created here (default 4)")
+    p = command("serve", "the HTTP API and payout pages for finance and auditors")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--tokens", default=None, metavar="FILE", help="tokens TOML (env LEDGER_TOKENS)")
     p = command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, audit")
     p.add_argument("--events", type=int, default=None, help="size of the generated stream (default 20000)")
     p.add_argument("--bootstrap-servers", default=None, metavar="H:P", help="use this broker instead of starting the embedded one")
@@ -398,6 +402,28 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from service.api import create_app
+    from service.auth import TokensError, load_tokens
+
+    path = args.tokens or os.environ.get("LEDGER_TOKENS")
+    if not path:
+        raise UsageError("serve needs --tokens FILE (or LEDGER_TOKENS)")
+    try:
+        tokens = load_tokens(path)
+    except TokensError as exc:
+        raise UsageError(str(exc)) from None
+    app = create_app(_store_url(args), tokens)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    # uvicorn's access log shows method, path and status; never headers, so no tokens.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ledger.demo import run_demo
 
@@ -417,6 +443,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "consume": cmd_consume,
     "publish": cmd_publish,
     "project": cmd_project,
+    "serve": cmd_serve,
     "demo": cmd_demo,
 }
 

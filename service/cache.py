@@ -1,0 +1,69 @@
+"""The service's read model: the live balances kept in memory and caught up
+from the store's notification log on each request (one cheap query when
+nothing changed, a fold of only the new segments when something did)."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+
+from ledger.records import decode_segment_money
+from ledger.store import Store
+from projections.balances import BalanceRow, fold_transfer
+from projections.live import LiveBalances
+
+
+class BalancesCache:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        state = LiveBalances(store).current()
+        self.position = state.position
+        self.records = state.records
+        self.balances = state.balances
+        self.outcomes: dict[str, int] = {}
+        self.dead_letters: dict[str, int] = {}
+        self._rows: list[BalanceRow] | None = None
+        self._keys: list[tuple[str, str]] = []
+
+    def refresh(self) -> None:
+        newest = self.store.recorder.max_notification_id() or 0
+        if newest == self.position:
+            return
+        with self._lock:
+            for notification_id, _, _, state in self.store.notifications(after=self.position):
+                segment = decode_segment_money(state)
+                for record in segment.records:
+                    self.outcomes[record.type] = self.outcomes.get(record.type, 0) + 1
+                    for t in record.transfers:
+                        fold_transfer(self.balances, t)
+                    for letter in ([record.letter] if record.letter is not None else record.released):
+                        self.dead_letters[letter.reason] = self.dead_letters.get(letter.reason, 0) + 1
+                self.records += len(segment.records)
+                self.position = notification_id
+            self._rows = None
+
+    def rows(self) -> list[BalanceRow]:
+        """All rows sorted by (promoter_id, currency), rebuilt only after a change."""
+        self.refresh()
+        rows = self._rows
+        if rows is None:
+            with self._lock:
+                rows = [BalanceRow(p, c, *v) for (p, c), v in sorted(self.balances.items())]
+                self._keys = [(r.promoter_id, r.currency) for r in rows]
+                self._rows = rows
+        return rows
+
+    def page(self, *, currency: str | None, after: tuple[str, str] | None, limit: int) -> tuple[list[BalanceRow], bool]:
+        """Up to ``limit`` rows after the cursor key; and whether more remain."""
+        rows = self.rows()
+        start = bisect_right(self._keys, after) if after is not None else 0
+        out: list[BalanceRow] = []
+        i = start
+        while i < len(rows) and len(out) < limit:
+            if currency is None or rows[i].currency == currency:
+                out.append(rows[i])
+            i += 1
+        more = any(currency is None or r.currency == currency for r in rows[i:i + 1]) if currency is None else any(
+            r.currency == currency for r in rows[i:])
+        return out, more

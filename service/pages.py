@@ -1,0 +1,206 @@
+"""Server-rendered payout pages: no build step, no CDN, readable on a laptop.
+
+Protected by the same tokens as the API: the login form stores the token in an
+``HttpOnly``, ``SameSite=Strict`` session cookie.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import quote
+
+from litestar import MediaType, Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect
+
+from ledger.books import Books
+from projections.dead_letters import dead_letters
+from projections.render import render_csv
+from projections.statements import statement
+from service import threaded
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
+header{background:#1d2733;color:#fff;padding:10px 24px;display:flex;gap:24px;align-items:center}
+header a{color:#cfe3ff;text-decoration:none}main{padding:20px 24px;max-width:1200px}
+table{border-collapse:collapse;background:#fff;width:100%}th,td{padding:6px 10px;border-bottom:1px solid #e3e6ea;text-align:left}
+th{cursor:pointer;background:#eef1f5;user-select:none}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.bar{display:flex;gap:12px;align-items:center;margin-bottom:12px}pre{background:#fff;padding:12px;overflow:auto}
+.err{color:#a40000}.muted{color:#66707a}
+"""
+SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0], rows = Array.from(body.rows);
+  const num = th.classList.contains('num'), dir = th.dataset.dir === 'asc' ? -1 : 1; th.dataset.dir = dir === 1 ? 'asc' : 'desc';
+  rows.sort((a, b) => { const x = a.cells[col].dataset.v ?? a.cells[col].textContent, y = b.cells[col].dataset.v ?? b.cells[col].textContent;
+    return (num ? (Number(x) - Number(y)) : x.localeCompare(y)) * dir; });
+  rows.forEach(r => body.appendChild(r)); }));
+"""
+SESSION_COOKIE = "ledger_session"
+
+
+def _page(title: str, body: str, status: int = 200) -> Response:
+    doc = (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+           f"<title>{html.escape(title)} · commission-ledger</title><style>{STYLE}</style></head><body>"
+           f"<header><strong>commission-ledger</strong><a href='/'>Balances</a><a href='/dead-letters'>Dead letters</a>"
+           f"<form method=post action='/logout' style='margin-left:auto'><button>Log out</button></form></header>"
+           f"<main><h1>{html.escape(title)}</h1>{body}</main><script>{SORT_JS}</script></body></html>")
+    return Response(doc, status_code=status, media_type=MediaType.HTML)
+
+
+def error_page(status: int, message: str) -> Response:
+    if status == 401:
+        return Redirect("/login")
+    return _page(f"Error {status}", f"<p class=err>{html.escape(message)}</p>", status)
+
+
+def _viewer(request: Request):
+    from service.api import principal
+
+    return principal(request)
+
+
+def _money(v: int) -> str:
+    return f"<td class=num data-v='{v}'>{v:,}</td>"
+
+
+@get("/login", sync_to_thread=False)
+def login_form() -> Response:
+    body = ("<form method=post action='/login' class=bar><label>Token <input type=password name=token autofocus required></label>"
+            "<button type=submit>Log in</button></form><p class=muted>Finance and auditor tokens are issued by your administrator.</p>")
+    return Response(f"<!doctype html><html><head><meta charset=utf-8><title>Log in</title><style>{STYLE}</style></head>"
+                    f"<body><main><h1>commission-ledger</h1>{body}</main></body></html>", media_type=MediaType.HTML)
+
+
+@post("/login", sync_to_thread=False)
+def login(request: Request, data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Response:
+    from service.auth import authenticate
+
+    token = (data or {}).get("token", "")
+    if authenticate(request.app.state.service.tokens, token) is None:
+        return Response(f"<!doctype html><meta charset=utf-8><style>{STYLE}</style><main><p class=err>Unknown token.</p>"
+                        "<a href='/login'>Try again</a></main>", status_code=401, media_type=MediaType.HTML)
+    return Redirect("/", cookies=[Cookie(key=SESSION_COOKIE, value=token, httponly=True, samesite="strict", path="/")])
+
+
+@post("/logout", sync_to_thread=False)
+def logout() -> Response:
+    return Redirect("/login", cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, httponly=True, samesite="strict", path="/")])
+
+
+@get("/")
+@threaded
+def balances_page(request: Request, currency: str | None = None) -> Response:
+    who = _viewer(request)
+    cache = request.app.state.service.cache
+    rows = [r for r in cache.rows() if currency is None or r.currency == currency]
+    currencies = sorted({r.currency for r in cache.rows()})
+    options = "".join(f"<option{' selected' if c == currency else ''}>{html.escape(c)}</option>" for c in currencies)
+    body_rows = "".join(
+        f"<tr><td><a href='/promoters/{quote(r.promoter_id, safe='')}'>{html.escape(r.promoter_id)}</a></td>"
+        f"<td>{html.escape(r.currency)}</td>{_money(r.pending)}{_money(r.payable)}{_money(r.paid)}</tr>"
+        for r in rows
+    )
+    csv_link = "/payouts.csv" + (f"?currency={quote(currency)}" if currency else "")
+    body = (f"<div class=bar><form class=bar method=get action='/'><label>Currency <select name=currency onchange='this.form.submit()'>"
+            f"<option value=''>all</option>{options}</select></label></form><a href='{csv_link}'>Download CSV</a>"
+            f"<span class=muted>{len(rows):,} rows · store position {cache.position} · signed in as {html.escape(who.name)} ({who.role})</span></div>"
+            "<table class=sortable id=balances><thead><tr><th>Promoter</th><th>Currency</th><th class=num>Pending</th>"
+            f"<th class=num>Payable</th><th class=num>Paid</th></tr></thead><tbody>{body_rows}</tbody></table>"
+            "<p class=muted>Amounts in minor units (fen). Click a column to sort.</p>")
+    return _page("Balances", body)
+
+
+@get("/payouts.csv")
+@threaded
+def balances_csv(request: Request, currency: str | None = None) -> Response:
+    _viewer(request)
+    rows = [r for r in request.app.state.service.cache.rows() if currency is None or r.currency == currency]
+    text = render_csv(rows, ("promoter_id", "currency", "pending", "payable", "paid"))
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=payouts.csv"})
+
+
+def _chart(entries: list[Any]) -> str:
+    """Inline SVG: pending / payable / paid after each entry, per entry index."""
+    if not entries:
+        return ""
+    width, height, pad = 900, 220, 30
+    series = {"pending": "#d98c00", "payable": "#1f6feb", "paid": "#2da44e"}
+    values = [getattr(e, k) for e in entries for k in series]
+    lo, hi = min(0, *values), max(1, *values)
+    n = len(entries)
+
+    def xy(i: int, v: int) -> str:
+        x = pad + (width - 2 * pad) * (i / max(1, n - 1))
+        y = height - pad - (height - 2 * pad) * ((v - lo) / (hi - lo))
+        return f"{x:.1f},{y:.1f}"
+
+    lines = "".join(
+        f"<polyline fill=none stroke='{color}' stroke-width=2 points='{' '.join(xy(i, getattr(e, k)) for i, e in enumerate(entries))}'/>"
+        f"<text x={width - pad - 60} y={pad + 14 * list(series).index(k)} fill='{color}'>{k}</text>"
+        for k, color in series.items()
+    )
+    zero = height - pad - (height - 2 * pad) * ((0 - lo) / (hi - lo))
+    return (f"<svg viewBox='0 0 {width} {height}' width='100%' role=img aria-label='balances over the statement'>"
+            f"<rect width={width} height={height} fill='#fff'/><line x1={pad} x2={width - pad} y1={zero:.1f} y2={zero:.1f} stroke='#ccc'/>"
+            f"{lines}</svg>")
+
+
+def _order_link(order_id: str | None) -> str:
+    if order_id is None:
+        return ""
+    return f"<a href='/orders/{quote(order_id, safe='')}'>{html.escape(order_id)}</a>"
+
+
+@get("/promoters/{promoter_id:str}")
+@threaded
+def promoter_page(request: Request, promoter_id: str) -> Response:
+    _viewer(request)
+    entries = statement(Books(request.app.state.service.store).records(), promoter_id)
+    rows = "".join(
+        f"<tr><td>{html.escape(e.journal)}:{e.position}</td><td>{e.kind}</td><td>{html.escape(e.currency)}</td>{_money(e.amount_minor)}"
+        f"<td>{e.debit} → {e.credit}</td><td>{_order_link(e.order_id)}</td>"
+        f"<td>{e.level or ''}</td><td>{e.rules_version or ''}</td><td>{html.escape(e.cause)}</td>"
+        f"{_money(e.pending)}{_money(e.payable)}{_money(e.paid)}</tr>"
+        for e in entries
+    )
+    body = (f"{_chart(entries)}<table class=sortable><thead><tr><th>Journal:position</th><th>Kind</th><th>Currency</th>"
+            "<th class=num>Amount</th><th>Movement</th><th>Order</th><th>Level</th><th>Rules</th><th>Cause</th>"
+            f"<th class=num>Pending</th><th class=num>Payable</th><th class=num>Paid</th></tr></thead><tbody>{rows}</tbody></table>")
+    return _page(f"Promoter {promoter_id}", body if entries else "<p>No entries.</p>")
+
+
+@get("/orders/{order_id:str}")
+@threaded
+def order_page(request: Request, order_id: str) -> Response:
+    import json
+
+    from service.api import explanation
+
+    _viewer(request)
+    view = explanation(request.app.state.service, order_id)
+    if view is None:
+        return _page(f"Order {order_id}", "<p class=err>Unknown order.</p>", 404)
+    return _page(f"Order {order_id}", f"<pre>{html.escape(json.dumps(view, indent=2, ensure_ascii=False))}</pre>")
+
+
+@get("/dead-letters")
+@threaded
+def dead_letters_page(request: Request) -> Response:
+    _viewer(request)
+    letters = dead_letters(Books(request.app.state.service.store).records())
+    rows = "".join(
+        f"<tr><td>{html.escape(d.journal)}:{d.position}</td><td>{d.reason}</td><td>{html.escape(d.source)}</td>"
+        f"<td>{html.escape(d.detail)}</td><td><code>{html.escape(d.raw[:120])}</code></td></tr>"
+        for d in letters
+    )
+    body = (f"<p class=muted>{len(letters):,} dead letters</p><table class=sortable><thead><tr><th>Journal:position</th>"
+            f"<th>Reason</th><th>Source</th><th>Detail</th><th>Raw</th></tr></thead><tbody>{rows}</tbody></table>")
+    return _page("Dead letters", body)
+
+
+handlers = [login_form, login, logout, balances_page, balances_csv, promoter_page, order_page, dead_letters_page]
