@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Set up everything commission-ledger needs on a fresh Debian machine:
 # a virtualenv with the package and its dev extras, and the Debian packages the
-# integration tests start (PostgreSQL server, kcat). Idempotent.
+# integration tests start (PostgreSQL server, kcat, Chromium + ChromeDriver for
+# the payout-page test). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing Debian packages: ${need_apt[*]}"

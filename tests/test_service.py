@@ -1,0 +1,224 @@
+"""The HTTP service against a real uvicorn server on a free loopback port."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from consumers.broker import free_port, wait_for_port
+from consumers.synthetic import write_jsonl
+
+EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
+FINANCE, AUDITOR = "fin-secret-token", "audit-secret-token"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+def _tokens_file(path: Path) -> Path:
+    path.write_text(
+        "".join(
+            f'[[tokens]]\nname = "{name}"\nrole = "{role}"\nsha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n\n'
+            for name, role, token in (("fin-ops", "finance", FINANCE), ("auditor-1", "auditor", AUDITOR))
+        )
+    )
+    return path
+
+
+class Server:
+    def __init__(self, tmp: Path) -> None:
+        self.store = f"sqlite:///{tmp}/ledger.db"
+        self.events = tmp / "events.jsonl"
+        write_jsonl(str(self.events), 3_000, seed=4)
+        subprocess.run([EXE, "--store", self.store, "ingest", str(self.events)], check=True, capture_output=True)
+        subprocess.run([EXE, "--store", self.store, "settle", "--as-of", "2026-03-01T00:00:00Z"], check=True, capture_output=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "server.log"
+        self.proc = subprocess.Popen(
+            [EXE, "--store", self.store, "serve", "--port", str(self.port), "--tokens", str(_tokens_file(tmp / "tokens.toml"))],
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+        )
+        assert wait_for_port("127.0.0.1", self.port, 30), self.log.read_text()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("service"))
+    yield srv
+    srv.stop()
+    log = srv.log.read_text()
+    assert FINANCE not in log and AUDITOR not in log, "a token reached the log"
+
+
+READS = ["/v1/payouts", "/v1/promoters/p1/statement", "/v1/orders/o1/explanation", "/v1/dead-letters",
+         "/v1/audit/digest", "/metrics"]
+
+
+@pytest.mark.parametrize("path", READS)
+def test_reads_need_a_token_and_both_roles_may_read(server, path):
+    assert server.client().get(path).status_code == 401
+    assert server.client("wrong-token").get(path).status_code == 401
+    for token in (AUDITOR, FINANCE):
+        response = server.client(token).get(path)
+        assert response.status_code in (200, 404), response.text  # o1 may be unknown in this stream
+    assert server.client().get("/healthz").json() == {"status": "ok"}
+
+
+def test_writes_are_finance_only_and_need_an_idempotency_key(server):
+    body = {"promoter_id": "p1", "currency": "CNY", "amount": 10, "reason": "test"}
+    assert server.client().post("/v1/adjustments", json=body).status_code == 401
+    assert server.client(AUDITOR).post("/v1/adjustments", json=body, headers={"Idempotency-Key": "a0"}).status_code == 403
+    assert server.client(AUDITOR).post("/v1/payouts", json={"as_of": "2026-03-01T00:00:00Z"}, headers={"Idempotency-Key": "p0"}).status_code == 403
+    missing = server.client(FINANCE).post("/v1/adjustments", json=body)
+    assert missing.status_code == 400 and "Idempotency-Key" in missing.json()["error"]
+
+
+@pytest.mark.parametrize("raw,needle", [
+    (b'{"promoter_id": "p1", "currency": "CNY", "amount": 10, "reason": "x"', "malformed JSON"),
+    (b'[1,2]', "Expected `object`"),
+    (b'{"promoter_id": "p1", "currency": "CNY", "amount": "10", "reason": "x"}', "Expected `int`"),
+    (b'{"promoter_id": "p1", "currency": "cny", "amount": 10, "reason": "x"}', "three capital letters"),
+    (b'{"promoter_id": "p1", "currency": "CNY", "amount": 0, "reason": "x"}', "non-zero"),
+    (b'\xff\xfe', "malformed JSON"),
+])
+def test_bad_bodies_are_400_with_one_line(server, raw, needle):
+    response = server.client(FINANCE).post("/v1/adjustments", content=raw, headers={"Idempotency-Key": f"bad-{hash(raw)}",
+                                                                                   "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert needle in error and "\n" not in error
+
+
+def test_oversized_body_is_rejected_not_a_500(server):
+    response = server.client(FINANCE).post("/v1/payouts", content=b"{" + b" " * 100_000 + b"}",
+                                           headers={"Idempotency-Key": "big", "Content-Type": "application/json"})
+    assert response.status_code == 413 and "too large" in response.json()["error"]
+
+
+def test_payouts_paginate_with_link_headers(server):
+    client = server.client(AUDITOR)
+    everything = client.get("/v1/payouts").json()
+    cli = subprocess.run([EXE, "--store", server.store, "payouts", "--format", "json"], capture_output=True, check=True)
+    assert everything == json.loads(cli.stdout)  # same array as the CLI
+    collected, url = [], "/v1/payouts?limit=7"
+    while url:
+        response = client.get(url)
+        collected += response.json()
+        link = response.headers.get("link")
+        url = link[1:link.index(">")] if link else None
+    assert collected == everything and len(everything) > 7
+    cny = client.get("/v1/payouts?currency=CNY").json()
+    assert cny == [r for r in everything if r["currency"] == "CNY"]
+
+
+def test_idempotency_same_key_same_response_other_body_409(server):
+    client = server.client(FINANCE)
+    body = {"promoter_id": "carol", "currency": "CNY", "amount": 500, "reason": "welcome bonus"}
+    first = client.post("/v1/adjustments", json=body, headers={"Idempotency-Key": "adj-1"})
+    again = client.post("/v1/adjustments", json=body, headers={"Idempotency-Key": "adj-1"})
+    assert first.status_code == again.status_code == 201 and first.content == again.content
+    other = client.post("/v1/adjustments", json={**body, "amount": 501}, headers={"Idempotency-Key": "adj-1"})
+    assert other.status_code == 409
+    statement = client.get("/v1/promoters/carol/statement").json()
+    assert [(e["kind"], e["amount_minor"], e["payable"], e["cause"]) for e in statement] == [
+        ("adjustment", 500, 500, "adjustment by fin-ops: welcome bonus")]
+    digest = client.get("/v1/audit/digest").json()
+    assert digest["matches_live"] is True and digest["digest"].startswith("sha256:")
+    audit = subprocess.run([EXE, "--store", server.store, "audit", "replay", "--verify-rules"], capture_output=True, text=True)
+    assert audit.returncode == 0 and f"digest {digest['digest']}" in audit.stdout
+
+
+def test_twenty_concurrent_payouts_pay_each_balance_once(server):
+    client = server.client(AUDITOR)
+    before = {(r["promoter_id"], r["currency"]): r["payable"] for r in client.get("/v1/payouts").json()}
+    due = sum(v for v in before.values() if v >= 100)
+    assert due > 0
+    responses: list[httpx.Response] = []
+
+    def pay(i: int) -> None:
+        with server.client(FINANCE) as c:
+            responses.append(c.post("/v1/payouts", json={"as_of": "2026-03-02T00:00:00Z"}, headers={"Idempotency-Key": f"pay-{i}"}))
+
+    threads = [threading.Thread(target=pay, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in responses] == [201] * 20
+    paid = [line for r in responses for line in r.json()["lines"]]
+    assert sum(line["amount"] for line in paid) == due
+    assert len({(line["promoter_id"], line["currency"]) for line in paid}) == len(paid)
+    for line in paid:
+        assert line["carried_over"] + sum(e["amount_minor"] for e in line["entries"]) == line["amount"]
+
+
+def test_metrics_parse_and_move_when_events_are_ingested(server, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[str, float]:
+        text = server.client(AUDITOR).get("/metrics").text
+        return {s.name + json.dumps(s.labels, sort_keys=True): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    before = scrape()
+    extra = tmp_path / "more.jsonl"
+    extra.write_text('{"type":"share","event_id":"m-1","occurred_at":"2026-05-01T00:00:00Z","share_id":"zz","promoter_id":"zed"}\n'
+                     '{"type":"nope","event_id":"m-2"}\n')
+    subprocess.run([EXE, "--store", server.store, "ingest", str(extra)], check=True, capture_output=True)
+    after = scrape()
+    assert after["ledger_store_position{}"] > before["ledger_store_position{}"]
+    assert after.get('ledger_dead_letters_total{"reason": "unknown_type"}', 0) == before.get('ledger_dead_letters_total{"reason": "unknown_type"}', 0) + 1
+
+
+@pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,
+                    reason="Debian chromium + chromium-driver are installed by scripts/install.sh")
+def test_payout_page_in_a_real_browser(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1366,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=ChromeService(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get(server.url + "/")
+        assert "/login" in driver.current_url  # not logged in: sent to the form
+        driver.find_element(By.NAME, "token").send_keys(AUDITOR)
+        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        rows = driver.find_elements(By.CSS_SELECTOR, "#balances tbody tr")
+        api = server.client(AUDITOR).get("/v1/payouts").json()
+        assert len(rows) == len(api)
+        first = rows[0].find_elements(By.TAG_NAME, "td")
+        assert [c.text for c in first[:2]] == [api[0]["promoter_id"], api[0]["currency"]]
+        assert int(first[4].text.replace(",", "")) == api[0]["paid"]
+        cookie = driver.get_cookie("ledger_session")
+        assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "payouts-page.png"))
+        first[0].find_element(By.TAG_NAME, "a").click()
+        assert driver.find_element(By.TAG_NAME, "h1").text == f"Promoter {api[0]['promoter_id']}"
+        assert driver.find_elements(By.TAG_NAME, "svg")
+        driver.save_screenshot(str(ARTIFACTS / "promoter-page.png"))
+    finally:
+        driver.quit()
