@@ -23,6 +23,7 @@ from ledger.records import (
     DeadLetter,
     DeadLettered,
     Ingested,
+    NetworkRebuilt,
     PaidOut,
     Record,
     SEGMENT_TOPIC,
@@ -152,7 +153,11 @@ class Ledger:
             raise IntegrityError(f"segment {stored.version}: unreadable ({exc})") from None
         if segment.first != self.position + 1:
             raise IntegrityError(f"segment {stored.version} starts at record {segment.first}, expected {self.position + 1}")
+        self.engine.begin_batch()
         replayed = [apply_record(self.engine, record) for record in segment.records]
+        walked, _ = self.engine.end_batch()
+        if walked:
+            raise IntegrityError(f"segment {stored.version}: the promoter network changed but no network record was stored")
         if self._verify and replayed != segment.records:  # field-by-field Struct equality
             for offset, (mine, theirs) in enumerate(zip(replayed, segment.records)):
                 if mine != theirs:
@@ -230,16 +235,20 @@ class Ledger:
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
         inflight: tuple[Future, list[Record]] | None = None
         try:
+            self.engine.begin_batch()
             for raw, source in items:
                 outcome = self.engine.ingest(raw, source)
                 counts.add(outcome)
                 batch.append(record_for(outcome, raw, source))
                 if len(batch) >= batch_events:
+                    self._close_batch(batch)
                     inflight = self._write_behind(writer, inflight, batch)
                     batch = []
+                    self.engine.begin_batch()
                     _settle_heap()
                     if progress is not None:
                         progress(counts)
+            self._close_batch(batch)
             if batch:
                 inflight = self._write_behind(writer, inflight, batch)
             self._finish(inflight, [])
@@ -250,6 +259,12 @@ class Ledger:
         if progress is not None:
             progress(counts)
         return counts
+
+    def _close_batch(self, batch: list[Record]) -> None:
+        """End the engine's batch; record the network walk if one ran."""
+        walked, transfers = self.engine.end_batch()
+        if walked:
+            batch.append(NetworkRebuilt(transfers))
 
     def _write_behind(self, writer: ThreadPoolExecutor, inflight: tuple[Future, list[Record]] | None, records: list[Record]) -> tuple[Future, list[Record]] | None:
         """Wait for the batch in flight, then start writing ``records``."""
@@ -285,6 +300,7 @@ class Ledger:
         counts = IngestCounts()
         records: list[Record] = []
         letters: list[DeadLetter] = []
+        self.engine.begin_batch()
         for raw, source in items:
             outcome = self.engine.ingest(raw, source)
             counts.add(outcome)
@@ -292,6 +308,7 @@ class Ledger:
             if outcome.dead_letter is not None:
                 letters.append(outcome.dead_letter)
             letters.extend(outcome.released)
+        self._close_batch(records)
         return records, counts, letters
 
     def commit(self, records: list[Record], trackings: list[Tracking]) -> None:
@@ -361,8 +378,11 @@ class Ledger:
 
 def _reexecute(engine: Engine, records: list[Record]) -> list[Record]:
     """Re-execute records (lost in a write race) on a caught-up engine."""
-    redone = [apply_record(engine, r) for r in records]
-    return [r for r in redone if not (isinstance(r, RulesAdopted) and r.version == -1)]
+    engine.begin_batch()
+    redone = [apply_record(engine, r) for r in records if not isinstance(r, NetworkRebuilt)]
+    walked, transfers = engine.end_batch()
+    kept = [r for r in redone if not (isinstance(r, RulesAdopted) and r.version == -1)]
+    return kept + [NetworkRebuilt(transfers)] if walked else kept
 
 
 def validate_adjustment(promoter_id: str, currency: str, amount_minor: int, reason: str) -> None:
@@ -394,6 +414,10 @@ def apply_record(engine: Engine, record: Record) -> Record:
     if isinstance(record, Settled):
         order_ids, transfers = engine.settle(record.as_of_us)
         return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers)
+    if isinstance(record, NetworkRebuilt):
+        _, transfers = engine.end_batch()
+        engine.begin_batch()
+        return NetworkRebuilt(transfers)
     if isinstance(record, PaidOut):
         engine.book_payout(record.transfers)
         return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers)

@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--tokens", default=None, metavar="FILE", help="tokens TOML (env LEDGER_TOKENS)")
+    p.add_argument("--workers", type=int, default=1, help="server processes (each keeps its own read cache)")
     p = command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, audit")
     p.add_argument("--events", type=int, default=None, help="size of the generated stream (default 20000)")
     p.add_argument("--bootstrap-servers", default=None, metavar="H:P", help="use this broker instead of starting the embedded one")
@@ -417,9 +418,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tokens = load_tokens(path)
     except TokensError as exc:
         raise UsageError(str(exc)) from None
-    app = create_app(_store_url(args), tokens)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     # uvicorn's access log shows method, path and status; never headers, so no tokens.
+    if args.workers > 1:
+        os.environ["LEDGER_SERVE_STORE"] = _store_url(args)
+        os.environ["LEDGER_SERVE_TOKENS"] = os.path.abspath(path)
+        uvicorn.run("service.api:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
+                    log_level="warning", server_header=False)
+        return 0
+    app = create_app(_store_url(args), tokens)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
     return 0
 

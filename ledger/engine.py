@@ -33,6 +33,11 @@ from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
 from schemas.events import Click, Order, Refund, Share, order_currency
 
+# A network walk longer than this (shares after the change point) is deferred
+# to the end of the batch: in-order shares walk a few steps at once, a backfill
+# of old shares walks once per batch instead of once per share.
+IMMEDIATE_WALK_MAX = 64
+
 ACCEPTED = "accepted"
 PARKED = "parked"
 DUPLICATE = "duplicate"
@@ -143,6 +148,8 @@ class Engine:
         self.buyers: dict[str, BuyerState] = {}
         self.parked_clicks: dict[str, list[tuple[str, ClickRef]]] = {}
         self.network = Network()
+        self.batching = False
+        self._deferred_start: tuple[int, str] | None = None
         self.by_level1: dict[str, dict[str, None]] = {}  # promoter → unsettled order ids
         # (promoter_id, currency) → [pending, payable, paid]
         self.balances: dict[tuple[str, str], list[int]] = {}
@@ -250,11 +257,13 @@ class Engine:
     # ----------------------------------------------------------------- shares
     def _share(self, share: Share, occurred_us: int) -> Outcome:
         ref = ShareRef(occurred_us, share.event_id, share.share_id, share.promoter_id, share.parent_share_id)
-        changed = self.network.add(ref)
+        start = self.network.add(ref, self._deferred_start)
         affected: dict[str, OrderState] = {}
-        for promoter in sorted(changed):
-            for order_id in self.by_level1.get(promoter, ()):
-                affected[order_id] = self.unsettled[order_id]
+        if start is not None:
+            if self.batching and (self._deferred_start is not None or self.network.walk_length(start) > IMMEDIATE_WALK_MAX):
+                self._deferred_start = start  # one long walk at the end of the batch
+            else:
+                affected = self._orders_of(self.network.recompute_from(start))
         for buyer_id, click in self.parked_clicks.pop(share.share_id, ()):
             buyer = self._buyer(buyer_id)
             click = click._replace(share_id=share.share_id)
@@ -264,6 +273,34 @@ class Engine:
         transfers: list[Transfer] = []
         self._reevaluate(list(affected.values()), transfers)
         return Outcome(ACCEPTED, share.event_id, transfers)
+
+    def _orders_of(self, promoters: set[str]) -> dict[str, OrderState]:
+        """Unsettled orders won by these promoters at level 1."""
+        affected: dict[str, OrderState] = {}
+        for promoter in sorted(promoters):
+            for order_id in self.by_level1.get(promoter, ()):
+                affected[order_id] = self.unsettled[order_id]
+        return affected
+
+    # ---------------------------------------------------------------- batches
+    def begin_batch(self) -> None:
+        """Within a batch, a late share that changes the network marks where
+        the walk must restart instead of walking at once: one walk per batch,
+        not one per out-of-order share (which is quadratic on a backfill)."""
+        assert not self.batching
+        self.batching = True
+
+    def end_batch(self) -> tuple[bool, list[Transfer]]:
+        """Walk the network once if a share asked for it and re-evaluate the
+        orders whose upline changed. Returns (walked, transfers)."""
+        assert self.batching
+        self.batching = False
+        start, self._deferred_start = self._deferred_start, None
+        if start is None:
+            return False, []
+        transfers: list[Transfer] = []
+        self._reevaluate(list(self._orders_of(self.network.recompute_from(start)).values()), transfers)
+        return True, transfers
 
     # ----------------------------------------------------------------- orders
     def _order(self, order: Order, occurred_us: int) -> Outcome:

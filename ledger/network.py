@@ -38,25 +38,34 @@ class Network:
         # in share order, so this list is sorted and a recompute truncates it.
         self._bind_order: list[tuple[int, str, str]] = []
 
-    def add(self, share: ShareRef) -> set[str]:
-        """Make ``share`` known; return the promoters whose upline changed."""
+    def add(self, share: ShareRef, pending: tuple[int, str] | None = None) -> tuple[int, str] | None:
+        """Make ``share`` known. Return the (instant, event_id) from which the
+        bindings must be recomputed (``recompute_from``), or None when nothing
+        can change. ``pending``: a recompute already owed from that key, which
+        covers every later key (the no-op test below is only valid before it).
+        """
         assert share.share_id not in self.shares
         self.shares[share.share_id] = share
-        start: tuple[int, str] | None = None
+        candidates: list[ShareRef] = []
         if share.parent_share_id is not None:
-            key = (share.occurred_us, share.event_id, share.share_id)
-            insort(self._parented, key)
+            insort(self._parented, (share.occurred_us, share.event_id, share.share_id))
             self._children.setdefault(share.parent_share_id, []).append(share.share_id)
-            if share.parent_share_id in self.shares and self._may_bind(share):
-                start = key[:2]
-        for child_id in self._children.get(share.share_id, ()):
-            child = self.shares[child_id]
-            if child_id != share.share_id and self._may_bind(child) and (
-                start is None or (child.occurred_us, child.event_id) < start
-            ):
-                start = (child.occurred_us, child.event_id)
-        if start is None:
-            return set()
+            if share.parent_share_id in self.shares:
+                candidates.append(share)
+        candidates += [self.shares[c] for c in self._children.get(share.share_id, ()) if c != share.share_id]
+        start = pending
+        for candidate in candidates:
+            key = (candidate.occurred_us, candidate.event_id)
+            if (start is None or key < start) and self._may_bind(candidate):
+                start = key
+        return start if start != pending else None
+
+    def walk_length(self, start: tuple[int, str]) -> int:
+        """How many parented shares a walk from ``start`` would visit."""
+        return len(self._parented) - bisect_left(self._parented, start, key=lambda k: k[:2])
+
+    def recompute_from(self, start: tuple[int, str]) -> set[str]:
+        """Redo the walk from ``start``; return the promoters whose upline changed."""
         return self._recompute_from(start)
 
     def _may_bind(self, share: ShareRef) -> bool:

@@ -106,7 +106,14 @@ class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
     transfers: list[Transfer]
 
 
-Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted]
+class NetworkRebuilt(msgspec.Struct, tag="network", frozen=True, gc=False):
+    """End of a batch in which late shares changed the promoter network: the
+    upline walk ran once, and these are the corrections it caused."""
+
+    transfers: list[Transfer]
+
+
+Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted, NetworkRebuilt]
 
 
 class Segment(msgspec.Struct, frozen=True, gc=False):
@@ -150,6 +157,11 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     transfers: list[Transfer] = []
     letter: Union[DeadLetter, None] = None
     released: list[DeadLetter] = []
+    # What statements cite as the cause (see cause_of).
+    event_id: Union[str, None] = None
+    as_of: Union[str, None] = None
+    actor: Union[str, None] = None
+    reason: Union[str, None] = None
 
 
 class SegmentMoney(msgspec.Struct, frozen=True, gc=False):
@@ -177,14 +189,20 @@ def record_transfers(record: Record) -> list[Transfer]:
     return getattr(record, "transfers", [])
 
 
-def cause_of(record: Record) -> str:
+_CAUSE_KIND = {Ingested: "ingested", Settled: "settled", PaidOut: "paid_out", Adjusted: "adjusted", NetworkRebuilt: "network"}
+
+
+def cause_of(record: "Record | RecordMoney") -> str:
     """What posted a record's transfers, in words for statements."""
-    if isinstance(record, Ingested):
+    kind = record.type if isinstance(record, RecordMoney) else _CAUSE_KIND.get(type(record))
+    if kind == "ingested":
         return f"event {record.event_id}"
-    if isinstance(record, Settled):
+    if kind == "settled":
         return f"settle as of {record.as_of}"
-    if isinstance(record, PaidOut):
+    if kind == "paid_out":
         return f"payout as of {record.as_of}"
-    if isinstance(record, Adjusted):
+    if kind == "adjusted":
         return f"adjustment by {record.actor}: {record.reason}"
-    return type(record).__name__
+    if kind == "network":
+        return "promoter network re-walked (late shares)"
+    return kind or type(record).__name__

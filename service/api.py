@@ -138,7 +138,7 @@ def _as_of(text: str) -> int:
 def promoter_statement(request: Request, promoter_id: str) -> Response:
     principal(request)
     service: Service = request.app.state.service
-    return _json(statement(Books(service.store).records(), promoter_id))
+    return _json(service.cache.statement(promoter_id))
 
 
 @get("/v1/orders/{order_id:str}/explanation")
@@ -277,3 +277,12 @@ def create_app(store_url: str, tokens: dict[str, Principal]) -> Litestar:
     )
     app.state.service = service
     return app
+
+
+def app_from_env() -> Litestar:
+    """App factory for ``serve --workers N`` (each worker process builds its own)."""
+    import os
+
+    from service.auth import load_tokens
+
+    return create_app(os.environ["LEDGER_SERVE_STORE"], load_tokens(os.environ["LEDGER_SERVE_TOKENS"]))

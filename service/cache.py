@@ -7,41 +7,63 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 
-from ledger.records import decode_segment_money
+from ledger.records import cause_of, decode_segment_money
 from ledger.store import Store
 from projections.balances import BalanceRow, fold_transfer
-from projections.live import LiveBalances
+from projections.statements import StatementEntry
+
+BUCKET_INDEX = {"pending": 0, "payable": 1, "paid": 2}
 
 
 class BalancesCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
-        state = LiveBalances(store).current()
-        self.position = state.position
-        self.records = state.records
-        self.balances = state.balances
+        self.position = 0
+        self.records = 0
+        self.balances: dict[tuple[str, str], list[int]] = {}
         self.outcomes: dict[str, int] = {}
         self.dead_letters: dict[str, int] = {}
+        # promoter → statement entries in commit order (the per-promoter index
+        # that makes statements O(entries of that promoter), not O(journal)).
+        self.statements: dict[str, list[StatementEntry]] = {}
+        self._running: dict[tuple[str, str], list[int]] = {}
         self._rows: list[BalanceRow] | None = None
         self._keys: list[tuple[str, str]] = []
+        self.refresh()
 
     def refresh(self) -> None:
         newest = self.store.recorder.max_notification_id() or 0
         if newest == self.position:
             return
         with self._lock:
-            for notification_id, _, _, state in self.store.notifications(after=self.position):
+            for notification_id, journal, _, state in self.store.notifications(after=self.position):
                 segment = decode_segment_money(state)
-                for record in segment.records:
+                for offset, record in enumerate(segment.records):
                     self.outcomes[record.type] = self.outcomes.get(record.type, 0) + 1
                     for t in record.transfers:
                         fold_transfer(self.balances, t)
+                        self._index(journal, segment.first + offset, record, t)
                     for letter in ([record.letter] if record.letter is not None else record.released):
                         self.dead_letters[letter.reason] = self.dead_letters.get(letter.reason, 0) + 1
                 self.records += len(segment.records)
                 self.position = notification_id
             self._rows = None
+
+    def _index(self, journal: str, position: int, record, t) -> None:
+        row = self._running.setdefault((t.promoter_id, t.currency), [0, 0, 0])
+        for bucket, sign in ((t.debit, -1), (t.credit, 1)):
+            i = BUCKET_INDEX.get(bucket)
+            if i is not None:
+                row[i] += sign * t.amount_minor
+        self.statements.setdefault(t.promoter_id, []).append(StatementEntry(
+            journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit, t.order_id, t.level,
+            t.rules_version, cause_of(record), *row,
+        ))
+
+    def statement(self, promoter_id: str) -> list[StatementEntry]:
+        self.refresh()
+        return self.statements.get(promoter_id, [])
 
     def rows(self) -> list[BalanceRow]:
         """All rows sorted by (promoter_id, currency), rebuilt only after a change."""

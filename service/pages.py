@@ -160,7 +160,7 @@ def _order_link(order_id: str | None) -> str:
 @threaded
 def promoter_page(request: Request, promoter_id: str) -> Response:
     _viewer(request)
-    entries = statement(Books(request.app.state.service.store).records(), promoter_id)
+    entries = request.app.state.service.cache.statement(promoter_id)
     rows = "".join(
         f"<tr><td>{html.escape(e.journal)}:{e.position}</td><td>{e.kind}</td><td>{html.escape(e.currency)}</td>{_money(e.amount_minor)}"
         f"<td>{e.debit} → {e.credit}</td><td>{_order_link(e.order_id)}</td>"

@@ -20,7 +20,7 @@ def test_end_to_end_benchmark_runs_every_stage(tmp_path):
     total = results["ingest"]["events"]
     assert total >= 3000
     assert all(r["events"] == total or name == "replay" for name, r in results.items())
-    assert results["replay"]["events"] == total + 1  # + the rules record
+    assert results["replay"]["events"] >= total + 1  # + the rules record (+ network records of late shares)
     assert 0 < results["consume"]["ratio_to_raw_consume"] and 0 < results["ingest"]["ratio_to_raw_sqlite"]
 
 

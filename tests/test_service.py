@@ -139,6 +139,9 @@ def test_idempotency_same_key_same_response_other_body_409(server):
     statement = client.get("/v1/promoters/carol/statement").json()
     assert [(e["kind"], e["amount_minor"], e["payable"], e["cause"]) for e in statement] == [
         ("adjustment", 500, 500, "adjustment by fin-ops: welcome bonus")]
+    for promoter in ("carol", "p1", "p2"):
+        cli = subprocess.run([EXE, "--store", server.store, "statement", promoter, "--format", "json"], capture_output=True, check=True)
+        assert client.get(f"/v1/promoters/{promoter}/statement").json() == json.loads(cli.stdout)
     digest = client.get("/v1/audit/digest").json()
     assert digest["matches_live"] is True and digest["digest"].startswith("sha256:")
     audit = subprocess.run([EXE, "--store", server.store, "audit", "replay", "--verify-rules"], capture_output=True, text=True)
