@@ -4,6 +4,7 @@ nothing changed, a fold of only the new segments when something did)."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from bisect import bisect_right
 
@@ -30,13 +31,18 @@ class BalancesCache:
         self._running: dict[tuple[str, str], list[int]] = {}
         self._rows: list[BalanceRow] | None = None
         self._keys: list[tuple[str, str]] = []
+        self._seen = -1
         self.refresh()
 
     def refresh(self) -> None:
+        # The newest notification of any kind (segments, snapshots, keys…):
+        # one indexed query when nothing was written since the last look.
         newest = self.store.recorder.max_notification_id() or 0
-        if newest == self.position:
+        if newest == self._seen:
             return
         with self._lock:
+            self._seen = newest
+            before = self.position
             for notification_id, journal, _, state in self.store.notifications(after=self.position):
                 segment = decode_segment_money(state)
                 for offset, record in enumerate(segment.records):
@@ -48,7 +54,9 @@ class BalancesCache:
                         self.dead_letters[letter.reason] = self.dead_letters.get(letter.reason, 0) + 1
                 self.records += len(segment.records)
                 self.position = notification_id
-            self._rows = None
+            if self.position != before:
+                self._rows = None
+                gc.freeze()  # long-lived read model: keep it out of every GC pass
 
     def _index(self, journal: str, position: int, record, t) -> None:
         row = self._running.setdefault((t.promoter_id, t.currency), [0, 0, 0])
@@ -74,6 +82,7 @@ class BalancesCache:
                 rows = [BalanceRow(p, c, *v) for (p, c), v in sorted(self.balances.items())]
                 self._keys = [(r.promoter_id, r.currency) for r in rows]
                 self._rows = rows
+                gc.freeze()
         return rows
 
     def page(self, *, currency: str | None, after: tuple[str, str] | None, limit: int) -> tuple[list[BalanceRow], bool]:
