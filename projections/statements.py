@@ -6,7 +6,9 @@ from typing import Iterable, Union
 
 import msgspec
 
-from ledger.records import Record, cause_of, record_transfers
+from ledger.records import Record, Transfer, cause_of, record_transfers
+
+_BUCKET_INDEX = {"pending": 0, "payable": 1, "paid": 2}
 
 
 class StatementEntry(msgspec.Struct, frozen=True):
@@ -26,22 +28,32 @@ class StatementEntry(msgspec.Struct, frozen=True):
     paid: int
 
 
+class StatementIndex:
+    """Statements of every promoter, built one transfer at a time, with running
+    balances per (promoter, currency). The service keeps one in memory."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[StatementEntry]] = {}
+        self._running: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, journal: str, position: int, record, transfer: Transfer) -> None:
+        t = transfer
+        row = self._running.setdefault((t.promoter_id, t.currency), [0, 0, 0])
+        for bucket, sign in ((t.debit, -1), (t.credit, 1)):
+            i = _BUCKET_INDEX.get(bucket)
+            if i is not None:
+                row[i] += sign * t.amount_minor
+        self.entries.setdefault(t.promoter_id, []).append(StatementEntry(
+            journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit,
+            t.order_id, t.level, t.rules_version, cause_of(record), *row,
+        ))
+
+
 def statement(records: Iterable[tuple[str, int, Record]], promoter_id: str) -> list[StatementEntry]:
-    """Entries in commit order, with running balances per currency."""
-    running: dict[str, list[int]] = {}
-    entries: list[StatementEntry] = []
+    """One promoter's entries in commit order, with running balances per currency."""
+    index = StatementIndex()
     for journal, position, record in records:
         for t in record_transfers(record):
-            if t.promoter_id != promoter_id:
-                continue
-            row = running.setdefault(t.currency, [0, 0, 0])
-            for bucket, sign in ((t.debit, -1), (t.credit, 1)):
-                if bucket in ("pending", "payable", "paid"):
-                    row[("pending", "payable", "paid").index(bucket)] += sign * t.amount_minor
-            entries.append(
-                StatementEntry(
-                    journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit,
-                    t.order_id, t.level, t.rules_version, cause_of(record), *row,
-                )
-            )
-    return entries
+            if t.promoter_id == promoter_id:
+                index.add(journal, position, record, t)
+    return index.entries.get(promoter_id, [])

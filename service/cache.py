@@ -8,12 +8,10 @@ import gc
 import threading
 from bisect import bisect_right
 
-from ledger.records import cause_of, decode_segment_money
+from ledger.records import decode_segment_money
 from ledger.store import Store
 from projections.balances import BalanceRow, fold_transfer
-from projections.statements import StatementEntry
-
-BUCKET_INDEX = {"pending": 0, "payable": 1, "paid": 2}
+from projections.statements import StatementEntry, StatementIndex
 
 
 class BalancesCache:
@@ -25,10 +23,8 @@ class BalancesCache:
         self.balances: dict[tuple[str, str], list[int]] = {}
         self.outcomes: dict[str, int] = {}
         self.dead_letters: dict[str, int] = {}
-        # promoter → statement entries in commit order (the per-promoter index
-        # that makes statements O(entries of that promoter), not O(journal)).
-        self.statements: dict[str, list[StatementEntry]] = {}
-        self._running: dict[tuple[str, str], list[int]] = {}
+        # Per-promoter statements: O(entries of that promoter), not O(journal).
+        self.statements = StatementIndex()
         self._rows: list[BalanceRow] | None = None
         self._keys: list[tuple[str, str]] = []
         self._seen = -1
@@ -49,7 +45,7 @@ class BalancesCache:
                     self.outcomes[record.type] = self.outcomes.get(record.type, 0) + 1
                     for t in record.transfers:
                         fold_transfer(self.balances, t)
-                        self._index(journal, segment.first + offset, record, t)
+                        self.statements.add(journal, segment.first + offset, record, t)
                     for letter in ([record.letter] if record.letter is not None else record.released):
                         self.dead_letters[letter.reason] = self.dead_letters.get(letter.reason, 0) + 1
                 self.records += len(segment.records)
@@ -58,20 +54,9 @@ class BalancesCache:
                 self._rows = None
                 gc.freeze()  # long-lived read model: keep it out of every GC pass
 
-    def _index(self, journal: str, position: int, record, t) -> None:
-        row = self._running.setdefault((t.promoter_id, t.currency), [0, 0, 0])
-        for bucket, sign in ((t.debit, -1), (t.credit, 1)):
-            i = BUCKET_INDEX.get(bucket)
-            if i is not None:
-                row[i] += sign * t.amount_minor
-        self.statements.setdefault(t.promoter_id, []).append(StatementEntry(
-            journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit, t.order_id, t.level,
-            t.rules_version, cause_of(record), *row,
-        ))
-
     def statement(self, promoter_id: str) -> list[StatementEntry]:
         self.refresh()
-        return self.statements.get(promoter_id, [])
+        return self.statements.entries.get(promoter_id, [])
 
     def rows(self) -> list[BalanceRow]:
         """All rows sorted by (promoter_id, currency), rebuilt only after a change."""
