@@ -93,6 +93,7 @@ class LedgerConsumer:
         self.client_options = client_options or {}
         self.status = status
         self.on_batch = on_batch  # instrumentation hook (tests, metrics)
+        self.metrics = None  # service.metrics.ConsumerMetrics, when exposed
         self.tasks: dict[int, Task] = {}
         self.shares: dict[int, list[tuple[int, bytes]]] = {}  # partition → [(offset, raw)]
         self.stats = ConsumeStats()
@@ -379,10 +380,28 @@ class LedgerConsumer:
                 task.shares_next[int(partition)] = t.notification_id
         self._add_counts(counts)
         self.stats.batches += 1
+        if self.metrics is not None:
+            self._observe(task, counts, time.perf_counter() - started)
         if self.group is not None:
             self._events.commit_async()  # for lag monitoring only
         if self.on_batch is not None:
             self.on_batch({"partition": task.partition, "events": len(items), "seconds": time.perf_counter() - started})
+
+    def _observe(self, task: Task, counts: IngestCounts, seconds: float) -> None:
+        from kafka import TopicPartition
+
+        m = self.metrics
+        m.batch_seconds.observe(seconds)
+        for outcome, n in (("accepted", counts.accepted), ("duplicate", counts.duplicates), ("parked", counts.parked)):
+            if n:
+                m.events.labels(outcome).inc(n)
+        for reason, n in counts.reasons.items():
+            m.dead_letters.labels(reason).inc(n)
+        labels = (self.topic, str(task.partition))
+        m.position.labels(*labels).set(task.events_next)
+        high = self._events.highwater(TopicPartition(self.topic, task.partition))
+        if high is not None:
+            m.lag.labels(*labels).set(max(0, high - task.events_next))
 
     def _add_counts(self, counts: IngestCounts) -> None:
         total = self.stats.counts
@@ -456,5 +475,12 @@ def consume_main(store_url: str, bootstrap: str, **kwargs) -> ConsumeStats:
     """Entry point used by the CLI."""
     until_idle_s = kwargs.pop("until_idle_s", None)
     max_messages = kwargs.pop("max_messages", None)
+    metrics_port = kwargs.pop("metrics_port", None)
     consumer = LedgerConsumer(Store(store_url), bootstrap, status=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
+    if metrics_port:
+        from service.metrics import ConsumerMetrics
+
+        consumer.metrics = ConsumerMetrics()
+        consumer.metrics.serve(metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
     return consumer.run(until_idle_s=until_idle_s, max_messages=max_messages)

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS", help="exit after this long without messages")
     p.add_argument("--max-messages", type=int, default=None, metavar="N", help="exit after about N messages")
     p.add_argument("--session-timeout-ms", type=int, default=10_000, help="group session timeout (default 10000)")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="expose Prometheus metrics (lag per partition, batch latency) on 127.0.0.1:PORT")
     p.add_argument("--max-poll-interval-ms", type=int, default=60_000,
                    help="group rebalance timeout: how long a rebalance waits for members (default 60000)")
     p = command("publish", "publish JSONL events to the topics and keys of SPEC §1 (acks=all, idempotent)")
@@ -363,6 +365,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     stats = consume_main(
         _store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,
         group=args.group, rules=rules, until_idle_s=args.until_idle, max_messages=args.max_messages,
+        metrics_port=args.metrics_port,
         client_options={"session_timeout_ms": args.session_timeout_ms, "max_poll_interval_ms": args.max_poll_interval_ms,
                         "heartbeat_interval_ms": max(100, args.session_timeout_ms // 5)} if args.group else {},
     )

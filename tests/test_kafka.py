@@ -314,3 +314,39 @@ def test_events_produced_by_another_client_are_consumed(tmp_path, kafka_bootstra
     stats = consume(url, kafka_bootstrap, topics)
     assert stats.counts.dead_letters == 0
     assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)
+
+
+def test_consumer_exposes_lag_and_batch_latency_metrics(tmp_path, kafka_bootstrap, topics):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from consumers.broker import free_port
+
+    lines = list(generate(2_000, seed=8))
+    publish(lines, kafka_bootstrap, topic=topics[0], shares_topic=topics[1])
+    port = free_port()
+    proc = subprocess.Popen([EXE, "--store", f"sqlite:///{tmp_path}/l.db", "consume", "--bootstrap-servers", kafka_bootstrap,
+                             "--topic", topics[0], "--shares-topic", topics[1], "--until-idle", "6",
+                             "--metrics-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        samples: dict = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.3)
+                continue
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for f in text_string_to_metric_families(text) for s in f.samples}
+            if samples.get(("ledger_consumer_batch_seconds_count", ()), 0) >= 1 and any(
+                    k[0] == "ledger_consumer_lag" for k in samples):
+                break
+            time.sleep(0.3)
+        assert samples.get(("ledger_consumer_batch_seconds_count", ()), 0) >= 1
+        lags = {dict(k[1])["partition"]: v for k, v in samples.items() if k[0] == "ledger_consumer_lag"}
+        assert set(lags) <= {"0", "1", "2", "3"} and lags and all(v >= 0 for v in lags.values())
+        assert samples.get(("ledger_consumer_events_total", (("outcome", "accepted"),)), 0) > 0
+    finally:
+        proc.wait(timeout=60)
