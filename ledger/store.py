@@ -27,7 +27,7 @@ from eventsourcing.persistence import (
 
 from ledger.records import SEGMENT_TOPIC
 
-READ_PAGE = 500  # segments per read: each holds up to a batch of records
+READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
 REGISTRY_ID = "registry:journals"
 REGISTRY_TOPIC = "commission_ledger.JournalRegistered"
 
