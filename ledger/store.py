@@ -12,6 +12,7 @@ optimistic-concurrency check between writers. Kafka positions are eventsourcing
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Sequence
@@ -88,12 +89,48 @@ def _environment(url: str) -> dict[str, str]:
     raise StoreError(f"bad store URL {url!r}: expected memory://, sqlite:///PATH or postgresql://…")
 
 
+SCHEMA_LOCK_ID = 0x6C6564676572  # pg_advisory_lock key: "ledger"
+
+
+@contextlib.contextmanager
+def _schema_lock(env: dict[str, str], url: str):
+    """Serialise schema creation between processes opening one PostgreSQL
+    database at the same moment (CREATE TABLE IF NOT EXISTS and eventsourcing's
+    tracking migration both race otherwise). No-op for SQLite and memory."""
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        yield
+        return
+    import psycopg
+
+    try:
+        conn = psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+            connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]), autocommit=True,
+        )
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot open store {redact(url)}: {one_line(exc)}") from None
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_ID,))
+        yield
+    finally:
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_ID,))
+        finally:
+            conn.close()
+
+
 class Store:
     """One event store: its journals, their registry and the notification log."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         env = _environment(url)
+        with _schema_lock(env, url):
+            self._open(env)
+
+    def _open(self, env: dict[str, str]) -> None:
+        url = self.url
         for attempt in range(5):
             try:
                 self.factory = InfrastructureFactory.construct(env)
@@ -107,7 +144,8 @@ class Store:
             except (PersistenceError, OSError) as exc:
                 # Processes creating the schema at the same moment race in
                 # PostgreSQL's catalog; the loser retries (CREATE … IF NOT EXISTS).
-                racing = any(sign in str(exc) for sign in ("concurrently", "already exists", "pg_type_typname_nsp_index"))
+                racing = isinstance(exc, IntegrityError) or any(
+                    sign in str(exc) for sign in ("concurrently", "already exists", "pg_type_typname_nsp_index"))
                 if not racing or attempt == 4:
                     raise StoreError(f"cannot open store {redact(url)}: {one_line(exc)}") from None
                 time.sleep(0.1 * (attempt + 1))

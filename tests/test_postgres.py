@@ -110,3 +110,13 @@ def test_connection_error_is_one_clear_line():
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert "cannot open store postgresql://postgres:***@127.0.0.1:1/nowhere" in done.stderr
+
+
+def test_many_processes_opening_a_new_database_at_once(postgres_url):
+    """Schema creation races (CREATE TABLE, eventsourcing's tracking migration)
+    are serialised: every opener succeeds."""
+    procs = [subprocess.Popen([EXE, "--store", postgres_url, "payouts", "--format", "json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err.decode() for _, err in results]
+    assert all(out.strip() == b"[]" for out, _ in results)
