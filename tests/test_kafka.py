@@ -94,27 +94,33 @@ def test_publish_then_consume_equals_file_ingest_and_dead_letters_reach_the_dlq(
 
 
 def test_consumer_killed_with_sigkill_resumes_exactly_once(tmp_path, kafka_bootstrap, topics):
-    lines = list(generate(20_000, seed=5))
+    lines = list(generate(30_000, seed=5))
+    events = sum(1 for raw in lines if b'"type":"share"' not in raw)
     publish(lines, kafka_bootstrap, topic=topics[0], shares_topic=topics[1])
     url = f"sqlite:///{tmp_path}/ledger.db"
     cmd = [EXE, "--store", url, "consume", "--bootstrap-servers", kafka_bootstrap,
            "--topic", topics[0], "--shares-topic", topics[1], "--until-idle", "3"]
     rng = random.Random(3)
-    kills = 0
-    for _ in range(4):
+    killed_at = []
+    for fraction in (0.1, 0.35, 0.6, 0.85):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 2.5))
+        target = int(events * fraction)
+        deadline = time.monotonic() + 120
+        while _consumed(url, topics[0]) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.05))  # somewhere inside the next batch
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            kills += 1
+            killed_at.append(_consumed(url, topics[0]))
         proc.wait()
-    assert kills >= 2, "the stream should still be running when killed"
+    assert len(killed_at) >= 3 and all(0 < n < events for n in killed_at), killed_at  # killed mid-stream
     done = subprocess.run(cmd, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert _consumed(url, topics[0]) == events
     assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)
     ids = accepted_event_ids(url)
     assert len(ids) == len(set(ids)), "an event was applied twice"
-    audit = subprocess.run([EXE, "--store", url, "audit", "replay"], capture_output=True)
+    audit = subprocess.run([EXE, "--store", url, "audit", "replay", "--verify-rules"], capture_output=True)
     assert audit.returncode == 0 and b"replay matches live" in audit.stdout
 
 
