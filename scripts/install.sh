@@ -5,12 +5,18 @@
 # the payout-page test). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --test: also the servers and clients the test suite starts (PostgreSQL, kcat,
+# Chromium + ChromeDriver, KafkaJS). Without it: only what `demo` and the CLI need.
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
 
 need_apt=()
+if [ "$with_tests" = 1 ]; then
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing Debian packages: ${need_apt[*]}"
@@ -23,7 +29,7 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
 # KafkaJS, a Kafka client nobody here wrote, for the interop test.
-if command -v npm >/dev/null 2>&1; then
+if [ "$with_tests" = 1 ] && command -v npm >/dev/null 2>&1; then
   (cd tests/interop && npm install --no-audit --no-fund --silent >/dev/null 2>&1) || echo "note: npm install of KafkaJS failed; its interop test will be skipped"
 fi
 echo "ready: .venv/bin/commission-ledger"
