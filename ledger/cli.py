@@ -347,6 +347,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ok = not result.differences and not result.unbalanced
     _out(f"replay {'matches live' if ok else 'DIFFERS from live'}\n")
     _out(f"digest sha256:{result.digest}\n")
+    _out(f"balances digest sha256:{result.balances_digest}\n")
     if args.until is not None:
         from projections.audit import digest_at
 

@@ -77,5 +77,6 @@ def run_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         result = audit_replay(store, verify_rules=True)
         ok = not result.differences and not result.unbalanced
         out(f"audit replay of {result.records} records {'matches live' if ok else 'DIFFERS'}; digest sha256:{result.digest}\n")
+        out(f"balances digest sha256:{result.balances_digest} (the same for these events however they arrive)\n")
         return 0 if ok else 1
     return 1

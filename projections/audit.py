@@ -32,10 +32,11 @@ BUCKETS = frozenset({"expense", "pending", "payable", "paid", "adjustment"})
 @dataclass
 class AuditResult:
     records: int
-    digest: str
+    digest: str  # identifies this journal's projections (balances, dead letters, record count)
     differences: list[str]
     unbalanced: dict[str, int]
     position: int
+    balances_digest: str = ""  # the non-zero balances alone: equal for the same events however ingested
 
 
 class _Rebuild:
@@ -68,6 +69,10 @@ class _Rebuild:
 
     def digest(self) -> str:
         return digest_of(balance_rows(self.balances), self.letters.hexdigest(), self.records)
+
+    def balances_digest(self) -> str:
+        rows = [r for r in balance_rows(self.balances) if (r.pending, r.payable, r.paid) != (0, 0, 0)]
+        return hashlib.sha256(msgspec.json.encode(rows)).hexdigest()
 
 
 def digest_of(rows: list[BalanceRow], letters_sha256: str, records: int) -> str:
@@ -106,7 +111,8 @@ def audit_replay(store: Store, progress: Callable[[int], None] | None = None, *,
             del ledger
         differences += [f"rules re-executed: {d}" for d in _compare(rebuild.balances, executed)]
     unbalanced = {c: v for c, v in rebuild.currency_totals.items() if v != 0}
-    return AuditResult(rebuild.records, rebuild.digest(), differences, unbalanced, rebuild.position)
+    return AuditResult(rebuild.records, rebuild.digest(), differences, unbalanced, rebuild.position,
+                       rebuild.balances_digest())
 
 
 def digest_at(store: Store, position: int) -> str:

@@ -122,6 +122,14 @@ def test_consumer_killed_with_sigkill_resumes_exactly_once(tmp_path, kafka_boots
     assert len(ids) == len(set(ids)), "an event was applied twice"
     audit = subprocess.run([EXE, "--store", url, "audit", "replay", "--verify-rules"], capture_output=True)
     assert audit.returncode == 0 and b"replay matches live" in audit.stdout
+    # The same events ingested from a file give the same balances digest.
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    file_store = f"sqlite:///{tmp_path}/file.db"
+    subprocess.run([EXE, "--store", file_store, "ingest", str(path)], check=True, capture_output=True)
+    from_file = subprocess.run([EXE, "--store", file_store, "audit", "replay"], capture_output=True, text=True).stdout
+    balances_line = [l for l in audit.stdout.decode().splitlines() if l.startswith("balances digest")]
+    assert balances_line and balances_line[0] in from_file.splitlines()
 
 
 def test_two_consumers_in_a_group_split_partitions_and_one_stops(tmp_path, kafka_bootstrap, topics):
