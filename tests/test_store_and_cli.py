@@ -225,7 +225,7 @@ def test_audit_replay_digest_is_stable_across_stores(capsys, tmp_path, jsonl):
         cli(capsys, "--store", store, "settle", "--as-of", "2026-02-01T00:00:00Z")
         code, out, _ = cli(capsys, "--store", store, "audit", "replay")
         assert code == 0 and "replay matches live" in out
-        digests.append(out.splitlines()[-1])
+        digests.append(next(l for l in out.splitlines() if l.startswith("digest sha256:")))
     assert digests[0] == digests[1] and digests[0].startswith("digest sha256:")
 
 
