@@ -196,6 +196,7 @@ def test_payout_page_in_a_real_browser(server):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as ChromeService
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
@@ -209,6 +210,8 @@ def test_payout_page_in_a_real_browser(server):
         assert "/login" in driver.current_url  # not logged in: sent to the form
         driver.find_element(By.NAME, "token").send_keys(AUDITOR)
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#balances tbody tr"))
         rows = driver.find_elements(By.CSS_SELECTOR, "#balances tbody tr")
         api = server.client(AUDITOR).get("/v1/payouts").json()
         assert len(rows) == len(api)
@@ -220,6 +223,7 @@ def test_payout_page_in_a_real_browser(server):
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "payouts-page.png"))
         first[0].find_element(By.TAG_NAME, "a").click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith("Promoter"))
         assert driver.find_element(By.TAG_NAME, "h1").text == f"Promoter {api[0]['promoter_id']}"
         assert driver.find_elements(By.TAG_NAME, "svg")
         driver.save_screenshot(str(ARTIFACTS / "promoter-page.png"))
