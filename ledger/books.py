@@ -42,7 +42,7 @@ class Books:
         """Every record of every journal in commit order: (journal, position, record).
 
         Time travel: stop after the segment at store position ``until_position``
-        (the commit sequence shown as ``store_position``), or at the last
+        (the commit sequence `audit replay` prints as "store position"), or at the last
         segment recorded at or before ``recorded_until_us``.
         """
         for notification_id, journal, _, state in self.store.notifications():
@@ -56,10 +56,6 @@ class Books:
 
     def balances(self, **as_of) -> dict[tuple[str, str], list[int]]:
         return balances_from_records(record for _, _, record in self.records(**as_of))
-
-    def store_position(self) -> int:
-        """The commit sequence number of the newest segment (0 when empty)."""
-        return self.store.recorder.max_notification_id() or 0
 
     # --------------------------------------------------------------- commands
     def settle(self, as_of: str) -> list[Settled]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from bisect import insort
 from typing import Mapping, NamedTuple
 
-import msgspec
 
 from ledger import attribution
 from ledger.attribution import ClickRef
@@ -28,6 +27,7 @@ from ledger.records import (
     DeadLetter,
     Source,
     Transfer,
+    fold_transfer,
 )
 from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
@@ -153,7 +153,6 @@ class Engine:
         self.by_level1: dict[str, dict[str, None]] = {}  # promoter → unsettled order ids
         # (promoter_id, currency) → [pending, payable, paid]
         self.balances: dict[tuple[str, str], list[int]] = {}
-        self.expense: dict[tuple[str, str], int] = {}  # (merchant or account, currency)
 
     # ------------------------------------------------------------------ rules
     @property
@@ -426,22 +425,8 @@ class Engine:
 
     def _book(self, transfer: Transfer) -> None:
         """Update the live balances with one transfer (both legs)."""
-        assert transfer.amount_minor > 0, transfer
-        key = (transfer.promoter_id, transfer.currency)
-        row = self.balances.get(key)
-        if row is None:
-            row = self.balances[key] = [0, 0, 0]
-        for bucket, sign in ((transfer.debit, -1), (transfer.credit, 1)):
-            if bucket == PENDING:
-                row[0] += sign * transfer.amount_minor
-            elif bucket == PAYABLE:
-                row[1] += sign * transfer.amount_minor
-            elif bucket == PAID:
-                row[2] += sign * transfer.amount_minor
-            else:
-                owner = transfer.merchant_id if bucket == EXPENSE else ADJUSTMENT
-                ekey = (f"{bucket}:{owner}", transfer.currency)
-                self.expense[ekey] = self.expense.get(ekey, 0) + sign * transfer.amount_minor
+        assert transfer.amount_minor > 0 and transfer.debit != transfer.credit, transfer
+        fold_transfer(self.balances, transfer)
 
     # --------------------------------------------------------------- commands
     def settle(self, as_of_us: int) -> tuple[list[str], list[Transfer]]:
@@ -495,7 +480,3 @@ class Engine:
             sum(len(v) for v in self.parked_clicks.values()),
             sum(len(v) for v in self.parked_refunds.values()),
         )
-
-
-def transfers_equal(a: list[Transfer], b: list[Transfer]) -> bool:
-    return msgspec.json.encode(a) == msgspec.json.encode(b)

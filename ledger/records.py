@@ -20,7 +20,7 @@ PENDING = "pending"
 PAYABLE = "payable"
 PAID = "paid"
 ADJUSTMENT = "adjustment"
-PROMOTER_BUCKETS = (PENDING, PAYABLE, PAID)
+_BUCKET_INDEX = {PENDING: 0, PAYABLE: 1, PAID: 2}
 
 
 class Transfer(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -36,6 +36,23 @@ class Transfer(msgspec.Struct, frozen=True, gc=False, array_like=True):
     level: Union[int, None] = None
     merchant_id: Union[str, None] = None
     rules_version: Union[int, None] = None
+
+
+def fold_transfer(balances: dict[tuple[str, str], list[int]], transfer: "Transfer") -> list[int]:
+    """Apply both legs of ``transfer`` to (promoter, currency) → [pending,
+    payable, paid]; return that row. The one definition of a promoter balance:
+    the engine's live balances and every projection fold with it."""
+    key = (transfer.promoter_id, transfer.currency)
+    row = balances.get(key)
+    if row is None:
+        row = balances[key] = [0, 0, 0]
+    i = _BUCKET_INDEX.get(transfer.debit)
+    if i is not None:
+        row[i] -= transfer.amount_minor
+    i = _BUCKET_INDEX.get(transfer.credit)
+    if i is not None:
+        row[i] += transfer.amount_minor
+    return row
 
 
 class Source(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):

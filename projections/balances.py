@@ -6,9 +6,9 @@ from typing import Iterable
 
 import msgspec
 
-from ledger.records import PAID, PAYABLE, PENDING, Record, Transfer, record_transfers
+from ledger.records import Record, fold_transfer, record_transfers
 
-_BUCKET_INDEX = {PENDING: 0, PAYABLE: 1, PAID: 2}
+__all__ = ["BalanceRow", "balance_rows", "balances_from_records", "books", "fold_transfer"]
 
 
 class BalanceRow(msgspec.Struct, frozen=True):
@@ -17,19 +17,6 @@ class BalanceRow(msgspec.Struct, frozen=True):
     pending: int
     payable: int
     paid: int
-
-
-def fold_transfer(balances: dict[tuple[str, str], list[int]], transfer: Transfer) -> None:
-    key = (transfer.promoter_id, transfer.currency)
-    row = balances.get(key)
-    if row is None:
-        row = balances[key] = [0, 0, 0]
-    i = _BUCKET_INDEX.get(transfer.debit)
-    if i is not None:
-        row[i] -= transfer.amount_minor
-    i = _BUCKET_INDEX.get(transfer.credit)
-    if i is not None:
-        row[i] += transfer.amount_minor
 
 
 def balances_from_records(records: Iterable[Record]) -> dict[tuple[str, str], list[int]]:

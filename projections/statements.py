@@ -6,9 +6,7 @@ from typing import Iterable, Union
 
 import msgspec
 
-from ledger.records import Record, Transfer, cause_of, record_transfers
-
-_BUCKET_INDEX = {"pending": 0, "payable": 1, "paid": 2}
+from ledger.records import Record, Transfer, cause_of, fold_transfer, record_transfers
 
 
 class StatementEntry(msgspec.Struct, frozen=True):
@@ -38,11 +36,7 @@ class StatementIndex:
 
     def add(self, journal: str, position: int, record, transfer: Transfer) -> None:
         t = transfer
-        row = self._running.setdefault((t.promoter_id, t.currency), [0, 0, 0])
-        for bucket, sign in ((t.debit, -1), (t.credit, 1)):
-            i = _BUCKET_INDEX.get(bucket)
-            if i is not None:
-                row[i] += sign * t.amount_minor
+        row = fold_transfer(self._running, t)
         self.entries.setdefault(t.promoter_id, []).append(StatementEntry(
             journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit,
             t.order_id, t.level, t.rules_version, cause_of(record), *row,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,7 +23,6 @@ from ledger.config import ConfigError
 from ledger.store import Store, StoreError
 from projections.balances import balance_rows
 from projections.dead_letters import dead_letters
-from projections.statements import statement
 from service import metrics, pages, threaded
 from service.auth import Principal, authenticate
 from service.cache import BalancesCache

@@ -10,7 +10,8 @@ from bisect import bisect_right
 
 from ledger.records import decode_segment_money
 from ledger.store import Store
-from projections.balances import BalanceRow, fold_transfer
+from ledger.records import fold_transfer
+from projections.balances import BalanceRow
 from projections.statements import StatementEntry, StatementIndex
 
 
@@ -80,6 +81,5 @@ class BalancesCache:
             if currency is None or rows[i].currency == currency:
                 out.append(rows[i])
             i += 1
-        more = any(currency is None or r.currency == currency for r in rows[i:i + 1]) if currency is None else any(
-            r.currency == currency for r in rows[i:])
+        more = any(currency is None or r.currency == currency for r in rows[i:])  # stops at the first match
         return out, more

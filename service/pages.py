@@ -19,7 +19,6 @@ from litestar.response import Redirect
 from ledger.books import Books
 from projections.dead_letters import dead_letters
 from projections.render import render_csv
-from projections.statements import statement
 from service import threaded
 
 STYLE = """

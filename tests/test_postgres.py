@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import threading
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

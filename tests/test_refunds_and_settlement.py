@@ -4,8 +4,6 @@ Network: B re-shared A's share, so an order via sB pays B (L1, 1500 bp) and A (L
 Settlement lock 15d, min_payout 100 (defaults).
 """
 
-from ledger.config import Rules
-from ledger.records import Ingested
 from projections.balances import books
 from projections.explain import explain
 from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, refund, run, share
