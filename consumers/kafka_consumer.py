@@ -37,7 +37,7 @@ from schemas.timestamps import parse_timestamp_us
 
 log = logging.getLogger("commission_ledger.consume")
 
-MAX_POLL_RECORDS = 5_000  # events per task batch: bounds memory and latency
+MAX_POLL_RECORDS = 5_000  # default messages per poll (and per task batch): bounds memory and latency
 MAX_SHARES_BUFFER = 200_000  # shares held for tasks that are behind
 RETRY_MAX_S = 10.0
 STATUS_EVERY_S = 5.0
@@ -82,8 +82,11 @@ class LedgerConsumer:
         client_options: dict | None = None,
         status: Callable[[str], None] | None = None,
         on_batch: Callable[[dict], None] | None = None,
+        max_poll_records: int = MAX_POLL_RECORDS,
     ) -> None:
+        assert max_poll_records >= 1, max_poll_records
         self.store = store
+        self.max_poll_records = max_poll_records
         self.books = Books(store, rules)
         self.bootstrap = bootstrap
         self.topic = topic
@@ -120,12 +123,12 @@ class LedgerConsumer:
                 common = {"bootstrap_servers": self.bootstrap, **self.client_options}
                 self._events = KafkaConsumer(
                     group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
-                    max_poll_records=MAX_POLL_RECORDS, client_id="commission-ledger-events", **common,
+                    max_poll_records=self.max_poll_records, client_id="commission-ledger-events", **common,
                 )
                 self._events.bootstrap(timeout_ms=int(max(delay, 1.0) * 1000))
                 self._shares = KafkaConsumer(
                     group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                    max_poll_records=MAX_POLL_RECORDS, client_id="commission-ledger-shares", **common,
+                    max_poll_records=self.max_poll_records, client_id="commission-ledger-shares", **common,
                 )
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
@@ -267,7 +270,7 @@ class LedgerConsumer:
                             task.shares_next.setdefault(sp, 0)
                     self._rewind_shares()
                 got = self._poll_shares()
-                polled = self._events.poll(timeout_ms=200 if not got else 0, max_records=MAX_POLL_RECORDS)
+                polled = self._events.poll(timeout_ms=200 if not got else 0, max_records=self.max_poll_records)
                 events = {tp.partition: msgs for tp, msgs in polled.items()}
                 got += sum(len(m) for m in events.values())
                 self._process(events)
@@ -311,7 +314,7 @@ class LedgerConsumer:
     def _poll_shares(self) -> int:
         if not self._shares.assignment():
             return 0
-        polled = self._shares.poll(timeout_ms=0, max_records=MAX_POLL_RECORDS)
+        polled = self._shares.poll(timeout_ms=0, max_records=self.max_poll_records)
         n = 0
         for tp, msgs in polled.items():
             buffer = self.shares.setdefault(tp.partition, [])

@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default=None, help="consumer group: members split the events topic's partitions")
     p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS", help="exit after this long without messages")
     p.add_argument("--max-messages", type=int, default=None, metavar="N", help="exit after about N messages")
+    p.add_argument("--max-poll-records", type=int, default=5_000, metavar="N",
+                   help="messages per poll and per store transaction (default 5000; smaller = lower latency)")
     p.add_argument("--session-timeout-ms", type=int, default=10_000, help="group session timeout (default 10000)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="expose Prometheus metrics (lag per partition, batch latency) on 127.0.0.1:PORT")
@@ -360,13 +362,15 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     from consumers.kafka_consumer import consume_main
 
+    if args.max_poll_records < 1:
+        raise UsageError("--max-poll-records must be ≥ 1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # our own lines say what matters
     rules = _rules(args)
     stats = consume_main(
         _store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,
         group=args.group, rules=rules, until_idle_s=args.until_idle, max_messages=args.max_messages,
-        metrics_port=args.metrics_port,
+        metrics_port=args.metrics_port, max_poll_records=args.max_poll_records,
         client_options={"session_timeout_ms": args.session_timeout_ms, "max_poll_interval_ms": args.max_poll_interval_ms,
                         "heartbeat_interval_ms": max(100, args.session_timeout_ms // 5)} if args.group else {},
     )
@@ -422,6 +426,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tokens = load_tokens(path)
     except TokensError as exc:
         raise UsageError(str(exc)) from None
+    if args.max_poll_records < 1:
+        raise UsageError("--max-poll-records must be ≥ 1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     # uvicorn's access log shows method, path and status; never headers, so no tokens.
     if args.workers > 1:
