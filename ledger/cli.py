@@ -426,8 +426,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tokens = load_tokens(path)
     except TokensError as exc:
         raise UsageError(str(exc)) from None
-    if args.max_poll_records < 1:
-        raise UsageError("--max-poll-records must be ≥ 1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     # uvicorn's access log shows method, path and status; never headers, so no tokens.
     if args.workers > 1:
