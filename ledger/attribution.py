@@ -44,14 +44,24 @@ def lock_binding(clicks: Sequence[ClickRef], order_us: int, lock_us: int) -> Cli
     A binding started by click c is active on [c.t, c.t + lock); a click inside
     an active binding neither starts, extends nor renews one.
     """
-    binding: ClickRef | None = None
-    end = bisect_right(clicks, order_us, key=_time)
-    for click in clicks[:end]:
-        if binding is None or click.occurred_us >= binding.occurred_us + lock_us:
-            binding = click
+    binding = last_binding_start(clicks[:bisect_right(clicks, order_us, key=_time)], lock_us)
     if binding is not None and order_us < binding.occurred_us + lock_us:
         return binding
     return None
+
+
+def last_binding_start(clicks: Sequence[ClickRef], lock_us: int) -> ClickRef | None:
+    """The last click of ``clicks`` that started a binding (customer_lock).
+
+    What follows depends on the clicks before it only through this one: a
+    later click starts a binding iff it is at least ``lock_us`` after it or
+    after a later start.
+    """
+    binding: ClickRef | None = None
+    for click in clicks:
+        if binding is None or click.occurred_us >= binding.occurred_us + lock_us:
+            binding = click
+    return binding
 
 
 def window_candidates(clicks: Sequence[ClickRef], order_us: int, window_us: int) -> Sequence[ClickRef]:

@@ -9,12 +9,13 @@ the unsettled orders it can affect and posts the difference as new transfers
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from typing import Mapping, NamedTuple
 
 
 from ledger import attribution
-from ledger.attribution import ClickRef
+from ledger.attribution import ClickRef, last_binding_start
+from ledger.click_spill import BuyerClicks, ClickSpill
 from ledger.commission import after_refunds, capped_levels, order_totals
 from ledger.config import Rules
 from ledger.network import Network, ShareRef
@@ -37,6 +38,15 @@ from schemas.events import Click, Order, Refund, Share, order_currency
 # to the end of the batch: in-order shares walk a few steps at once, a backfill
 # of old shares walks once per batch instead of once per share.
 IMMEDIATE_WALK_MAX = 64
+
+# Old clicks leave memory (ledger.click_spill) at the end of a batch once more
+# than RESIDENT_CLICKS_MIN are resident: those dated before the watermark (the
+# latest click or order instant) minus the longest attribution window minus
+# LATE_SLACK_US, in whole EVICT_BUCKET_US buckets. A buyer's clicks come back
+# before any decision that could need them, so this changes memory, never results.
+RESIDENT_CLICKS_MIN = 100_000
+LATE_SLACK_US = 86_400_000_000  # events up to a day late find their clicks resident
+EVICT_BUCKET_US = 86_400_000_000
 
 ACCEPTED = "accepted"
 PARKED = "parked"
@@ -127,11 +137,16 @@ class OrderState:
 
 
 class BuyerState:
-    __slots__ = ("clicks", "orders")
+    __slots__ = ("clicks", "orders", "spilled_until")
 
     def __init__(self) -> None:
-        self.clicks: list[ClickRef] = []  # known-share clicks, sorted
+        self.clicks: list[ClickRef] = []  # resident known-share clicks, sorted
         self.orders: list[OrderState] = []
+        # (occurred_us, event_id) ≥ every click of this buyer in the spill, or None.
+        # Resident clicks after it, plus the last binding start before it for each
+        # customer_lock period, decide exactly what all the clicks would decide
+        # for any order dated after it.
+        self.spilled_until: tuple[int, str] | None = None
 
 
 class Engine:
@@ -153,6 +168,10 @@ class Engine:
         self.by_level1: dict[str, dict[str, None]] = {}  # promoter → unsettled order ids
         # (promoter_id, currency) → [pending, payable, paid]
         self.balances: dict[tuple[str, str], list[int]] = {}
+        self.spill = ClickSpill()
+        self.resident_clicks = 0
+        self.watermark_us: int | None = None  # latest click or order instant
+        self._click_buckets: dict[int, set[str]] = {}  # bucket → buyers with clicks dated in it
 
     # ------------------------------------------------------------------ rules
     @property
@@ -168,8 +187,14 @@ class Engine:
         """Put ``rules`` in force; return the new version, or None if unchanged."""
         if self.rules and self.rules[-1] == rules:
             return None
+        params = Params.of(rules)
+        if params.model == "customer_lock" and all(p.lock_us != params.lock_us for p in self.params if p.model == "customer_lock"):
+            # Spilled buyers kept the last binding start for the old lock periods only.
+            for buyer_id, buyer in self.buyers.items():
+                if buyer.spilled_until is not None:
+                    self._unspill(buyer_id, buyer)
         self.rules.append(rules)
-        self.params.append(Params.of(rules))
+        self.params.append(params)
         return len(self.rules)
 
     # ------------------------------------------------------------------ input
@@ -235,11 +260,33 @@ class Engine:
             return Outcome(PARKED, click.event_id, [])
         # The share's own share_id string: one copy per share, not per click.
         ref = ClickRef(occurred_us, click.event_id, share.share_id)
-        buyer = self._buyer(click.buyer_id)
-        insort(buyer.clicks, ref)
+        buyer = self._add_click(click.buyer_id, ref)
         transfers: list[Transfer] = []
         self._reevaluate(self._affected_by_click(buyer, ref), transfers)
         return Outcome(ACCEPTED, click.event_id, transfers)
+
+    def _add_click(self, buyer_id: str, ref: ClickRef) -> BuyerState:
+        buyer = self._buyer(buyer_id)
+        if buyer.spilled_until is not None and (ref.occurred_us, ref.event_id) <= buyer.spilled_until:
+            self._unspill(buyer_id, buyer)  # a late click rewrites the history before the boundary
+        insort(buyer.clicks, ref)
+        self.resident_clicks += 1
+        if self.watermark_us is None or ref.occurred_us > self.watermark_us:
+            self.watermark_us = ref.occurred_us
+        bucket = self._click_buckets.get(ref.occurred_us // EVICT_BUCKET_US)
+        if bucket is None:
+            bucket = self._click_buckets[ref.occurred_us // EVICT_BUCKET_US] = set()
+        bucket.add(buyer_id)
+        return buyer
+
+    def clicks_of(self, buyer_id: str) -> list[ClickRef]:
+        """All of a buyer's known-share clicks, sorted (brought back into memory)."""
+        buyer = self.buyers.get(buyer_id)
+        if buyer is None:
+            return []
+        if buyer.spilled_until is not None:
+            self._unspill(buyer_id, buyer)
+        return buyer.clicks
 
     def _affected_by_click(self, buyer: BuyerState, ref: ClickRef) -> list[OrderState]:
         """The buyer's unsettled orders whose attribution this click can change."""
@@ -264,9 +311,8 @@ class Engine:
             else:
                 affected = self._orders_of(self.network.recompute_from(start))
         for buyer_id, click in self.parked_clicks.pop(share.share_id, ()):
-            buyer = self._buyer(buyer_id)
             click = click._replace(share_id=share.share_id)
-            insort(buyer.clicks, click)
+            buyer = self._add_click(buyer_id, click)
             for state in self._affected_by_click(buyer, click):
                 affected[state.order_id] = state
         transfers: list[Transfer] = []
@@ -296,16 +342,75 @@ class Engine:
         self.batching = False
         start, self._deferred_start = self._deferred_start, None
         if start is None:
+            self._spill_old_clicks()
             return False, []
         transfers: list[Transfer] = []
         self._reevaluate(list(self._orders_of(self.network.recompute_from(start)).values()), transfers)
+        self._spill_old_clicks()
         return True, transfers
+
+    # ------------------------------------------------------------ old clicks
+    def _spill_old_clicks(self) -> None:
+        """Move clicks older than the attribution horizon out of memory."""
+        if self.resident_clicks <= RESIDENT_CLICKS_MIN or self.watermark_us is None:
+            return
+        window_us = max((p.window_us for p in self.params if p.model != "customer_lock"), default=0)
+        cutoff_bucket = (self.watermark_us - window_us - LATE_SLACK_US) // EVICT_BUCKET_US
+        old = sorted(b for b in self._click_buckets if b < cutoff_bucket)
+        if not old:
+            return
+        cutoff_us = cutoff_bucket * EVICT_BUCKET_US
+        locks = sorted({p.lock_us for p in self.params if p.model == "customer_lock"})
+        batch: list[BuyerClicks] = []
+        buyers = set().union(*(self._click_buckets.pop(bucket) for bucket in old))
+        for buyer_id in buyers:
+            self._spill_buyer(buyer_id, cutoff_us, locks, batch)
+        self.spill.put(batch)
+        self.resident_clicks -= sum(len(clicks) for _, clicks in batch)
+        assert self.resident_clicks >= 0
+
+    def _spill_buyer(self, buyer_id: str, cutoff_us: int, locks: list[int], batch: list[BuyerClicks]) -> None:
+        buyer = self.buyers[buyer_id]
+        clicks = buyer.clicks
+        n = bisect_left(clicks, (cutoff_us,))  # first click at or after cutoff_us
+        if n == 0:
+            return
+        before = clicks[:n]
+        last = before[-1]
+        if locks:
+            # customer_lock: the last binding start before the boundary stays (per lock period).
+            kept = sorted({last_binding_start(before, lock) for lock in locks})
+            if len(kept) > 1 and any(last_binding_start(kept, lock) != last_binding_start(before, lock) for lock in locks):
+                return  # rules with several lock periods disagree on what to keep: keep it all
+            before = [c for c in before if c not in kept]
+            if not before:
+                return
+            buyer.clicks = kept + clicks[n:]
+        else:
+            buyer.clicks = clicks[n:]
+        batch.append((buyer_id, before))
+        boundary = (last.occurred_us, last.event_id)
+        if buyer.spilled_until is None or boundary > buyer.spilled_until:
+            buyer.spilled_until = boundary
+
+    def _unspill(self, buyer_id: str, buyer: BuyerState) -> None:
+        """Bring all of a buyer's spilled clicks back into memory."""
+        shares = self.network.shares
+        loaded = [ClickRef(us, event_id, shares[share_id].share_id) for us, event_id, share_id in self.spill.take(buyer_id)]
+        buyer.spilled_until = None
+        if not loaded:
+            return
+        buyer.clicks = sorted(buyer.clicks + loaded)
+        self.resident_clicks += len(loaded)
+        self._click_buckets.setdefault(min(c.occurred_us for c in loaded) // EVICT_BUCKET_US, set()).add(buyer_id)
 
     # ----------------------------------------------------------------- orders
     def _order(self, order: Order, occurred_us: int) -> Outcome:
         params = self.params[-1]
         totals = order_totals(order.lines, params.rates, params.order_cap_bp, params.order_cap_amount)
         state = OrderState(order, occurred_us, self.rules_version, totals)
+        if self.watermark_us is None or occurred_us > self.watermark_us:
+            self.watermark_us = occurred_us
         self.orders[order.order_id] = state
         self.unsettled[order.order_id] = state
         self._buyer(order.buyer_id).orders.append(state)
@@ -350,7 +455,13 @@ class Engine:
         """Who wins ``state``'s order now, and the amounts before refunds."""
         params = self.params[state.rules_version - 1]
         buyer = self.buyers.get(state.buyer_id)
-        if buyer is None or not buyer.clicks:
+        if buyer is None:
+            return NO_ATTRIBUTION
+        if buyer.spilled_until is not None:
+            earliest_us = state.occurred_us if params.model == "customer_lock" else state.occurred_us - params.window_us
+            if earliest_us <= buyer.spilled_until[0]:
+                self._unspill(state.buyer_id, buyer)
+        if not buyer.clicks:
             return NO_ATTRIBUTION
         click = attribution.winning_click(params.model, buyer.clicks, state.occurred_us, params.window_us, params.lock_us)
         if click is None:

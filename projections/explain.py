@@ -34,8 +34,7 @@ def _click_view(engine: Engine, click: attribution.ClickRef) -> dict[str, Any]:
 
 def _attribution_view(engine: Engine, state: OrderState) -> dict[str, Any]:
     rules = engine.rules[state.rules_version - 1]
-    buyer = engine.buyers.get(state.buyer_id)
-    clicks = buyer.clicks if buyer else []
+    clicks = engine.clicks_of(state.buyer_id)
     order_us = state.occurred_us
     view: dict[str, Any] = {"model": rules.model}
     if rules.model == "customer_lock":

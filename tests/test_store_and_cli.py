@@ -133,6 +133,8 @@ def test_adjustment_moves_payable_with_actor_and_reason(capsys, store):
         ["frobnicate"],
         ["--store", "mysql://x", "payouts"],
         ["ingest", "/no/such/file.jsonl"],
+        ["ingest", "--batch-events", "0", "-"],
+        ["consume", "--bootstrap-servers", "127.0.0.1:1", "--max-poll-records", "0"],
     ],
 )
 def test_bad_usage_exits_2_with_one_line(capsys, store, argv):
