@@ -83,12 +83,3 @@ class Books:
         validate_adjustment(promoter_id, currency, amount_minor, reason)
         return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor)
 
-    def find_order(self, order_id: str) -> Ledger | None:
-        """The replayed ledger of the journal that holds ``order_id``."""
-        for name in self.journals():
-            if name == TREASURY:
-                continue
-            ledger = Ledger(JournalStore(self.store, name))
-            if order_id in ledger.engine.orders:
-                return ledger
-        return None

@@ -277,14 +277,11 @@ def cmd_statement(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from projections.explain import explain
+    from projections.explain import Explainer
 
-    ledger = Books(Store(_store_url(args))).find_order(args.order_id)
-    if ledger is None:
+    view = Explainer(Store(_store_url(args))).explain(args.order_id)
+    if view is None:
         raise UsageError(f"unknown order {args.order_id!r}")
-    view = explain(ledger.engine, ledger.records(), args.order_id)
-    assert view is not None
-    view = {"journal": ledger.store.name, **view}
     if args.format == "json":
         _out(render_json(view) + "\n")
     else:

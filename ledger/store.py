@@ -225,6 +225,13 @@ class JournalStore:
                 return
             gt = batch[-1].originator_version
 
+    def segment(self, version: int) -> StoredRecord:
+        """The one segment stored at ``version``."""
+        for stored in self.read(after_version=version - 1, page=1):
+            assert stored.version == version, (stored.version, version)
+            return stored
+        raise StoreError(f"journal {self.name!r} has no segment {version}")
+
     def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = ()) -> int:
         """Append segments as versions after_version+1…, with ``trackings`` in
         the same transaction; return the last version. Raises

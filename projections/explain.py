@@ -7,14 +7,18 @@ accruals, reversals, settlement and clawbacks).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import threading
+from itertools import islice
+from typing import Any, Iterable, Iterator
 
 import orjson
 
 from ledger import attribution
 from ledger.commission import after_refunds, capped_levels, order_amounts
+from ledger.app import Ledger
 from ledger.engine import Engine, OrderState
-from ledger.records import DeadLettered, Ingested, Record, record_transfers
+from ledger.records import DeadLetter, DeadLettered, Ingested, Record, Segment, decode_segment, record_transfers
+from ledger.store import JournalStore, Store
 from ledger.records import cause_of
 from schemas import reasons
 from schemas.decode import Decoded, decode_event
@@ -83,17 +87,24 @@ def _journal_facts(records: Iterable[tuple[int, Record]], state: OrderState) -> 
                     "debit": t.debit, "credit": t.credit, "rules_version": t.rules_version,
                     "cause": cause_of(record),
                 })
-        letters = [record.letter] if isinstance(record, DeadLettered) else (record.released if isinstance(record, Ingested) else [])
-        for letter in letters:
-            if letter.reason not in (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER):
-                continue
-            try:
-                parsed = orjson.loads(letter.raw)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(parsed, dict) and parsed.get("order_id") == state.order_id:
+        for letter, order_id in _rejected_refunds(record):
+            if order_id == state.order_id:
                 rejected.append({"position": position, "reason": letter.reason, "detail": letter.detail, "event_id": letter.event_id})
     return raw, history, rejected
+
+
+def _rejected_refunds(record: Record) -> Iterator[tuple[DeadLetter, str]]:
+    """The refunds a record rejected (buyer mismatch, exceeds order), with their order_id."""
+    letters = [record.letter] if isinstance(record, DeadLettered) else (record.released if isinstance(record, Ingested) else [])
+    for letter in letters:
+        if letter.reason not in (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER):
+            continue
+        try:
+            parsed = orjson.loads(letter.raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(parsed, dict) and isinstance(parsed.get("order_id"), str):
+            yield letter, parsed["order_id"]
 
 
 def explain(engine: Engine, records: Iterable[tuple[int, Record]], order_id: str) -> dict[str, Any] | None:
@@ -194,3 +205,67 @@ def explain(engine: Engine, records: Iterable[tuple[int, Record]], order_id: str
     view["rejected_refunds"] = rejected
     view["transfers"] = history
     return view
+
+
+class OrderSegments:
+    """order_id → the versions of the journal's segments that mention it (its
+    order event, its transfers, its rejected refunds), built alongside a replay
+    (``Ledger(on_segment=…)``): an explanation reads those, not the journal."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, list[int]] = {}
+        self._orders = 0  # engine.orders seen so far (it only grows, in arrival order)
+
+    def add(self, engine: Engine, version: int, segment: Segment) -> None:
+        touched: set[str] = set()
+        for record in segment.records:
+            touched.update(t.order_id for t in record_transfers(record) if t.order_id)
+            touched.update(order_id for _, order_id in _rejected_refunds(record))
+        touched.update(islice(reversed(engine.orders), len(engine.orders) - self._orders))
+        self._orders = len(engine.orders)
+        for order_id in touched:
+            versions = self.versions.setdefault(order_id, [])
+            if not versions or versions[-1] != version:
+                versions.append(version)
+
+    def records(self, journal: JournalStore, order_id: str) -> Iterator[tuple[int, Record]]:
+        for version in self.versions.get(order_id, ()):
+            segment = decode_segment(journal.segment(version).state)
+            for offset, record in enumerate(segment.records):
+                yield segment.first + offset, record
+
+
+class Explainer:
+    """Explanations over every journal of a store. Each journal is replayed
+    once (without re-verifying: that is ``audit replay``'s job) and then only
+    caught up, so a long-lived process (the service) answers in milliseconds
+    after its first request. Thread-safe: one explanation at a time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._journals: dict[str, tuple[Ledger, OrderSegments]] = {}
+
+    def _journal(self, name: str) -> tuple[Ledger, OrderSegments]:
+        cached = self._journals.get(name)
+        if cached is None:
+            index = OrderSegments()
+            cached = self._journals[name] = (Ledger(JournalStore(self.store, name), verify=False, on_segment=index.add), index)
+        else:
+            cached[0].catch_up()
+        return cached
+
+    def explain(self, order_id: str) -> dict[str, Any] | None:
+        """``{"journal": name, **explain(…)}``, or None when no journal knows the order."""
+        from ledger.books import TREASURY, Books
+
+        with self._lock:
+            for name in Books(self.store).journals():
+                if name == TREASURY:
+                    continue
+                ledger, index = self._journal(name)
+                if order_id in ledger.engine.orders:
+                    view = explain(ledger.engine, index.records(ledger.store, order_id), order_id)
+                    assert view is not None
+                    return {"journal": name, **view}
+        return None

@@ -23,6 +23,7 @@ from ledger.config import ConfigError
 from ledger.store import Store, StoreError
 from projections.balances import balance_rows
 from projections.dead_letters import dead_letters
+from projections.explain import Explainer
 from service import metrics, pages, threaded
 from service.auth import Principal, authenticate
 from service.cache import BalancesCache
@@ -56,6 +57,7 @@ class Service:
         self.store = Store(store_url)
         self.tokens = tokens
         self.cache = BalancesCache(self.store)
+        self.explainer = Explainer(self.store)  # replays each journal on first use, then catches up
         self.write_lock = threading.Lock()  # one write at a time per process; the store serialises across processes
 
 
@@ -150,12 +152,7 @@ def order_explanation(request: Request, order_id: str) -> Response:
 
 
 def explanation(service: Service, order_id: str) -> dict | None:
-    from projections.explain import explain
-
-    ledger = Books(service.store).find_order(order_id)
-    if ledger is None:
-        return None
-    return {"journal": ledger.store.name, **(explain(ledger.engine, ledger.records(), order_id) or {})}
+    return service.explainer.explain(order_id)
 
 
 @get("/v1/dead-letters")

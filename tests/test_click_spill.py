@@ -138,3 +138,4 @@ def test_spilling_changes_no_record(data, events, rules, later_rules, bucket_min
     assert _records(spilled) == _records(resident)
     engine = spilled.engine
     assert engine.resident_clicks + engine.spill.count == sum(len(b.clicks) for b in resident.engine.buyers.values())
+

@@ -189,6 +189,32 @@ def test_metrics_parse_and_move_when_events_are_ingested(server, tmp_path):
     assert after.get('ledger_dead_letters_total{"reason": "unknown_type"}', 0) == before.get('ledger_dead_letters_total{"reason": "unknown_type"}', 0) + 1
 
 
+def test_explanations_follow_new_events(server, tmp_path):
+    """The service replays each journal once and then only catches up: an order
+    ingested after the first explanation, and a later refund of it, show up."""
+    client = server.client(AUDITOR)
+    assert client.get("/v1/orders/xo1/explanation").status_code == 404  # replays the journal, caches it
+
+    def ingest(name: str, *events: dict) -> None:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(e) + "\n" for e in events))
+        subprocess.run([EXE, "--store", server.store, "ingest", str(path)], check=True, capture_output=True)
+
+    ingest("order.jsonl",
+           {"type": "share", "event_id": "x-s", "occurred_at": "2026-06-01T00:00:00Z", "share_id": "xs1", "promoter_id": "xp"},
+           {"type": "click", "event_id": "x-c", "occurred_at": "2026-06-01T01:00:00Z", "buyer_id": "xb", "share_id": "xs1"},
+           {"type": "order", "event_id": "x-o", "occurred_at": "2026-06-01T02:00:00Z", "order_id": "xo1", "buyer_id": "xb",
+            "merchant_id": "m1", "lines": [{"sku": "k", "quantity": 1, "unit_price": 10_000}]})
+    view = client.get("/v1/orders/xo1/explanation").json()
+    assert (view["level1"]["promoter_id"], view["level1"]["before_refunds"]) == ("xp", 1_500)
+    assert [(t["kind"], t["amount_minor"]) for t in view["transfers"]] == [("accrual", 1_500)]
+    ingest("refund.jsonl", {"type": "refund", "event_id": "x-r", "occurred_at": "2026-06-02T00:00:00Z", "refund_id": "xr1",
+                            "order_id": "xo1", "buyer_id": "xb", "amount": 5_000})
+    view = client.get("/v1/orders/xo1/explanation").json()
+    assert view["after_refunds"]["level1"] == 750 and view["refunded_total"] == 5_000
+    assert [(t["kind"], t["amount_minor"]) for t in view["transfers"]] == [("accrual", 1_500), ("reversal", 750)]
+
+
 @pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,
                     reason="Debian chromium + chromium-driver are installed by scripts/install.sh")
 def test_payout_page_in_a_real_browser(server):
