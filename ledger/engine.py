@@ -10,6 +10,7 @@ the unsettled orders it can affect and posts the difference as new transfers
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from sys import intern
 from typing import Mapping, NamedTuple
 
 
@@ -116,9 +117,10 @@ class OrderState:
     def __init__(self, order: Order, occurred_us: int, rules_version: int, totals: tuple[int, int, int, int]):
         self.order_id = order.order_id
         self.event_id = order.event_id
-        self.buyer_id = order.buyer_id
-        self.merchant_id = order.merchant_id
-        self.currency = order_currency(order)
+        # Interned: one copy per buyer, merchant and currency, not one per order.
+        self.buyer_id = intern(order.buyer_id)
+        self.merchant_id = intern(order.merchant_id)
+        self.currency = intern(order_currency(order))
         self.occurred_us = occurred_us
         self.rules_version = rules_version
         # C; Σ floor(a × r / 10000) per level, before the order cap; K
@@ -249,7 +251,7 @@ class Engine:
     def _buyer(self, buyer_id: str) -> BuyerState:
         buyer = self.buyers.get(buyer_id)
         if buyer is None:
-            buyer = self.buyers[buyer_id] = BuyerState()
+            buyer = self.buyers[intern(buyer_id)] = BuyerState()
         return buyer
 
     def _click(self, click: Click, occurred_us: int) -> Outcome:

@@ -187,7 +187,25 @@ class SegmentMoney(msgspec.Struct, frozen=True, gc=False):
     recorded_us: int = 0
 
 
+class RecordDated(RecordMoney, frozen=True, gc=False):
+    """RecordMoney plus what gives its event time (projections.statements)."""
+
+    as_of_us: Union[int, None] = None
+    raw: Union[bytes, None] = None
+
+
+class SegmentDated(msgspec.Struct, frozen=True, gc=False):
+    first: int
+    records: list[RecordDated]
+    recorded_us: int = 0
+
+
 _money_decoder = msgspec.msgpack.Decoder(SegmentMoney)
+_dated_decoder = msgspec.msgpack.Decoder(SegmentDated)
+
+
+def decode_segment_dated(data: bytes) -> SegmentDated:
+    return _dated_decoder.decode(data)
 
 
 def decode_segment_money(data: bytes) -> SegmentMoney:
@@ -209,9 +227,14 @@ def record_transfers(record: Record) -> list[Transfer]:
 _CAUSE_KIND = {Ingested: "ingested", Settled: "settled", PaidOut: "paid_out", Adjusted: "adjusted", NetworkRebuilt: "network"}
 
 
+def record_kind(record: "Record | RecordMoney") -> str | None:
+    """ingested | settled | paid_out | adjusted | network (None for rules records)."""
+    return record.type if isinstance(record, RecordMoney) else _CAUSE_KIND.get(type(record))
+
+
 def cause_of(record: "Record | RecordMoney") -> str:
     """What posted a record's transfers, in words for statements."""
-    kind = record.type if isinstance(record, RecordMoney) else _CAUSE_KIND.get(type(record))
+    kind = record_kind(record)
     if kind == "ingested":
         return f"event {record.event_id}"
     if kind == "settled":

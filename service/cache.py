@@ -8,7 +8,7 @@ import gc
 import threading
 from bisect import bisect_right
 
-from ledger.records import decode_segment_money
+from ledger.records import decode_segment_dated
 from ledger.store import Store
 from ledger.records import fold_transfer
 from projections.balances import BalanceRow
@@ -41,12 +41,12 @@ class BalancesCache:
             self._seen = newest
             before = self.position
             for notification_id, journal, _, state in self.store.notifications(after=self.position):
-                segment = decode_segment_money(state)
+                segment = decode_segment_dated(state)
                 for offset, record in enumerate(segment.records):
                     self.outcomes[record.type] = self.outcomes.get(record.type, 0) + 1
                     for t in record.transfers:
                         fold_transfer(self.balances, t)
-                        self.statements.add(journal, segment.first + offset, record, t)
+                    self.statements.add_record(journal, segment.first + offset, record)
                     for letter in ([record.letter] if record.letter is not None else record.released):
                         self.dead_letters[letter.reason] = self.dead_letters.get(letter.reason, 0) + 1
                 self.records += len(segment.records)

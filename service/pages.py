@@ -18,7 +18,9 @@ from litestar.response import Redirect
 
 from ledger.books import Books
 from projections.dead_letters import dead_letters
+from projections.statements import balance_steps
 from projections.render import render_csv
+from schemas.timestamps import format_timestamp_us
 from service import threaded
 
 STYLE = """
@@ -124,29 +126,41 @@ def balances_csv(request: Request, currency: str | None = None) -> Response:
 
 
 def _chart(entries: list[Any]) -> str:
-    """Inline SVG: pending / payable / paid after each entry, per entry index."""
-    if not entries:
-        return ""
-    width, height, pad = 900, 220, 30
+    """Inline SVG per currency: pending / payable / paid over event time (steps)."""
+    return "".join(_currency_chart(c, balance_steps(entries, c)) for c in sorted({e.currency for e in entries}))
+
+
+def _currency_chart(currency: str, steps: list[tuple[int, int, int, int]]) -> str:
+    width, height, pad = 900, 220, 34
     series = {"pending": "#d98c00", "payable": "#1f6feb", "paid": "#2da44e"}
-    values = [getattr(e, k) for e in entries for k in series]
+    values = [v for step in steps for v in step[1:]]
     lo, hi = min(0, *values), max(1, *values)
-    n = len(entries)
+    t0, t1 = steps[0][0], steps[-1][0]
 
-    def xy(i: int, v: int) -> str:
-        x = pad + (width - 2 * pad) * (i / max(1, n - 1))
-        y = height - pad - (height - 2 * pad) * ((v - lo) / (hi - lo))
-        return f"{x:.1f},{y:.1f}"
+    def x(t: int) -> float:
+        return pad + (width - 2 * pad) * ((t - t0) / (t1 - t0) if t1 > t0 else 1.0)
 
-    lines = "".join(
-        f"<polyline fill=none stroke='{color}' stroke-width=2 points='{' '.join(xy(i, getattr(e, k)) for i, e in enumerate(entries))}'/>"
-        f"<text x={width - pad - 60} y={pad + 14 * list(series).index(k)} fill='{color}'>{k}</text>"
-        for k, color in series.items()
-    )
-    zero = height - pad - (height - 2 * pad) * ((0 - lo) / (hi - lo))
-    return (f"<svg viewBox='0 0 {width} {height}' width='100%' role=img aria-label='balances over the statement'>"
-            f"<rect width={width} height={height} fill='#fff'/><line x1={pad} x2={width - pad} y1={zero:.1f} y2={zero:.1f} stroke='#ccc'/>"
-            f"{lines}</svg>")
+    def y(v: int) -> float:
+        return height - pad - (height - 2 * pad) * ((v - lo) / (hi - lo))
+
+    lines = []
+    for k, (name, color) in enumerate(series.items(), start=1):
+        points = [f"{pad:.1f},{y(0):.1f}"]
+        previous = 0
+        for step in steps:  # a step: along at the old value, then up or down
+            points.append(f"{x(step[0]):.1f},{y(previous):.1f}")
+            points.append(f"{x(step[0]):.1f},{y(step[k]):.1f}")
+            previous = step[k]
+        points.append(f"{width - pad:.1f},{y(previous):.1f}")
+        lines.append(f"<polyline fill=none stroke='{color}' stroke-width=2 points='{' '.join(points)}'/>"
+                     f"<text x={width - pad - 60} y={pad + 14 * (k - 1)} fill='{color}'>{name}</text>")
+    first, last = format_timestamp_us(t0)[:10], format_timestamp_us(t1)[:10]
+    return (f"<svg viewBox='0 0 {width} {height}' width='100%' role=img aria-label='{html.escape(currency)} balances over event time'>"
+            f"<rect width={width} height={height} fill='#fff'/>"
+            f"<line x1={pad} x2={width - pad} y1={y(0):.1f} y2={y(0):.1f} stroke='#ccc'/>"
+            f"<text x={pad} y=16>{html.escape(currency)} · {lo:,} … {hi:,} minor units</text>"
+            f"<text x={pad} y={height - 8}>{first}</text><text x={width - pad - 80} y={height - 8}>{last}</text>"
+            f"{''.join(lines)}</svg>")
 
 
 def _order_link(order_id: str | None) -> str:
@@ -161,13 +175,13 @@ def promoter_page(request: Request, promoter_id: str) -> Response:
     _viewer(request)
     entries = request.app.state.service.cache.statement(promoter_id)
     rows = "".join(
-        f"<tr><td>{html.escape(e.journal)}:{e.position}</td><td>{e.kind}</td><td>{html.escape(e.currency)}</td>{_money(e.amount_minor)}"
+        f"<tr><td>{html.escape(e.journal)}:{e.position}</td><td>{html.escape((e.event_time or '')[:19].replace('T', ' '))}</td><td>{e.kind}</td><td>{html.escape(e.currency)}</td>{_money(e.amount_minor)}"
         f"<td>{e.debit} → {e.credit}</td><td>{_order_link(e.order_id)}</td>"
         f"<td>{e.level or ''}</td><td>{e.rules_version or ''}</td><td>{html.escape(e.cause)}</td>"
         f"{_money(e.pending)}{_money(e.payable)}{_money(e.paid)}</tr>"
         for e in entries
     )
-    body = (f"{_chart(entries)}<table class=sortable><thead><tr><th>Journal:position</th><th>Kind</th><th>Currency</th>"
+    body = (f"{_chart(entries)}<table class=sortable><thead><tr><th>Journal:position</th><th>Event time (UTC)</th><th>Kind</th><th>Currency</th>"
             "<th class=num>Amount</th><th>Movement</th><th>Order</th><th>Level</th><th>Rules</th><th>Cause</th>"
             f"<th class=num>Pending</th><th class=num>Payable</th><th class=num>Paid</th></tr></thead><tbody>{rows}</tbody></table>")
     return _page(f"Promoter {promoter_id}", body if entries else "<p>No entries.</p>")

@@ -199,3 +199,43 @@ def test_books_balance_per_currency():
         ("B", "CNY"): (0, -375, 3000), ("B", "USD"): (0, 0, 349),
         ("X", "CNY"): (0, -5, 0),
     }
+
+
+def test_statement_entries_carry_event_time_and_chart_steps_follow_it():
+    """The promoter chart plots balances as they stood at each event time, not
+    in commit order: a late order dated earlier comes first; a late click dated
+    before the order moves the order at the order's time, not the click's; an
+    adjustment (no event time) counts with the entry committed before it."""
+    from ledger.books import Books
+    from projections.statements import balance_steps, statement
+
+    ledger = run([
+        share("s1", "p1", "2026-01-01T00:00:00Z"), share("s2", "p2", "2026-01-01T00:00:00Z"),
+        click("b1", "s1", "2026-01-09T00:00:00Z"), order("o1", "b1", "2026-01-10T00:00:00Z", amount=10_000),
+        click("b2", "s1", "2026-01-04T00:00:00Z"), order("o2", "b2", "2026-01-05T00:00:00+08:00", amount=4_000),
+        click("b1", "s2", "2026-01-09T12:00:00Z", event_id="late-click"),  # o1 now goes to p2
+    ])
+    books = Books(ledger.store.store)
+    books.settle("2026-02-01T00:00:00Z")
+    books.adjust("p1", "CNY", 300, "bonus", "fin")
+    books.payout("2026-02-02T00:00:00Z")
+    entries = statement(books.records(), "p1")
+    assert [(e.kind, e.amount_minor, e.event_time, e.cause) for e in entries] == [
+        ("accrual", 1_500, "2026-01-10T00:00:00.000000Z", "event e-o1"),
+        ("accrual", 600, "2026-01-04T16:00:00.000000Z", "event e-o2"),
+        ("reversal", 1_500, "2026-01-10T00:00:00.000000Z", "event late-click"),
+        ("settlement", 600, "2026-02-01T00:00:00.000000Z", "settle as of 2026-02-01T00:00:00Z"),
+        ("adjustment", 300, None, "adjustment by fin: bonus"),
+        ("payout", 900, "2026-02-02T00:00:00.000000Z", "payout as of 2026-02-02T00:00:00Z"),
+    ]
+    day = 86_400_000_000
+    jan1 = 1_767_225_600_000_000
+    assert balance_steps(entries, "CNY") == [
+        (jan1 + 3 * day + 16 * 3_600_000_000, 600, 0, 0),
+        (jan1 + 9 * day, 2_100, 0, 0),
+        (jan1 + 9 * day, 600, 0, 0),
+        (jan1 + 31 * day, 0, 600, 0),
+        (jan1 + 31 * day, 0, 900, 0),
+        (jan1 + 32 * day, 0, 0, 900),
+    ]
+    assert balance_steps(entries, "USD") == []

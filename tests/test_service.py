@@ -252,5 +252,13 @@ def test_payout_page_in_a_real_browser(server):
         assert driver.find_element(By.TAG_NAME, "h1").text == f"Promoter {api[0]['promoter_id']}"
         assert driver.find_elements(By.TAG_NAME, "svg")
         driver.save_screenshot(str(ARTIFACTS / "promoter-page.png"))
+        # A promoter with orders in two currencies: one chart per currency, over event time.
+        busy = max(api, key=lambda r: r["paid"] + r["payable"] + r["pending"])["promoter_id"]
+        currencies = {e["currency"] for e in server.client(AUDITOR).get(f"/v1/promoters/{busy}/statement").json()}
+        driver.get(f"{server.url}/promoters/{busy}")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text == f"Promoter {busy}")
+        charts = driver.find_elements(By.TAG_NAME, "svg")
+        assert sorted(c.get_attribute("aria-label") for c in charts) == sorted(f"{c} balances over event time" for c in currencies)
+        driver.save_screenshot(str(ARTIFACTS / "promoter-busy.png"))
     finally:
         driver.quit()
