@@ -47,22 +47,16 @@ class ClickSpill:
 
     def put(self, batch: list[BuyerClicks]) -> None:
         """Hold these buyers' clicks (each buyer at most once per call)."""
-        parts: dict[int, list[BuyerClicks]] = {}
-        n = 0
+        if not batch:
+            return
+        parts: list[list[BuyerClicks]] = [[] for _ in range(PARTITIONS)]
         for item in batch:
             # str hashes are per process: fine for a spill that lives in one process.
-            part = hash(item[0]) % PARTITIONS
-            entry = parts.get(part)
-            if entry is None:
-                parts[part] = [item]
-            else:
-                entry.append(item)
-            n += len(item[1])
-        if not n:
-            return
+            parts[hash(item[0]) % PARTITIONS].append(item)
+        n = sum(len(clicks) for _, clicks in batch)
         db = self._conn()
         db.execute("BEGIN")
-        db.executemany("INSERT INTO spill VALUES (?, ?)", [(part, _encode(items)) for part, items in parts.items()])
+        db.executemany("INSERT INTO spill VALUES (?, ?)", [(part, _encode(items)) for part, items in enumerate(parts) if items])
         db.execute("COMMIT")
         self.count += n
 

@@ -269,7 +269,8 @@ class Engine:
 
     def _add_click(self, buyer_id: str, ref: ClickRef) -> BuyerState:
         buyer = self._buyer(buyer_id)
-        if buyer.spilled_until is not None and (ref.occurred_us, ref.event_id) <= buyer.spilled_until:
+        spilled = buyer.spilled_until
+        if spilled is not None and ref.occurred_us <= spilled[0] and (ref.occurred_us, ref.event_id) <= spilled:
             self._unspill(buyer_id, buyer)  # a late click rewrites the history before the boundary
         insort(buyer.clicks, ref)
         self.resident_clicks += 1
@@ -365,35 +366,38 @@ class Engine:
         locks = sorted({p.lock_us for p in self.params if p.model == "customer_lock"})
         batch: list[BuyerClicks] = []
         buyers = set().union(*(self._click_buckets.pop(bucket) for bucket in old))
+        spilled = 0
         for buyer_id in buyers:
-            self._spill_buyer(buyer_id, cutoff_us, locks, batch)
+            spilled += self._spill_buyer(buyer_id, cutoff_us, locks, batch)
         self.spill.put(batch)
-        self.resident_clicks -= sum(len(clicks) for _, clicks in batch)
-        assert self.resident_clicks >= 0
+        self.resident_clicks -= spilled
+        assert self.resident_clicks >= 0 and self.spill.count >= spilled
 
-    def _spill_buyer(self, buyer_id: str, cutoff_us: int, locks: list[int], batch: list[BuyerClicks]) -> None:
+    def _spill_buyer(self, buyer_id: str, cutoff_us: int, locks: list[int], batch: list[BuyerClicks]) -> int:
+        """Move one buyer's clicks before ``cutoff_us`` into ``batch``; return how many."""
         buyer = self.buyers[buyer_id]
         clicks = buyer.clicks
         n = bisect_left(clicks, (cutoff_us,))  # first click at or after cutoff_us
         if n == 0:
-            return
-        before = clicks[:n]
+            return 0
+        before = clicks[:n] if n < len(clicks) else clicks
         last = before[-1]
         if locks:
             # customer_lock: the last binding start before the boundary stays (per lock period).
             kept = sorted({last_binding_start(before, lock) for lock in locks})
             if len(kept) > 1 and any(last_binding_start(kept, lock) != last_binding_start(before, lock) for lock in locks):
-                return  # rules with several lock periods disagree on what to keep: keep it all
+                return 0  # rules with several lock periods disagree on what to keep: keep it all
             before = [c for c in before if c not in kept]
             if not before:
-                return
+                return 0
             buyer.clicks = kept + clicks[n:]
         else:
-            buyer.clicks = clicks[n:]
+            buyer.clicks = clicks[n:] if n < len(clicks) else []
         batch.append((buyer_id, before))
         boundary = (last.occurred_us, last.event_id)
         if buyer.spilled_until is None or boundary > buyer.spilled_until:
             buyer.spilled_until = boundary
+        return len(before)
 
     def _unspill(self, buyer_id: str, buyer: BuyerState) -> None:
         """Bring all of a buyer's spilled clicks back into memory."""
