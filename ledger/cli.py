@@ -460,8 +460,21 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _memory_limits() -> None:
+    """LEDGER_RESIDENT_CLICKS_MAX: clicks kept in memory before old ones spill."""
+    text = os.environ.get("LEDGER_RESIDENT_CLICKS_MAX")
+    if text is None:
+        return
+    if not text.strip().isdigit():
+        raise UsageError(f"LEDGER_RESIDENT_CLICKS_MAX={text!r} must be a whole number ≥ 0")
+    from ledger import engine
+
+    engine.RESIDENT_CLICKS_MAX = int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        _memory_limits()
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except (UsageError, ConfigError, CommandError, StoreError) as exc:

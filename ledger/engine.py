@@ -41,11 +41,12 @@ from schemas.events import Click, Order, Refund, Share, order_currency
 IMMEDIATE_WALK_MAX = 64
 
 # Old clicks leave memory (ledger.click_spill) at the end of a batch once more
-# than RESIDENT_CLICKS_MIN are resident: those dated before the watermark (the
-# latest click or order instant) minus the longest attribution window minus
-# LATE_SLACK_US, in whole EVICT_BUCKET_US buckets. A buyer's clicks come back
-# before any decision that could need them, so this changes memory, never results.
-RESIDENT_CLICKS_MIN = 100_000
+# than RESIDENT_CLICKS_MAX are resident (~85 bytes each): those dated before the
+# watermark (the latest click or order instant) minus the longest attribution
+# window minus LATE_SLACK_US, in whole EVICT_BUCKET_US buckets. A buyer's clicks
+# come back before any decision that could need them, so this changes memory,
+# never results. The CLI sets it from LEDGER_RESIDENT_CLICKS_MAX.
+RESIDENT_CLICKS_MAX = 1_000_000
 LATE_SLACK_US = 86_400_000_000  # events up to a day late find their clicks resident
 EVICT_BUCKET_US = 86_400_000_000
 
@@ -355,7 +356,7 @@ class Engine:
     # ------------------------------------------------------------ old clicks
     def _spill_old_clicks(self) -> None:
         """Move clicks older than the attribution horizon out of memory."""
-        if self.resident_clicks <= RESIDENT_CLICKS_MIN or self.watermark_us is None:
+        if self.resident_clicks <= RESIDENT_CLICKS_MAX or self.watermark_us is None:
             return
         window_us = max((p.window_us for p in self.params if p.model != "customer_lock"), default=0)
         cutoff_bucket = (self.watermark_us - window_us - LATE_SLACK_US) // EVICT_BUCKET_US

@@ -25,12 +25,12 @@ MINUTE_US = 60_000_000
 @contextmanager
 def spilling(bucket_us: int = 15 * MINUTE_US):
     """Spill whatever is old at the end of every batch, with no slack."""
-    saved = engine_module.RESIDENT_CLICKS_MIN, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US
-    engine_module.RESIDENT_CLICKS_MIN, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US = 0, 0, bucket_us
+    saved = engine_module.RESIDENT_CLICKS_MAX, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US
+    engine_module.RESIDENT_CLICKS_MAX, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US = 0, 0, bucket_us
     try:
         yield
     finally:
-        engine_module.RESIDENT_CLICKS_MIN, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US = saved
+        engine_module.RESIDENT_CLICKS_MAX, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US = saved
 
 
 def _run(script, rules: Rules, batch_events: int):
