@@ -6,6 +6,8 @@ Stages (each in its own process, so peak RSS is per stage):
   ingest          file ingest into SQLite                  (commission-ledger ingest)
   publish         publish to the embedded broker            (commission-ledger publish)
   consume         consume into SQLite                       (commission-ledger consume)
+  consume-2w      the same with two processes, one per core (commission-ledger consume --workers 2);
+                  peak RSS is the largest worker's
   replay          audit replay of the ingested store        (commission-ledger audit replay)
   raw-consume     baseline: kafka-python consume + msgspec decode only
   raw-sqlite      baseline: plain SQLite, one row per event, one transaction per 5,000
@@ -27,7 +29,8 @@ import sys
 import tempfile
 import time
 
-STAGES = ("ingest", "publish", "consume", "replay", "raw-consume", "raw-sqlite")
+STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "raw-consume", "raw-sqlite")
+IDLE_S = 2.0  # consume-2w: workers exit after this long without messages (not counted)
 
 
 def _peak_rss_mib() -> float:
@@ -71,6 +74,31 @@ def stage_consume(store: str, bootstrap: str, topic: str, total: int) -> None:
     started = time.perf_counter()
     stats = consumer.run(max_messages=total, until_idle_s=30)
     _report(stats.messages, time.perf_counter() - started)
+
+
+def stage_consume_workers(store: str, bootstrap: str, topic: str, total: int) -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
+    started = time.perf_counter()
+    done = subprocess.run([exe, "--store", store, "consume", "--bootstrap-servers", bootstrap, "--topic", topic,
+                           "--shares-topic", f"{topic}-shares", "--workers", "2", "--until-idle", str(IDLE_S)],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started - IDLE_S
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # What the workers stored, counted after the clock stopped: every message once.
+    from ledger.books import Books
+    from ledger.records import DeadLettered, Ingested
+    from ledger.store import Store
+
+    events, shares = 0, set()  # each task records the shares it was fed: count those once
+    for _, _, record in Books(Store(store)).records():
+        source = record.source if isinstance(record, Ingested) else record.letter.source if isinstance(record, DeadLettered) else None
+        if source is not None and source.topic == topic:
+            events += 1
+        elif source is not None and source.topic == f"{topic}-shares":
+            shares.add((source.partition, source.offset))
+    print(json.dumps({"events": events + len(shares), "seconds": seconds, "events_per_s": total / seconds, "peak_rss_mib": peak}))
 
 
 def stage_replay(store: str) -> None:
@@ -155,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             stage_publish(*rest)
         elif name == "consume":
             stage_consume(rest[0], rest[1], rest[2], int(rest[3]))
+        elif name == "consume-2w":
+            stage_consume_workers(rest[0], rest[1], rest[2], int(rest[3]))
         elif name == "replay":
             stage_replay(*rest)
         elif name == "raw-consume":
@@ -178,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             results["replay"] = _run_stage("replay", ingest_store)
         if "raw-sqlite" in wanted:
             results["raw-sqlite"] = _run_stage("raw-sqlite", path, f"{tmp}/raw.db")
-        if {"publish", "consume", "raw-consume"} & set(wanted):
+        if {"publish", "consume", "consume-2w", "raw-consume"} & set(wanted):
             with EmbeddedBroker() as broker:
                 topic = "bench"
                 results["publish"] = _run_stage("publish", path, broker.bootstrap, topic)
@@ -186,10 +216,13 @@ def main(argv: list[str] | None = None) -> int:
                     results["raw-consume"] = _run_stage("raw-consume", broker.bootstrap, topic, str(total))
                 if "consume" in wanted:
                     results["consume"] = _run_stage("consume", f"sqlite:///{tmp}/consume.db", broker.bootstrap, topic, str(total))
+                if "consume-2w" in wanted:
+                    results["consume-2w"] = _run_stage("consume-2w", f"sqlite:///{tmp}/consume2.db", broker.bootstrap, topic, str(total))
     raw_consume = results.get("raw-consume", {}).get("events_per_s")
     raw_sqlite = results.get("raw-sqlite", {}).get("events_per_s")
-    if raw_consume and "consume" in results:
-        results["consume"]["ratio_to_raw_consume"] = results["consume"]["events_per_s"] / raw_consume
+    for name in ("consume", "consume-2w"):
+        if raw_consume and name in results:
+            results[name]["ratio_to_raw_consume"] = results[name]["events_per_s"] / raw_consume
     if raw_sqlite and "ingest" in results:
         results["ingest"]["ratio_to_raw_sqlite"] = results["ingest"]["events_per_s"] / raw_sqlite
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),

@@ -83,8 +83,13 @@ class LedgerConsumer:
         status: Callable[[str], None] | None = None,
         on_batch: Callable[[dict], None] | None = None,
         max_poll_records: int = MAX_POLL_RECORDS,
+        member: tuple[int, int] | None = None,
     ) -> None:
+        """``member=(i, n)`` without a group: take the events partitions p with
+        p % n == i (a static split among n processes; see ``consume --workers``)."""
         assert max_poll_records >= 1, max_poll_records
+        assert member is None or (group is None and 0 <= member[0] < member[1]), member
+        self.member = member
         self.store = store
         self.max_poll_records = max_poll_records
         self.books = Books(store, rules)
@@ -194,6 +199,14 @@ class LedgerConsumer:
             self._events.subscribe([self.topic], listener=Listener())
         else:
             partitions = self._wait_for_partitions(self._events, self.topic)
+            if self.member is not None:
+                i, n = self.member
+                partitions = [p for p in partitions if p % n == i]
+                log.info("member %d/%d: partitions %s", i, n, partitions)
+                if not partitions:
+                    log.warning("member %d/%d: no partitions of %s to consume; exiting", i, n, self.topic)
+                    self.stopping = True
+                    return
             self._events.assign([TopicPartition(self.topic, p) for p in partitions])
             for p in partitions:
                 self._open_task(p)
@@ -479,7 +492,9 @@ def consume_main(store_url: str, bootstrap: str, **kwargs) -> ConsumeStats:
     until_idle_s = kwargs.pop("until_idle_s", None)
     max_messages = kwargs.pop("max_messages", None)
     metrics_port = kwargs.pop("metrics_port", None)
-    consumer = LedgerConsumer(Store(store_url), bootstrap, status=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
+    member = kwargs.get("member")
+    prefix = f"[member {member[0]}/{member[1]}] " if member else ""
+    consumer = LedgerConsumer(Store(store_url), bootstrap, status=lambda line: print(prefix + line, file=sys.stderr, flush=True), **kwargs)
     if metrics_port:
         from service.metrics import ConsumerMetrics
 

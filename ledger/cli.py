@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-messages", type=int, default=None, metavar="N", help="exit after about N messages")
     p.add_argument("--max-poll-records", type=int, default=5_000, metavar="N",
                    help="messages per poll and per store transaction (default 5000; smaller = lower latency)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N consumer processes (one core each): with --group, N group members; "
+                        "without, a static split of the events partitions (p mod N)")
+    p.add_argument("--member", type=_member, default=None, help=argparse.SUPPRESS)  # i/N, set by --workers
     p.add_argument("--session-timeout-ms", type=int, default=10_000, help="group session timeout (default 10000)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="expose Prometheus metrics (lag per partition, batch latency) on 127.0.0.1:PORT")
@@ -155,6 +159,13 @@ def _store_url(args: argparse.Namespace) -> str:
 
 def _config_path(args: argparse.Namespace) -> str | None:
     return args.config or os.environ.get("LEDGER_CONFIG") or None
+
+
+def _member(text: str) -> tuple[int, int]:
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 ≤ I < N, got {text!r}")
+    return int(i), int(n)
 
 
 def _rules(args: argparse.Namespace):
@@ -361,13 +372,18 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     if args.max_poll_records < 1:
         raise UsageError("--max-poll-records must be ≥ 1")
+    if args.workers < 1:
+        raise UsageError("--workers must be ≥ 1")
+    rules = _rules(args)  # a bad config stops here, before any worker starts
+    if args.workers > 1:
+        return _consume_workers(args)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # our own lines say what matters
-    rules = _rules(args)
     stats = consume_main(
         _store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,
         group=args.group, rules=rules, until_idle_s=args.until_idle, max_messages=args.max_messages,
         metrics_port=args.metrics_port, max_poll_records=args.max_poll_records,
+        member=args.member if args.group is None else None,
         client_options={"session_timeout_ms": args.session_timeout_ms, "max_poll_interval_ms": args.max_poll_interval_ms,
                         "heartbeat_interval_ms": max(100, args.session_timeout_ms // 5)} if args.group else {},
     )
@@ -375,6 +391,51 @@ def cmd_consume(args: argparse.Namespace) -> int:
     _out(f"consumed {stats.messages} messages in {stats.batches} batches: accepted={c.accepted} duplicates={c.duplicates} "
          f"parked={c.parked} dead_letters={c.dead_letters}\n")
     return 0
+
+
+def _consume_workers(args: argparse.Namespace) -> int:
+    """``consume --workers N``: N child consumers, signals forwarded; the first
+    one to fail stops the others (fail fast: the supervisor restarts the lot,
+    and each child resumes from its stored positions)."""
+    import signal
+    import subprocess
+
+    if args.max_messages is not None:
+        raise UsageError("--max-messages counts one process's messages: not with --workers")
+    n = args.workers
+    base = [sys.executable, "-m", "ledger.cli", "--store", _store_url(args)]
+    if _config_path(args) is not None:
+        base += ["--config", _config_path(args)]
+    base += ["consume", "--bootstrap-servers", args.bootstrap_servers, "--topic", args.topic,
+             "--shares-topic", args.shares_topic, "--max-poll-records", str(args.max_poll_records),
+             "--session-timeout-ms", str(args.session_timeout_ms), "--max-poll-interval-ms", str(args.max_poll_interval_ms)]
+    if args.until_idle is not None:
+        base += ["--until-idle", str(args.until_idle)]
+    children = []
+    for i in range(n):
+        argv = base + (["--group", args.group] if args.group else ["--member", f"{i}/{n}"])
+        if args.metrics_port:
+            argv += ["--metrics-port", str(args.metrics_port + i)]
+        children.append(subprocess.Popen(argv))
+
+    def forward(signum, frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    failed = None
+    while any(child.poll() is None for child in children):
+        failed = next((c for c in children if c.returncode not in (None, 0)), None)
+        if failed is not None:
+            print(f"commission-ledger: worker exited with {failed.returncode}; stopping the others", file=sys.stderr)
+            forward(signal.SIGTERM, None)
+            break
+        time.sleep(0.2)
+    codes = [child.wait() for child in children]
+    _out(f"{n} workers exited: {codes}\n")
+    return 0 if all(code == 0 for code in codes) else 1
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

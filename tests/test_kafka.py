@@ -134,6 +134,32 @@ def test_consumer_killed_with_sigkill_resumes_exactly_once(tmp_path, kafka_boots
     assert balances_line and balances_line[0] in from_file.splitlines()
 
 
+@pytest.mark.parametrize("mode", ["static", "group"])
+def test_consume_with_two_worker_processes(tmp_path, kafka_bootstrap, topics, mode):
+    """``consume --workers 2``: two processes split the events partitions (p mod 2,
+    or as group members), each reads every shares partition; the books equal a
+    single clean ingest."""
+    lines = list(generate(8_000, seed=21))
+    events = sum(1 for raw in lines if b'"type":"share"' not in raw)
+    publish(lines, kafka_bootstrap, topic=topics[0], shares_topic=topics[1])
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    cmd = [EXE, "--store", url, "consume", "--bootstrap-servers", kafka_bootstrap, "--topic", topics[0],
+           "--shares-topic", topics[1], "--workers", "2", "--until-idle", "4"]
+    if mode == "group":
+        cmd += ["--group", f"g-{topics[0]}", "--session-timeout-ms", "6000", "--max-poll-interval-ms", "10000"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("2 workers exited: [0, 0]")
+    if mode == "static":
+        assert "member 0/2: partitions [0, 2]" in done.stderr and "member 1/2: partitions [1, 3]" in done.stderr
+    assert _consumed(url, topics[0]) == events
+    assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)
+    ids = accepted_event_ids(url)
+    assert len(ids) == len(set(ids)), "an event was applied twice"
+    bad = subprocess.run(cmd[:cmd.index("--workers")] + ["--workers", "2", "--max-messages", "5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not with --workers" in bad.stderr
+
+
 def test_two_consumers_in_a_group_split_partitions_and_one_stops(tmp_path, kafka_bootstrap, topics):
     lines = list(generate(12_000, seed=9))
     ensure_topics(kafka_bootstrap, {topics[0]: 4, topics[1]: 2})
