@@ -403,6 +403,7 @@ def _consume_workers(args: argparse.Namespace) -> int:
     if args.max_messages is not None:
         raise UsageError("--max-messages counts one process's messages: not with --workers")
     n = args.workers
+    Store(_store_url(args)).close()  # one process creates the schema; a bad URL stops here (exit 2)
     base = [sys.executable, "-m", "ledger.cli", "--store", _store_url(args)]
     if _config_path(args) is not None:
         base += ["--config", _config_path(args)]

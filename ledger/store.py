@@ -13,6 +13,7 @@ optimistic-concurrency check between writers. Kafka positions are eventsourcing
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Sequence
@@ -131,7 +132,9 @@ class Store:
 
     def _open(self, env: dict[str, str]) -> None:
         url = self.url
-        for attempt in range(5):
+        attempts = 10
+        for attempt in range(attempts):
+            started = time.monotonic()
             try:
                 self.factory = InfrastructureFactory.construct(env)
                 if env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
@@ -141,12 +144,15 @@ class Store:
                 else:
                     self.recorder = self.factory.process_recorder()
                 return
-            except (PersistenceError, OSError) as exc:
+            except (PersistenceError, OSError, sqlite3.Error) as exc:
                 # Processes creating the schema at the same moment race in
-                # PostgreSQL's catalog; the loser retries (CREATE … IF NOT EXISTS).
+                # PostgreSQL's catalog, or in SQLite, whose deadlock avoidance
+                # answers "database is locked" at once, without the busy timeout
+                # (a lock really held fails only after the 30 s timeout: no retry).
                 racing = isinstance(exc, IntegrityError) or any(
-                    sign in str(exc) for sign in ("concurrently", "already exists", "pg_type_typname_nsp_index"))
-                if not racing or attempt == 4:
+                    sign in str(exc) for sign in ("concurrently", "already exists", "pg_type_typname_nsp_index")
+                ) or ("database is locked" in str(exc) and time.monotonic() - started < 1.0)
+                if not racing or attempt == attempts - 1:
                     raise StoreError(f"cannot open store {redact(url)}: {one_line(exc)}") from None
                 time.sleep(0.1 * (attempt + 1))
 

@@ -7,6 +7,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,6 +18,8 @@ from ledger.cli import main
 from ledger.records import Ingested, decode_segment, encode_segment
 from ledger.store import JournalStore
 from tests.helpers import click, feed, new_ledger, order, refund, share
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EVENTS = [
     share("A", "alice", "2026-01-01T00:00:00Z"),
@@ -357,3 +361,22 @@ def test_resident_clicks_limit_from_the_environment(capsys, monkeypatch, jsonl, 
         assert engine.RESIDENT_CLICKS_MAX == int(limit)
         outputs.append(cli(capsys, "--store", store, "payouts", "--format", "json")[1])
     assert outputs[0] == outputs[1] and json.loads(outputs[0])
+
+
+def test_many_processes_opening_a_new_sqlite_database_at_once(tmp_path):
+    """The switch to WAL mode of a new SQLite file answers "database is locked"
+    to the losers of the race (the busy timeout does not cover it): they retry."""
+    go = tmp_path / "go"
+    opener = ("import os, sys, time\n"
+              "from ledger.store import Store\n"
+              "while not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
+              "Store(sys.argv[2]).journals()\n")
+    for round_ in range(4):
+        store = f"sqlite:///{tmp_path}/fresh{round_}.db"
+        procs = [subprocess.Popen([sys.executable, "-c", opener, str(go), store], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+        time.sleep(1.0)  # all started and waiting
+        go.touch()
+        results = [p.communicate(timeout=120) for p in procs]
+        go.unlink()
+        assert [p.returncode for p in procs] == [0] * 8, [err.decode()[-300:] for _, err in results]
