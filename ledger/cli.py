@@ -254,16 +254,12 @@ def cmd_settle(args: argparse.Namespace) -> int:
 
 
 def cmd_payout(args: argparse.Namespace) -> int:
-    from projections.payout_batch import flat_rows, payout_batch
+    from projections.payout_batch import payout_batch, render_batch
 
     books = _books(args)
     record = books.payout(args.as_of)
     lines = payout_batch(books.records(), record)
-    if args.format == "json":
-        _out(render_json(lines) + "\n")
-        return 0
-    columns = ("promoter_id", "currency", "amount", "as_of", "carried_over", "entry_count")
-    _out(render(flat_rows(lines), columns + (("entries",) if args.format == "csv" else ()), args.format, AMOUNTS + ("carried_over",)))
+    _out(render_json(lines) + "\n" if args.format == "json" else render_batch(lines, args.format))
     return 0
 
 

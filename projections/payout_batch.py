@@ -79,3 +79,19 @@ def flat_rows(lines: list[BatchLine]) -> list[dict]:
         }
         for line in lines
     ]
+
+
+BATCH_COLUMNS = ("promoter_id", "currency", "amount", "as_of", "carried_over", "entry_count")
+
+
+def render_batch(lines: list[BatchLine], fmt: str) -> str:
+    """A batch as ``payout --format table|csv`` prints it (csv adds the entries)."""
+    from projections.render import render
+
+    columns = BATCH_COLUMNS + (("entries",) if fmt == "csv" else ())
+    return render(flat_rows(lines), columns, fmt, ("amount", "carried_over"))
+
+
+def recorded_payouts(records: Iterable[tuple[str, int, Record]]) -> list[tuple[str, int, PaidOut]]:
+    """Every recorded payout: (journal, position, record), oldest first."""
+    return [(journal, position, r) for journal, position, r in records if isinstance(r, PaidOut)]

@@ -107,8 +107,9 @@ def balances_page(request: Request, currency: str | None = None) -> Response:
     )
     csv_link = "/payouts.csv" + (f"?currency={quote(currency)}" if currency else "")
     body = (f"<div class=bar><form class=bar method=get action='/'><label>Currency <select name=currency onchange='this.form.submit()'>"
-            f"<option value=''>all</option>{options}</select></label></form><a href='{csv_link}'>Download CSV</a>"
+            f"<option value=''>all</option>{options}</select></label></form><a href='{csv_link}'>Download balances CSV</a>"
             f"<span class=muted>{len(rows):,} rows · store position {cache.position} · signed in as {html.escape(who.name)} ({who.role})</span></div>"
+            f"{_batches_section(request.app.state.service.store)}"
             "<table class=sortable id=balances><thead><tr><th>Promoter</th><th>Currency</th><th class=num>Pending</th>"
             f"<th class=num>Payable</th><th class=num>Paid</th></tr></thead><tbody>{body_rows}</tbody></table>"
             "<p class=muted>Amounts in minor units (fen). Click a column to sort.</p>")
@@ -123,6 +124,56 @@ def balances_csv(request: Request, currency: str | None = None) -> Response:
     text = render_csv(rows, ("promoter_id", "currency", "pending", "payable", "paid"))
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=payouts.csv"})
+
+
+BATCHES_LISTED = 5
+
+
+def _treasury_payouts(store) -> list:
+    """Recorded payouts, newest first: (position in the treasury journal, PaidOut)."""
+    from ledger.app import Ledger
+    from ledger.books import TREASURY
+    from ledger.store import JournalStore
+    from projections.payout_batch import recorded_payouts
+
+    treasury = Ledger(JournalStore(store, TREASURY), replay=False)
+    return [(position, r) for _, position, r in reversed(recorded_payouts((TREASURY, p, r) for p, r in treasury.records()))]
+
+
+def _batches_section(store) -> str:
+    payouts = _treasury_payouts(store)
+    if not payouts:
+        return "<p class=muted>No payout batches yet.</p>"
+    rows = []
+    for position, record in payouts[:BATCHES_LISTED]:
+        totals: dict[str, int] = {}
+        for t in record.transfers:
+            totals[t.currency] = totals.get(t.currency, 0) + t.amount_minor
+        total_text = ", ".join(f"{c} {v:,}" for c, v in sorted(totals.items())) or "nothing paid"
+        rows.append(f"<tr><td>{html.escape(record.as_of)}</td><td class=num>{len(record.transfers):,}</td>"
+                    f"<td>{html.escape(total_text)}</td><td><a class=batch-csv href='/payout-batches/{position}'>CSV</a></td></tr>")
+    more = f"<p class=muted>{len(payouts) - BATCHES_LISTED:,} older batches not listed.</p>" if len(payouts) > BATCHES_LISTED else ""
+    return ("<h2>Payout batches</h2><table id=batches><thead><tr><th>As of</th><th class=num>Lines</th><th>Paid</th>"
+            f"<th>CSV (as <code>payout --format csv</code>)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+            "<h2>Balances</h2>")
+
+
+@get("/payout-batches/{position:int}")
+@threaded
+def payout_batch_csv(request: Request, position: int) -> Response:
+    """A recorded payout's batch, byte for byte what ``payout --format csv`` printed."""
+    from litestar.exceptions import NotFoundException
+
+    from projections.payout_batch import payout_batch, render_batch
+
+    _viewer(request)
+    store = request.app.state.service.store
+    record = dict(_treasury_payouts(store)).get(position)
+    if record is None:
+        raise NotFoundException(f"no payout at treasury position {position}")
+    lines = payout_batch(Books(store).records(), record)
+    return Response(render_batch(lines, "csv"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f"attachment; filename=payout-{position}.csv"})
 
 
 def _chart(entries: list[Any]) -> str:
@@ -216,4 +267,4 @@ def dead_letters_page(request: Request) -> Response:
     return _page("Dead letters", body)
 
 
-handlers = [login_form, login, logout, balances_page, balances_csv, promoter_page, order_page, dead_letters_page]
+handlers = [login_form, login, logout, balances_page, balances_csv, payout_batch_csv, promoter_page, order_page, dead_letters_page]

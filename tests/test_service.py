@@ -171,6 +171,33 @@ def test_twenty_concurrent_payouts_pay_each_balance_once(server):
         assert line["carried_over"] + sum(e["amount_minor"] for e in line["entries"]) == line["amount"]
 
 
+def test_payout_batch_csv_from_the_page_is_what_the_payout_returned(server):
+    """The balances page lists recorded payouts; each CSV link gives the batch
+    exactly as ``payout --format csv`` renders it (the lines the payout returned)."""
+    import re
+
+    import msgspec
+
+    from projections.payout_batch import BatchLine, render_batch
+
+    finance = server.client(FINANCE)
+    adjust = {"promoter_id": "batchy", "currency": "CNY", "amount": 5_000, "reason": "batch test"}
+    assert finance.post("/v1/adjustments", json=adjust, headers={"Idempotency-Key": "batch-adj"}).status_code == 201
+    paid = finance.post("/v1/payouts", json={"as_of": "2026-04-01T00:00:00Z"}, headers={"Idempotency-Key": "batch-pay"})
+    assert paid.status_code == 201
+    lines = msgspec.convert(paid.json()["lines"], list[BatchLine])
+    assert ("batchy", "CNY", 5_000) in {(x.promoter_id, x.currency, x.amount) for x in lines}
+    page = server.client(AUDITOR).get("/").text
+    newest = re.search(r"<tr><td>2026-04-01T00:00:00Z</td>.*?href='(/payout-batches/\d+)'", page)
+    assert newest, page[:2000]
+    csv = server.client(AUDITOR).get(newest.group(1))
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.text == render_batch(lines, "csv")
+    assert csv.text.splitlines()[0] == "promoter_id,currency,amount,as_of,carried_over,entry_count,entries"
+    assert server.client(AUDITOR).get("/payout-batches/999999").status_code == 404
+    assert server.client().get(newest.group(1), follow_redirects=False).status_code in (302, 303, 401)
+
+
 def test_metrics_parse_and_move_when_events_are_ingested(server, tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
