@@ -269,6 +269,7 @@ class Engine:
         return Outcome(ACCEPTED, click.event_id, transfers)
 
     def _add_click(self, buyer_id: str, ref: ClickRef) -> BuyerState:
+        buyer_id = intern(buyer_id)  # the buckets hold the one copy, not one per click
         buyer = self._buyer(buyer_id)
         spilled = buyer.spilled_until
         if spilled is not None and ref.occurred_us <= spilled[0] and (ref.occurred_us, ref.event_id) <= spilled:
