@@ -50,17 +50,33 @@ def _days(date: str) -> int | None:
     return days
 
 
+_hour_cache: dict[str, int | None] = {}  # "YYYY-MM-DDTHH" → seconds since the epoch, None if not real
+_HOUR_CACHE_MAX = 200_000  # bounded: ~23 years of distinct hours
+
+
+def _hour_seconds(prefix: str) -> int | None:
+    seconds = _hour_cache.get(prefix, -1)
+    if seconds != -1:
+        return seconds
+    days, hour = _days(prefix[:10]), int(prefix[11:13])
+    seconds = days * 86_400 + hour * 3600 if days is not None and hour <= 23 else None
+    if len(_hour_cache) < _HOUR_CACHE_MAX:
+        _hour_cache[prefix] = seconds
+    return seconds
+
+
 def parse_timestamp_us(text: str) -> int | None:
     """Return the instant as microseconds since the epoch, or None when invalid."""
     match = _PATTERN.fullmatch(text)
     if match is None:
         return None
-    date, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    days = _days(date)
-    h, mi, s = int(hour), int(minute), int(second)
-    if days is None or h > 23 or mi > 59 or s > 59:
+    # The pattern fixes the layout up to the seconds: slice instead of groups.
+    hour_s = _hour_seconds(text[:13])
+    mi, s = int(text[14:16]), int(text[17:19])
+    if hour_s is None or mi > 59 or s > 59:
         return None
-    seconds = days * 86_400 + h * 3600 + mi * 60 + s
+    seconds = hour_s + mi * 60 + s
+    fraction, sign, off_h, off_m = match.group(5, 6, 7, 8)
     if sign is not None:
         oh, om = int(off_h), int(off_m)
         if oh > 23 or om > 59:
