@@ -47,23 +47,27 @@ class StatementIndex:
         self.only = only
         self.entries: dict[str, list[StatementEntry]] = {}
         self._running: dict[tuple[str, str], list[int]] = {}
-        self._order_us: dict[tuple[str, str], int] = {}
+        self._order_at: dict[tuple[str, str], str] = {}  # occurred_at text of each order
 
     def add_record(self, journal: str, position: int, record: "Record | RecordDated") -> None:
         transfers = record_transfers(record)
+        if self.only is not None:
+            transfers = [t for t in transfers if t.promoter_id == self.only]
         kind = record_kind(record)
-        if not transfers and not (kind == "ingested" and b'"order"' in record.raw):
-            return  # neither money nor an order's instant
-        when_us, order_id = _event_facts(kind, record)
-        if order_id is not None and when_us is not None:
-            self._order_us[(journal, order_id)] = when_us
-        cause = cause_of(record) if transfers else ""
+        may_be_order = kind == "ingested" and b'"order"' in record.raw
+        if not transfers and not may_be_order:
+            return  # neither this statement's money nor an order's instant
+        when, order_id = _event_facts(kind, record)
+        if order_id is not None and when is not None:
+            self._order_at[(journal, order_id)] = when  # parsed only if an entry needs it
+        if not transfers:
+            return
+        when_us = _instant(when)
+        cause = cause_of(record)
         for t in transfers:
-            if self.only is not None and t.promoter_id != self.only:
-                continue
             at_us = when_us
             if t.order_id is not None:
-                order_us = self._order_us.get((journal, t.order_id))
+                order_us = _instant(self._order_at.get((journal, t.order_id)))
                 if order_us is not None and (at_us is None or order_us > at_us):
                     at_us = order_us
             row = fold_transfer(self._running, t)
@@ -74,8 +78,12 @@ class StatementIndex:
             ))
 
 
-def _event_facts(kind: str | None, record: "Record | RecordDated") -> tuple[int | None, str | None]:
-    """(event time, order_id when the record ingested an order)."""
+def _instant(when: int | str | None) -> int | None:
+    return parse_timestamp_us(when) if isinstance(when, str) else when
+
+
+def _event_facts(kind: str | None, record: "Record | RecordDated") -> tuple[int | str | None, str | None]:
+    """(event time: µs, or the event's occurred_at text; order_id when the record ingested an order)."""
     if kind in ("settled", "paid_out"):
         return record.as_of_us, None
     if kind != "ingested" or record.raw is None:
@@ -86,9 +94,8 @@ def _event_facts(kind: str | None, record: "Record | RecordDated") -> tuple[int 
         return None, None
     if not isinstance(event, dict) or not isinstance(event.get("occurred_at"), str):
         return None, None
-    when_us = parse_timestamp_us(event["occurred_at"])
     order_id = event.get("order_id") if event.get("type") == "order" else None
-    return when_us, order_id if isinstance(order_id, str) else None
+    return event["occurred_at"], order_id if isinstance(order_id, str) else None
 
 
 def statement(records: Iterable[tuple[str, int, Record]], promoter_id: str) -> list[StatementEntry]:
