@@ -54,6 +54,11 @@ class Books:
             for offset, record in enumerate(segment.records):
                 yield journal, segment.first + offset, record
 
+    def recorded_payouts(self) -> list[tuple[int, PaidOut]]:
+        """Every payout, oldest first, with its position in the treasury journal."""
+        treasury = self.ledger(TREASURY, replay=False)
+        return [(position, record) for position, record in treasury.records() if isinstance(record, PaidOut)]
+
     def balances(self, **as_of) -> dict[tuple[str, str], list[int]]:
         return balances_from_records(record for _, _, record in self.records(**as_of))
 

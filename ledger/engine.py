@@ -361,7 +361,7 @@ class Engine:
             return
         window_us = max((p.window_us for p in self.params if p.model != "customer_lock"), default=0)
         cutoff_bucket = (self.watermark_us - window_us - LATE_SLACK_US) // EVICT_BUCKET_US
-        old = sorted(b for b in self._click_buckets if b < cutoff_bucket)
+        old = [b for b in self._click_buckets if b < cutoff_bucket]
         if not old:
             return
         cutoff_us = cutoff_bucket * EVICT_BUCKET_US

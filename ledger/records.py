@@ -8,7 +8,7 @@ balances by construction (double entry, TigerBeetle-style).
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Generic, TypeVar, Union
 
 import msgspec
 
@@ -181,12 +181,6 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     reason: Union[str, None] = None
 
 
-class SegmentMoney(msgspec.Struct, frozen=True, gc=False):
-    first: int
-    records: list[RecordMoney]
-    recorded_us: int = 0
-
-
 class RecordDated(RecordMoney, frozen=True, gc=False):
     """RecordMoney plus what gives its event time (projections.statements)."""
 
@@ -194,22 +188,27 @@ class RecordDated(RecordMoney, frozen=True, gc=False):
     raw: Union[bytes, None] = None
 
 
-class SegmentDated(msgspec.Struct, frozen=True, gc=False):
+R = TypeVar("R", RecordMoney, RecordDated)
+
+
+class SegmentView(msgspec.Struct, Generic[R], frozen=True, gc=False):
+    """A stored Segment decoded with lighter records (R)."""
+
     first: int
-    records: list[RecordDated]
+    records: list[R]
     recorded_us: int = 0
 
 
-_money_decoder = msgspec.msgpack.Decoder(SegmentMoney)
-_dated_decoder = msgspec.msgpack.Decoder(SegmentDated)
+_money_decoder = msgspec.msgpack.Decoder(SegmentView[RecordMoney])
+_dated_decoder = msgspec.msgpack.Decoder(SegmentView[RecordDated])
 
 
-def decode_segment_dated(data: bytes) -> SegmentDated:
-    return _dated_decoder.decode(data)
-
-
-def decode_segment_money(data: bytes) -> SegmentMoney:
+def decode_segment_money(data: bytes) -> SegmentView[RecordMoney]:
     return _money_decoder.decode(data)
+
+
+def decode_segment_dated(data: bytes) -> SegmentView[RecordDated]:
+    return _dated_decoder.decode(data)
 
 
 def encode_segment(segment: Segment) -> bytes:

@@ -91,7 +91,3 @@ def render_batch(lines: list[BatchLine], fmt: str) -> str:
     columns = BATCH_COLUMNS + (("entries",) if fmt == "csv" else ())
     return render(flat_rows(lines), columns, fmt, ("amount", "carried_over"))
 
-
-def recorded_payouts(records: Iterable[tuple[str, int, Record]]) -> list[tuple[str, int, PaidOut]]:
-    """Every recorded payout: (journal, position, record), oldest first."""
-    return [(journal, position, r) for journal, position, r in records if isinstance(r, PaidOut)]

@@ -54,7 +54,8 @@ class StatementIndex:
         if self.only is not None:
             transfers = [t for t in transfers if t.promoter_id == self.only]
         kind = record_kind(record)
-        may_be_order = kind == "ingested" and b'"order"' in record.raw
+        # Exact: without a backslash, a "type" of "order" is spelt literally.
+        may_be_order = kind == "ingested" and (b'"order"' in record.raw or b"\\" in record.raw)
         if not transfers and not may_be_order:
             return  # neither this statement's money nor an order's instant
         when, order_id = _event_facts(kind, record)

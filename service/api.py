@@ -145,14 +145,10 @@ def promoter_statement(request: Request, promoter_id: str) -> Response:
 @threaded
 def order_explanation(request: Request, order_id: str) -> Response:
     principal(request)
-    view = explanation(request.app.state.service, order_id)
+    view = request.app.state.service.explainer.explain(order_id)
     if view is None:
         raise _error(404, f"unknown order {order_id!r}")
     return _json(view)
-
-
-def explanation(service: Service, order_id: str) -> dict | None:
-    return service.explainer.explain(order_id)
 
 
 @get("/v1/dead-letters")

@@ -129,19 +129,8 @@ def balances_csv(request: Request, currency: str | None = None) -> Response:
 BATCHES_LISTED = 5
 
 
-def _treasury_payouts(store) -> list:
-    """Recorded payouts, newest first: (position in the treasury journal, PaidOut)."""
-    from ledger.app import Ledger
-    from ledger.books import TREASURY
-    from ledger.store import JournalStore
-    from projections.payout_batch import recorded_payouts
-
-    treasury = Ledger(JournalStore(store, TREASURY), replay=False)
-    return [(position, r) for _, position, r in reversed(recorded_payouts((TREASURY, p, r) for p, r in treasury.records()))]
-
-
 def _batches_section(store) -> str:
-    payouts = _treasury_payouts(store)
+    payouts = Books(store).recorded_payouts()[::-1]  # newest first
     if not payouts:
         return "<p class=muted>No payout batches yet.</p>"
     rows = []
@@ -168,7 +157,7 @@ def payout_batch_csv(request: Request, position: int) -> Response:
 
     _viewer(request)
     store = request.app.state.service.store
-    record = dict(_treasury_payouts(store)).get(position)
+    record = dict(Books(store).recorded_payouts()).get(position)
     if record is None:
         raise NotFoundException(f"no payout at treasury position {position}")
     lines = payout_batch(Books(store).records(), record)
@@ -243,10 +232,8 @@ def promoter_page(request: Request, promoter_id: str) -> Response:
 def order_page(request: Request, order_id: str) -> Response:
     import json
 
-    from service.api import explanation
-
     _viewer(request)
-    view = explanation(request.app.state.service, order_id)
+    view = request.app.state.service.explainer.explain(order_id)
     if view is None:
         return _page(f"Order {order_id}", "<p class=err>Unknown order.</p>", 404)
     return _page(f"Order {order_id}", f"<pre>{html.escape(json.dumps(view, indent=2, ensure_ascii=False))}</pre>")

@@ -239,3 +239,16 @@ def test_statement_entries_carry_event_time_and_chart_steps_follow_it():
         (jan1 + 32 * day, 0, 0, 900),
     ]
     assert balance_steps(entries, "USD") == []
+
+
+def test_an_order_spelt_with_json_escapes_still_dates_its_entries():
+    """The order's instant is found however its JSON is spelt: here the click
+    arrives after the order, so the accrual's event time is the order's."""
+    from ledger.books import Books
+    from projections.statements import statement
+
+    escaped = ('{"type": "\\u006frder", "event_id": "e-o1", "occurred_at": "2026-01-10T00:00:00Z", "order_id": "o1", '
+               '"buyer_id": "b1", "merchant_id": "m1", "lines": [{"sku": "k", "quantity": 1, "unit_price": 10000}]}')
+    ledger = run([share("s1", "p1", "2026-01-01T00:00:00Z"), escaped, click("b1", "s1", "2026-01-09T00:00:00Z")])
+    [entry] = statement(Books(ledger.store.store).records(), "p1")
+    assert (entry.kind, entry.amount_minor, entry.event_time) == ("accrual", 1_500, "2026-01-10T00:00:00.000000Z")
