@@ -31,6 +31,7 @@ from consumers.kafka_publish import DEFAULT_SHARES_TOPIC, DEFAULT_TOPIC
 from ledger.app import IngestCounts, Ledger
 from ledger.books import Books
 from ledger.config import Rules
+from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import DeadLetter, Source
 from ledger.store import ConcurrentWriteError, Store
 from schemas.timestamps import parse_timestamp_us
@@ -84,6 +85,7 @@ class LedgerConsumer:
         on_batch: Callable[[dict], None] | None = None,
         max_poll_records: int = MAX_POLL_RECORDS,
         member: tuple[int, int] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """``member=(i, n)`` without a group: take the events partitions p with
         p % n == i (a static split among n processes; see ``consume --workers``)."""
@@ -92,7 +94,7 @@ class LedgerConsumer:
         self.member = member
         self.store = store
         self.max_poll_records = max_poll_records
-        self.books = Books(store, rules)
+        self.books = Books(store, rules, limits)
         self.bootstrap = bootstrap
         self.topic = topic
         self.shares_topic = shares_topic
@@ -394,7 +396,7 @@ class LedgerConsumer:
                 task.events_next = t.notification_id
             else:
                 task.shares_next[int(partition)] = t.notification_id
-        self._add_counts(counts)
+        self.stats.counts.merge(counts)
         self.stats.batches += 1
         if self.metrics is not None:
             self._observe(task, counts, time.perf_counter() - started)
@@ -418,15 +420,6 @@ class LedgerConsumer:
         high = self._events.highwater(TopicPartition(self.topic, task.partition))
         if high is not None:
             m.lag.labels(*labels).set(max(0, high - task.events_next))
-
-    def _add_counts(self, counts: IngestCounts) -> None:
-        total = self.stats.counts
-        total.accepted += counts.accepted
-        total.duplicates += counts.duplicates
-        total.parked += counts.parked
-        total.dead_letters += counts.dead_letters
-        for reason, n in counts.reasons.items():
-            total.reasons[reason] = total.reasons.get(reason, 0) + n
 
     def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
         """Dead letters to ``<topic>.dlq`` before the commit: at least once."""

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 import msgspec
 
 from ledger.config import Rules, rules_from_mapping
+from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.engine import ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Engine, Outcome
 from ledger.records import (
     Adjusted,
@@ -80,6 +81,15 @@ class IngestCounts:
         self.dead_letters += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
+    def merge(self, other: "IngestCounts") -> None:
+        """Add ``other``'s counts to these."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.parked += other.parked
+        self.dead_letters += other.dead_letters
+        for reason, n in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + n
+
 
 def record_for(outcome: Outcome, raw: bytes, source: Source) -> Record:
     if outcome.status == DEAD_LETTER:
@@ -126,13 +136,15 @@ class Ledger:
         replay: bool = True,
         on_record: Callable[[int], None] | None = None,
         on_segment: Callable[[Engine, int, Segment], None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """Open the ledger in ``store``. ``replay=False`` gives a read-only view
         of the stored records (projections), without rebuilding the engine.
         ``on_segment(engine, version, segment)`` sees each replayed segment
         after the engine applied it (read models built alongside the replay)."""
         self.store = store
-        self.engine = Engine()
+        self.limits = limits
+        self.engine = Engine(limits)
         self.version = 0
         self.position = 0
         self._verify = verify
@@ -205,7 +217,7 @@ class Ledger:
 
     def _rebuild(self) -> None:
         """Drop the in-memory state and replay the journal from the start."""
-        self.engine = Engine()
+        self.engine = Engine(self.limits)
         self.version = 0
         self.position = 0
         self._catch_up()

@@ -14,6 +14,7 @@ from typing import Iterator
 
 from ledger.app import Ledger, parse_as_of, validate_adjustment
 from ledger.config import Rules
+from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment
 from ledger.store import ConcurrentWriteError, JournalStore, Store
 from projections.balances import balances_from_records
@@ -23,16 +24,17 @@ MAX_PAYOUT_ATTEMPTS = 20
 
 
 class Books:
-    def __init__(self, store: Store | str, rules: Rules | None = None) -> None:
+    def __init__(self, store: Store | str, rules: Rules | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         """``rules``, when given, are put in force in every journal written to."""
         self.store = store if isinstance(store, Store) else Store(store)
         self.rules = rules
+        self.limits = limits
 
     def journals(self) -> list[str]:
         return self.store.journals()
 
     def ledger(self, journal: str = "main", **kwargs) -> Ledger:
-        ledger = Ledger(JournalStore(self.store, journal), **kwargs)
+        ledger = Ledger(JournalStore(self.store, journal), limits=self.limits, **kwargs)
         if self.rules is not None and ledger.writable:
             ledger.adopt_rules(self.rules)
         return ledger

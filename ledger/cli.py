@@ -17,6 +17,7 @@ import msgspec
 from ledger.app import CommandError, IngestCounts, IntegrityError
 from ledger.books import Books
 from ledger.config import ConfigError, load_rules
+from ledger.limits import parse_limits
 from ledger.store import Store, StoreError
 from projections.render import render, render_json
 
@@ -176,7 +177,7 @@ def _rules(args: argparse.Namespace):
 
 def _books(args: argparse.Namespace) -> Books:
     rules = _rules(args)  # before opening the store: a bad config writes nothing
-    return Books(Store(_store_url(args)), rules)
+    return Books(Store(_store_url(args)), rules, parse_limits(os.environ))
 
 
 def _replay_progress() -> Callable[[int], None] | None:
@@ -377,7 +378,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # our own lines say what matters
     stats = consume_main(
         _store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,
-        group=args.group, rules=rules, until_idle_s=args.until_idle, max_messages=args.max_messages,
+        group=args.group, rules=rules, limits=parse_limits(os.environ), until_idle_s=args.until_idle, max_messages=args.max_messages,
         metrics_port=args.metrics_port, max_poll_records=args.max_poll_records,
         member=args.member if args.group is None else None,
         client_options={"session_timeout_ms": args.session_timeout_ms, "max_poll_interval_ms": args.max_poll_interval_ms,
@@ -518,21 +519,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def _memory_limits() -> None:
-    """LEDGER_RESIDENT_CLICKS_MAX: clicks kept in memory before old ones spill."""
-    text = os.environ.get("LEDGER_RESIDENT_CLICKS_MAX")
-    if text is None:
-        return
-    if not text.strip().isdigit():
-        raise UsageError(f"LEDGER_RESIDENT_CLICKS_MAX={text!r} must be a whole number ≥ 0")
-    from ledger import engine
-
-    engine.RESIDENT_CLICKS_MAX = int(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        _memory_limits()
+        parse_limits(os.environ)  # a bad limit is a usage error before anything runs
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except (UsageError, ConfigError, CommandError, StoreError) as exc:

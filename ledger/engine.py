@@ -19,6 +19,7 @@ from ledger.attribution import ClickRef, last_binding_start
 from ledger.click_spill import BuyerClicks, ClickSpill
 from ledger.commission import after_refunds, capped_levels, order_totals
 from ledger.config import Rules
+from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.network import Network, ShareRef
 from ledger.records import (
     ADJUSTMENT,
@@ -41,14 +42,11 @@ from schemas.events import Click, Order, Refund, Share, order_currency
 IMMEDIATE_WALK_MAX = 64
 
 # Old clicks leave memory (ledger.click_spill) at the end of a batch once more
-# than RESIDENT_CLICKS_MAX are resident (~85 bytes each): those dated before the
-# watermark (the latest click or order instant) minus the longest attribution
-# window minus LATE_SLACK_US, in whole EVICT_BUCKET_US buckets. A buyer's clicks
-# come back before any decision that could need them, so this changes memory,
-# never results. The CLI sets it from LEDGER_RESIDENT_CLICKS_MAX.
-RESIDENT_CLICKS_MAX = 1_000_000
-LATE_SLACK_US = 86_400_000_000  # events up to a day late find their clicks resident
-EVICT_BUCKET_US = 86_400_000_000
+# than limits.resident_clicks_max are resident (~85 bytes each): those dated
+# before the watermark (the latest click or order instant) minus the longest
+# attribution window minus limits.late_slack_us, in whole limits.evict_bucket_us
+# buckets. A buyer's clicks come back before any decision that could need them,
+# so this changes memory, never results.
 
 ACCEPTED = "accepted"
 PARKED = "parked"
@@ -155,7 +153,8 @@ class BuyerState:
 class Engine:
     """All ledger state, rebuilt by replaying the journal (see ledger.app)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
         self.rules: list[Rules] = []  # index = version − 1
         self.params: list[Params] = []  # the same, compiled
         self.seen: dict[str, bytes] = {}  # event_id → content fingerprint
@@ -278,9 +277,10 @@ class Engine:
         self.resident_clicks += 1
         if self.watermark_us is None or ref.occurred_us > self.watermark_us:
             self.watermark_us = ref.occurred_us
-        bucket = self._click_buckets.get(ref.occurred_us // EVICT_BUCKET_US)
+        bucket_us = self.limits.evict_bucket_us
+        bucket = self._click_buckets.get(ref.occurred_us // bucket_us)
         if bucket is None:
-            bucket = self._click_buckets[ref.occurred_us // EVICT_BUCKET_US] = set()
+            bucket = self._click_buckets[ref.occurred_us // bucket_us] = set()
         bucket.add(buyer_id)
         return buyer
 
@@ -357,14 +357,15 @@ class Engine:
     # ------------------------------------------------------------ old clicks
     def _spill_old_clicks(self) -> None:
         """Move clicks older than the attribution horizon out of memory."""
-        if self.resident_clicks <= RESIDENT_CLICKS_MAX or self.watermark_us is None:
+        limits = self.limits
+        if self.resident_clicks <= limits.resident_clicks_max or self.watermark_us is None:
             return
         window_us = max((p.window_us for p in self.params if p.model != "customer_lock"), default=0)
-        cutoff_bucket = (self.watermark_us - window_us - LATE_SLACK_US) // EVICT_BUCKET_US
+        cutoff_bucket = (self.watermark_us - window_us - limits.late_slack_us) // limits.evict_bucket_us
         old = [b for b in self._click_buckets if b < cutoff_bucket]
         if not old:
             return
-        cutoff_us = cutoff_bucket * EVICT_BUCKET_US
+        cutoff_us = cutoff_bucket * limits.evict_bucket_us
         locks = sorted({p.lock_us for p in self.params if p.model == "customer_lock"})
         batch: list[BuyerClicks] = []
         buyers = set().union(*(self._click_buckets.pop(bucket) for bucket in old))
@@ -410,7 +411,7 @@ class Engine:
             return
         buyer.clicks = sorted(buyer.clicks + loaded)
         self.resident_clicks += len(loaded)
-        self._click_buckets.setdefault(min(c.occurred_us for c in loaded) // EVICT_BUCKET_US, set()).add(buyer_id)
+        self._click_buckets.setdefault(min(c.occurred_us for c in loaded) // self.limits.evict_bucket_us, set()).add(buyer_id)
 
     # ----------------------------------------------------------------- orders
     def _order(self, order: Order, occurred_us: int) -> Outcome:

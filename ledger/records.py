@@ -223,6 +223,14 @@ def record_transfers(record: Record) -> list[Transfer]:
     return getattr(record, "transfers", [])
 
 
+def dead_letters_of(record: "Record | RecordMoney") -> list[DeadLetter]:
+    """The dead letters a record holds: its own, or the parked refunds it rejected."""
+    letter = getattr(record, "letter", None)
+    if letter is not None:
+        return [letter]
+    return getattr(record, "released", [])
+
+
 _CAUSE_KIND = {Ingested: "ingested", Settled: "settled", PaidOut: "paid_out", Adjusted: "adjusted", NetworkRebuilt: "network"}
 
 

@@ -20,7 +20,7 @@ import msgspec
 
 from ledger.app import Ledger
 from ledger.books import Books
-from ledger.records import decode_segment_money
+from ledger.records import dead_letters_of, decode_segment_money
 from ledger.store import JournalStore, Store
 from projections.balances import BalanceRow, balance_rows, fold_transfer
 from projections.live import LiveBalances
@@ -59,8 +59,7 @@ class _Rebuild:
                 # malformed transfer, so count those per currency.
                 if t.amount_minor <= 0 or t.debit == t.credit or not {t.debit, t.credit} <= BUCKETS:
                     self.currency_totals[t.currency] = self.currency_totals.get(t.currency, 0) + 1
-            letters = [record.letter] if record.letter is not None else record.released
-            for letter in letters:
+            for letter in dead_letters_of(record):
                 self.letters.update(msgspec.json.encode(
                     (letter.reason, letter.source.text(), base64.b64encode(letter.raw).decode())
                 ))

@@ -6,7 +6,7 @@ from typing import Iterable, Union
 
 import msgspec
 
-from ledger.records import DeadLettered, Ingested, Record
+from ledger.records import Record, dead_letters_of
 
 
 class DeadLetterRow(msgspec.Struct, frozen=True):
@@ -25,10 +25,7 @@ def dead_letters(records: Iterable[tuple[str, int, Record]]) -> list[DeadLetterR
 
     rows = []
     for journal, position, record in records:
-        letters = [record.letter] if isinstance(record, DeadLettered) else (
-            record.released if isinstance(record, Ingested) else []
-        )
-        for letter in letters:
+        for letter in dead_letters_of(record):
             rows.append(
                 DeadLetterRow(
                     journal, position, letter.reason, letter.detail, letter.source.text(),

@@ -17,7 +17,7 @@ from ledger import attribution
 from ledger.commission import after_refunds, capped_levels, order_amounts
 from ledger.app import Ledger
 from ledger.engine import Engine, OrderState
-from ledger.records import DeadLetter, DeadLettered, Ingested, Record, Segment, decode_segment, record_transfers
+from ledger.records import DeadLetter, Ingested, Record, Segment, dead_letters_of, decode_segment, record_transfers
 from ledger.store import JournalStore, Store
 from ledger.records import cause_of
 from schemas import reasons
@@ -95,8 +95,7 @@ def _journal_facts(records: Iterable[tuple[int, Record]], state: OrderState) -> 
 
 def _rejected_refunds(record: Record) -> Iterator[tuple[DeadLetter, str]]:
     """The refunds a record rejected (buyer mismatch, exceeds order), with their order_id."""
-    letters = [record.letter] if isinstance(record, DeadLettered) else (record.released if isinstance(record, Ingested) else [])
-    for letter in letters:
+    for letter in dead_letters_of(record):
         if letter.reason not in (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER):
             continue
         try:

@@ -8,7 +8,7 @@ import gc
 import threading
 from bisect import bisect_right
 
-from ledger.records import decode_segment_dated
+from ledger.records import dead_letters_of, decode_segment_dated
 from ledger.store import Store
 from ledger.records import fold_transfer
 from projections.balances import BalanceRow
@@ -47,7 +47,7 @@ class BalancesCache:
                     for t in record.transfers:
                         fold_transfer(self.balances, t)
                     self.statements.add_record(journal, segment.first + offset, record)
-                    for letter in ([record.letter] if record.letter is not None else record.released):
+                    for letter in dead_letters_of(record):
                         self.dead_letters[letter.reason] = self.dead_letters.get(letter.reason, 0) + 1
                 self.records += len(segment.records)
                 self.position = notification_id

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 from ledger.app import Ledger
 from ledger.books import Books
 from ledger.config import Rules
+from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import Source
 from ledger.store import JournalStore
 
@@ -57,8 +58,8 @@ def raw(ev: dict | bytes | str) -> bytes:
     return json.dumps(ev).encode()
 
 
-def new_ledger(rules: Rules | None = None, store_url: str = "memory://") -> Ledger:
-    ledger = Ledger(JournalStore(store_url))
+def new_ledger(rules: Rules | None = None, store_url: str = "memory://", limits: Limits = DEFAULT_LIMITS) -> Ledger:
+    ledger = Ledger(JournalStore(store_url), limits=limits)
     ledger.adopt_rules(rules or Rules())
     return ledger
 

@@ -8,13 +8,12 @@ byte, with a ledger that keeps everything resident.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import engine as engine_module
 from ledger.config import Rules
+from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import Source, encode_record
 from tests.helpers import click, new_ledger, order, pending, raw, share
 from tests.test_properties import deliveries, rules_strategy, streams
@@ -22,20 +21,14 @@ from tests.test_properties import deliveries, rules_strategy, streams
 MINUTE_US = 60_000_000
 
 
-@contextmanager
-def spilling(bucket_us: int = 15 * MINUTE_US):
+def spilling(bucket_us: int = 15 * MINUTE_US) -> Limits:
     """Spill whatever is old at the end of every batch, with no slack."""
-    saved = engine_module.RESIDENT_CLICKS_MAX, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US
-    engine_module.RESIDENT_CLICKS_MAX, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US = 0, 0, bucket_us
-    try:
-        yield
-    finally:
-        engine_module.RESIDENT_CLICKS_MAX, engine_module.LATE_SLACK_US, engine_module.EVICT_BUCKET_US = saved
+    return Limits(resident_clicks_max=0, late_slack_us=0, evict_bucket_us=bucket_us)
 
 
-def _run(script, rules: Rules, batch_events: int):
+def _run(script, rules: Rules, batch_events: int, limits: Limits = DEFAULT_LIMITS):
     """Run a script of ("events", [...]) / ("rules", Rules) / ("settle", TS) steps."""
-    ledger = new_ledger(rules)
+    ledger = new_ledger(rules, limits=limits)
     line = 0
     for step, arg in script:
         if step == "events":
@@ -61,13 +54,12 @@ def test_a_late_order_dated_among_spilled_clicks_brings_them_back():
     early = [share("s1", "p1", "2026-01-01T00:00:00Z"), share("s2", "p2", "2026-01-01T00:00:00Z"),
              click("b1", "s1", "2026-01-01T01:00:00Z", event_id="c-old")]
     later = [click("b2", "s2", f"2026-01-01T{h:02d}:00:00Z") for h in range(5, 10)]
-    with spilling():
-        ledger = _run([("events", early), ("events", later)], rules, batch_events=2)
-        engine = ledger.engine
-        # Watermark 09:00 − 1h window: clicks before 08:00 left memory (b1's and three of b2's).
-        assert engine.spill.count == 4 and engine.buyers["b1"].clicks == []
-        assert engine.buyers["b1"].spilled_until == (1_767_229_200_000_000, "c-old")
-        ledger.ingest([(raw(order("o1", "b1", "2026-01-01T01:30:00Z", amount=10_000)), Source(file="t", line=99))])
+    ledger = _run([("events", early), ("events", later)], rules, batch_events=2, limits=spilling())
+    engine = ledger.engine
+    # Watermark 09:00 − 1h window: clicks before 08:00 left memory (b1's and three of b2's).
+    assert engine.spill.count == 4 and engine.buyers["b1"].clicks == []
+    assert engine.buyers["b1"].spilled_until == (1_767_229_200_000_000, "c-old")
+    ledger.ingest([(raw(order("o1", "b1", "2026-01-01T01:30:00Z", amount=10_000)), Source(file="t", line=99))])
     assert pending(ledger, "p1") == 1_500  # the spilled click won, 15% of 10,000
     assert engine.spill.count == 4  # brought back for the order, spilled again at the end of its batch
 
@@ -81,12 +73,11 @@ def test_customer_lock_keeps_the_last_binding_start_resident():
               click("b1", "s1", "2026-01-01T00:00:00Z", event_id="c-bind"),
               click("b1", "s2", "2026-01-01T02:00:00Z", event_id="c-inside")]
     push = [click("b9", "s2", "2026-01-01T03:20:00Z")]
-    with spilling():
-        ledger = _run([("events", events), ("events", push)], rules, batch_events=10)
-        b1 = ledger.engine.buyers["b1"]
-        assert [c.event_id for c in b1.clicks] == ["c-bind"]  # c-inside spilled, the binding start kept
-        assert ledger.engine.spill.count == 1
-        ledger.ingest([(raw(order("o1", "b1", "2026-01-01T03:30:00Z", amount=10_000)), Source(file="t", line=99))])
+    ledger = _run([("events", events), ("events", push)], rules, batch_events=10, limits=spilling())
+    b1 = ledger.engine.buyers["b1"]
+    assert [c.event_id for c in b1.clicks] == ["c-bind"]  # c-inside spilled, the binding start kept
+    assert ledger.engine.spill.count == 1
+    ledger.ingest([(raw(order("o1", "b1", "2026-01-01T03:30:00Z", amount=10_000)), Source(file="t", line=99))])
     assert pending(ledger, "p1") == 1_500 and pending(ledger, "p2") == 0
     assert ledger.engine.spill.count == 1  # decided without bringing anything back
 
@@ -98,8 +89,7 @@ def test_a_late_click_before_the_boundary_is_decided_on_the_whole_history():
               click("b9", "s2", "2026-01-01T05:00:00Z"),
               order("o1", "b1", "2026-01-01T06:30:00Z", amount=10_000)]
     late = [click("b1", "s2", "2026-01-01T00:30:00Z"), click("b1", "s1", "2026-01-01T05:00:00Z")]
-    with spilling():
-        spilled = _run([("events", events), ("events", late)], rules, batch_events=1)
+    spilled = _run([("events", events), ("events", late)], rules, batch_events=1, limits=spilling())
     resident = _run([("events", events), ("events", late)], rules, batch_events=1)
     assert _records(spilled) == _records(resident)
     # 00:30 binds p2 until 02:30; 02:30 starts p1's binding (until 04:30); 05:00 p1 again until 07:00.
@@ -114,8 +104,7 @@ def test_rules_with_a_new_lock_period_bring_spilled_clicks_back():
               click("b9", "s2", "2026-01-01T05:00:00Z")]
     script = [("events", events), ("rules", second),
               ("events", [order("o1", "b1", "2026-01-01T03:00:00Z", amount=10_000)])]
-    with spilling():
-        spilled = _run(script, first, batch_events=10)
+    spilled = _run(script, first, batch_events=10, limits=spilling())
     # Under a 2h lock the 02:00 click starts p2's binding: only the whole history says so.
     assert pending(spilled, "p2") == 1_500 and pending(spilled, "p1") == 0
     assert _records(spilled) == _records(_run(script, first, batch_events=10))
@@ -133,8 +122,7 @@ def test_spilling_changes_no_record(data, events, rules, later_rules, bucket_min
     settle_at = data.draw(st.sampled_from(["2026-01-01T02:00:00Z", "2026-01-16T02:00:00Z"]))
     script = [("events", order_[:cut]), ("settle", settle_at), ("rules", later_rules), ("events", order_[cut:])]
     resident = _run(script, rules, batch)
-    with spilling(bucket_min * MINUTE_US):
-        spilled = _run(script, rules, batch)
+    spilled = _run(script, rules, batch, limits=spilling(bucket_min * MINUTE_US))
     assert _records(spilled) == _records(resident)
     engine = spilled.engine
     assert engine.resident_clicks + engine.spill.count == sum(len(b.clicks) for b in resident.engine.buyers.values())

@@ -347,9 +347,8 @@ EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
 
 
 def test_resident_clicks_limit_from_the_environment(capsys, monkeypatch, jsonl, tmp_path):
-    from ledger import engine
+    from ledger.limits import parse_limits
 
-    monkeypatch.setattr(engine, "RESIDENT_CLICKS_MAX", engine.RESIDENT_CLICKS_MAX)  # restored afterwards
     monkeypatch.setenv("LEDGER_RESIDENT_CLICKS_MAX", "lots")
     code, _, err = cli(capsys, "--store", f"sqlite:///{tmp_path}/a.db", "payouts")
     assert code == 2 and err.strip() == "commission-ledger: LEDGER_RESIDENT_CLICKS_MAX='lots' must be a whole number ≥ 0"
@@ -358,7 +357,7 @@ def test_resident_clicks_limit_from_the_environment(capsys, monkeypatch, jsonl, 
         monkeypatch.setenv("LEDGER_RESIDENT_CLICKS_MAX", limit)
         store = f"sqlite:///{tmp_path}/{limit}.db"
         assert cli(capsys, "--store", store, "ingest", str(jsonl))[0] == 0
-        assert engine.RESIDENT_CLICKS_MAX == int(limit)
+        assert parse_limits({"LEDGER_RESIDENT_CLICKS_MAX": limit}).resident_clicks_max == int(limit)
         outputs.append(cli(capsys, "--store", store, "payouts", "--format", "json")[1])
     assert outputs[0] == outputs[1] and json.loads(outputs[0])
 
