@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             stage_raw_sqlite(*rest)
         return 0
 
-    from consumers.broker import EmbeddedBroker
-    from consumers.synthetic import write_jsonl
+    from devkit.broker import EmbeddedBroker
+    from devkit.synthetic import write_jsonl
 
     wanted = [s for s in args.stages.split(",") if s]
     results: dict[str, dict] = {}

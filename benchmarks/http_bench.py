@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from consumers.broker import free_port, wait_for_port
+from devkit.broker import free_port, wait_for_port
 
 TOKEN = "bench-token"
 

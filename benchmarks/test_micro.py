@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.synthetic import generate
+from devkit.synthetic import generate
 from ledger.attribution import ClickRef, last_click, lock_binding
 from ledger.commission import order_totals
 from ledger.config import Rules

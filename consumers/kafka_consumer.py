@@ -28,6 +28,7 @@ import orjson
 from eventsourcing.persistence import Tracking
 
 from consumers.kafka_publish import DEFAULT_SHARES_TOPIC, DEFAULT_TOPIC
+from consumers.metrics import ConsumerMetrics
 from ledger.app import IngestCounts, Ledger
 from ledger.books import Books
 from ledger.config import Rules
@@ -103,7 +104,7 @@ class LedgerConsumer:
         self.client_options = client_options or {}
         self.status = status
         self.on_batch = on_batch  # instrumentation hook (tests, metrics)
-        self.metrics = None  # service.metrics.ConsumerMetrics, when exposed
+        self.metrics: ConsumerMetrics | None = None  # when exposed (--metrics-port)
         self.tasks: dict[int, Task] = {}
         self.shares: dict[int, list[tuple[int, bytes]]] = {}  # partition → [(offset, raw)]
         self.stats = ConsumeStats()
@@ -489,8 +490,6 @@ def consume_main(store_url: str, bootstrap: str, **kwargs) -> ConsumeStats:
     prefix = f"[member {member[0]}/{member[1]}] " if member else ""
     consumer = LedgerConsumer(Store(store_url), bootstrap, status=lambda line: print(prefix + line, file=sys.stderr, flush=True), **kwargs)
     if metrics_port:
-        from service.metrics import ConsumerMetrics
-
         consumer.metrics = ConsumerMetrics()
         consumer.metrics.serve(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

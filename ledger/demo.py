@@ -17,10 +17,10 @@ import tempfile
 import time
 from typing import Callable
 
-from consumers.broker import EmbeddedBroker
+from devkit.broker import EmbeddedBroker
 from consumers.kafka_consumer import LedgerConsumer
 from consumers.kafka_publish import publish
-from consumers.synthetic import generate
+from devkit.synthetic import generate
 from ledger.books import Books
 from ledger.config import load_rules
 from ledger.store import Store

@@ -42,25 +42,3 @@ REGISTRY.register(_collector)
 def render(cache) -> bytes:
     _collector.cache = cache
     return generate_latest(REGISTRY)
-
-
-class ConsumerMetrics:
-    """What a running consumer exposes on ``consume --metrics-port``."""
-
-    def __init__(self) -> None:
-        from prometheus_client import Gauge, Histogram
-
-        self.registry = REGISTRY
-        self.lag = Gauge("ledger_consumer_lag", "Messages behind the high-water mark, per partition",
-                         ["topic", "partition"], registry=REGISTRY)
-        self.position = Gauge("ledger_consumer_position", "Next offset to apply, per partition",
-                              ["topic", "partition"], registry=REGISTRY)
-        self.batch_seconds = Histogram("ledger_consumer_batch_seconds", "Time to apply and commit one batch",
-                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
-        self.events = Counter("ledger_consumer_events", "Events applied, by outcome", ["outcome"], registry=REGISTRY)
-        self.dead_letters = Counter("ledger_consumer_dead_letters", "Dead letters, by reason", ["reason"], registry=REGISTRY)
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        from prometheus_client import start_http_server
-
-        start_http_server(port, addr=host, registry=REGISTRY)

@@ -42,7 +42,7 @@ def kafka_bootstrap():
         with KafkaContainer() as container:
             yield container.get_bootstrap_server()
         return
-    from consumers.broker import EmbeddedBroker
+    from devkit.broker import EmbeddedBroker
 
     _KIND["kind"] = "tansu"
     with EmbeddedBroker() as broker:

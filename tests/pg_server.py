@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 
-from consumers.broker import free_port, wait_for_port
+from devkit.broker import free_port, wait_for_port
 
 
 class PostgresUnavailable(RuntimeError):

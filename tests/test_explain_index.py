@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from consumers.synthetic import generate
+from devkit.synthetic import generate
 from ledger.config import Rules
 from ledger.records import Source
 from ledger.store import Store

@@ -22,7 +22,7 @@ import pytest
 
 from consumers.kafka_consumer import LedgerConsumer
 from consumers.kafka_publish import ensure_topics, publish
-from consumers.synthetic import generate
+from devkit.synthetic import generate
 from ledger.app import Ledger
 from ledger.books import Books
 from ledger.records import Ingested, Source
@@ -277,7 +277,7 @@ def _wait_for(condition, timeout_s: float) -> None:
 def test_broker_unreachable_at_start_and_outage_mid_stream(tmp_path, topics):
     """The broker is started after the consumer, then (through a proxy that is
     the consumer's only route to it) disappears mid-stream and comes back."""
-    from consumers.broker import EmbeddedBroker, free_port
+    from devkit.broker import EmbeddedBroker, free_port
 
     lines = list(generate(8_000, seed=21))
     url = f"sqlite:///{tmp_path}/ledger.db"
@@ -363,7 +363,7 @@ def test_consumer_exposes_lag_and_batch_latency_metrics(tmp_path, kafka_bootstra
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from consumers.broker import free_port
+    from devkit.broker import free_port
 
     lines = list(generate(2_000, seed=8))
     publish(lines, kafka_bootstrap, topic=topics[0], shares_topic=topics[1])

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.kafka_publish import ensure_topics, publish
-from consumers.synthetic import generate
+from devkit.synthetic import generate
 from ledger.books import Books
 from ledger.records import PaidOut
 from ledger.store import Store

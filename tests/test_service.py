@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from consumers.broker import free_port, wait_for_port
-from consumers.synthetic import write_jsonl
+from devkit.broker import free_port, wait_for_port
+from devkit.synthetic import write_jsonl
 
 EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
 FINANCE, AUDITOR = "fin-secret-token", "audit-secret-token"

@@ -1,0 +1,23 @@
+"""Prometheus metrics of a running consumer (``consume --metrics-port``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class ConsumerMetrics:
+    """What a running consumer exposes on ``consume --metrics-port``."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.lag = Gauge("ledger_consumer_lag", "Messages behind the high-water mark, per partition",
+                         ["topic", "partition"], registry=registry)
+        self.position = Gauge("ledger_consumer_position", "Next offset to apply, per partition",
+                              ["topic", "partition"], registry=registry)
+        self.batch_seconds = Histogram("ledger_consumer_batch_seconds", "Time to apply and commit one batch",
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=registry)
+        self.events = Counter("ledger_consumer_events", "Events applied, by outcome", ["outcome"], registry=registry)
+        self.dead_letters = Counter("ledger_consumer_dead_letters", "Dead letters, by reason", ["reason"], registry=registry)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=registry)
