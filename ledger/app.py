@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import gc
 import time
+import tomllib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import msgspec
 
 from ledger.config import Rules, rules_from_mapping
-from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.engine import ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Engine, Outcome
+from ledger.invariants import require
+from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import (
     Adjusted,
     DeadLetter,
@@ -39,6 +41,7 @@ from ledger.records import (
 from eventsourcing.persistence import Tracking
 
 from ledger.store import ConcurrentWriteError, JournalStore, StoredRecord
+from schemas.events import MAX_SAFE_INT
 from schemas.timestamps import parse_timestamp_us
 
 DEFAULT_BATCH_EVENTS = 5_000
@@ -93,22 +96,33 @@ class IngestCounts:
 
 def record_for(outcome: Outcome, raw: bytes, source: Source) -> Record:
     if outcome.status == DEAD_LETTER:
-        assert outcome.dead_letter is not None
+        require(outcome.dead_letter is not None, "dead-letter outcome without its letter")
         return DeadLettered(outcome.dead_letter)
-    assert outcome.event_id is not None
+    require(outcome.event_id is not None, "outcome without an event id")
     return Ingested(outcome.status, source, raw, outcome.event_id, outcome.transfers, list(outcome.released))
 
 
 def parse_as_of(text: str) -> int:
+    """An as-of timestamp's instant (µs); CommandError when it is not RFC 3339."""
     instant = parse_timestamp_us(text)
     if instant is None:
         raise CommandError(f"--as-of {text!r} is not an RFC 3339 timestamp (e.g. 2026-01-31T16:00:00Z)")
     return instant
 
 
-def rules_from_toml_text(text: str) -> Rules:
-    import tomllib
+class AsOf(NamedTuple):
+    """A command's as-of time: the text as given (recorded) and its instant,
+    parsed once on the way in."""
 
+    text: str
+    instant_us: int
+
+    @classmethod
+    def parse(cls, text: str) -> "AsOf":
+        return cls(text, parse_as_of(text))
+
+
+def rules_from_toml_text(text: str) -> Rules:
     return rules_from_mapping(tomllib.loads(text))
 
 
@@ -200,7 +214,7 @@ class Ledger:
         """Append records as one segment; if another writer got there first,
         catch up from the store and re-execute them on the current ledger
         (optimistic concurrency). Returns the records as finally written."""
-        assert self.writable, "a ledger opened with replay=False is read-only"
+        require(self.writable, "a ledger opened with replay=False is read-only")
         for attempt in range(MAX_WRITE_ATTEMPTS):
             if not records:
                 return records
@@ -213,7 +227,7 @@ class Ledger:
                     raise
                 self._rebuild()
                 records = _reexecute(self.engine, records)
-        raise AssertionError("unreachable")
+        raise ConcurrentWriteError(f"journal {self.store.name}: gave up after {MAX_WRITE_ATTEMPTS} write conflicts")
 
     def _rebuild(self) -> None:
         """Drop the in-memory state and replay the journal from the start."""
@@ -229,11 +243,10 @@ class Ledger:
             self._append([RulesAdopted(version, rules.digest(), rules.to_toml())])
         return self.engine.rules_version
 
-    def _ensure_rules(self) -> None:
+    def ensure_rules(self) -> None:
+        """Put the built-in default rules in force on a ledger that has none."""
         if not self.engine.rules:
             self.adopt_rules(Rules())
-
-    ensure_rules = _ensure_rules
 
     def ingest(
         self,
@@ -250,8 +263,8 @@ class Ledger:
         paused meanwhile: the ledger's state is acyclic, and traversing millions
         of long-lived objects would otherwise cost a fifth of the time.
         """
-        assert batch_events > 0
-        self._ensure_rules()
+        require(batch_events > 0, "batch_events must be positive")
+        self.ensure_rules()
         counts = IngestCounts()
         batch: list[Record] = []
         gc_was_enabled = gc.isenabled()
@@ -292,7 +305,7 @@ class Ledger:
 
     def _write_behind(self, writer: ThreadPoolExecutor, inflight: tuple[Future, list[Record]] | None, records: list[Record]) -> tuple[Future, list[Record]] | None:
         """Wait for the batch in flight, then start writing ``records``."""
-        assert self.writable, "a ledger opened with replay=False is read-only"
+        require(self.writable, "a ledger opened with replay=False is read-only")
         if self._finish(inflight, records):
             return None  # written synchronously after a conflict
         encoded = self._encode(records)
@@ -320,7 +333,7 @@ class Ledger:
     def apply(self, items: Iterable[tuple[bytes, Source]]) -> tuple[list[Record], IngestCounts, list[DeadLetter]]:
         """Apply wire events in memory, without writing: the records to commit,
         the counts, and the dead letters they produced (for a DLQ topic)."""
-        self._ensure_rules()
+        self.ensure_rules()
         counts = IngestCounts()
         records: list[Record] = []
         letters: list[DeadLetter] = []
@@ -350,43 +363,31 @@ class Ledger:
         """Apply segments other writers (e.g. a ``settle`` command) appended."""
         self._catch_up()
 
-    def settle(self, as_of: str) -> Settled:
-        as_of_us = parse_as_of(as_of)
-        self._ensure_rules()
-        order_ids, transfers = self.engine.settle(as_of_us)
-        record = Settled(as_of, as_of_us, self.engine.rules_version, order_ids, transfers)
+    def settle(self, as_of: AsOf | str) -> Settled:
+        """Settle this journal's due orders (SPEC §7); ``as_of`` as text or parsed."""
+        if isinstance(as_of, str):
+            as_of = AsOf.parse(as_of)
+        self.ensure_rules()
+        order_ids, transfers = self.engine.settle(as_of.instant_us)
+        record = Settled(as_of.text, as_of.instant_us, self.engine.rules_version, order_ids, transfers)
         return self._append([record])[0]  # type: ignore[return-value]
 
-    def payout(self, as_of: str) -> PaidOut:
-        """Pay out across every journal of this store (see ledger.books)."""
-        from ledger.books import Books
-
-        self._ensure_rules()
-        return Books(self.store.store, self.engine.current_rules).payout(as_of)
-
-    def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
-        """A manual adjustment, recorded in the store's treasury journal."""
-        from ledger.books import Books
-
-        self._ensure_rules()
-        return Books(self.store.store, self.engine.current_rules).adjust(promoter_id, currency, amount_minor, reason, actor)
-
     def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
+        """Append a manual adjustment (the treasury journal's job: see ledger.books)."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
-        self._ensure_rules()
+        self.ensure_rules()
         transfers = self.engine.adjust(promoter_id, currency, amount_minor)
         record = Adjusted(promoter_id, currency, amount_minor, reason, actor, transfers)
         return self._append([record])[0]  # type: ignore[return-value]
 
-    def record_payout(self, as_of: str, payables: dict[tuple[str, str], int], *, expected_version: int) -> PaidOut:
+    def record_payout(self, as_of: AsOf, payables: dict[tuple[str, str], int], *, expected_version: int) -> PaidOut:
         """Append one payout of ``payables`` (computed by the caller from every
         journal while this journal was at ``expected_version``); if anything was
         written since, raise ConcurrentWriteError: never pay from stale balances."""
-        as_of_us = parse_as_of(as_of)
-        assert self.engine.rules, "call ensure_rules() first"
+        require(bool(self.engine.rules), "call ensure_rules() first")
         if self.version != expected_version:
             raise ConcurrentWriteError(f"journal {self.store.name} moved from {expected_version} to {self.version}")
-        record = PaidOut(as_of, as_of_us, self.engine.rules_version, self.engine.payout(payables))
+        record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, self.engine.payout(payables))
         self.version = self.store.append(self._encode([record]), self.version)
         self.position += 1
         return record
@@ -410,8 +411,6 @@ def _reexecute(engine: Engine, records: list[Record]) -> list[Record]:
 
 
 def validate_adjustment(promoter_id: str, currency: str, amount_minor: int, reason: str) -> None:
-    from schemas.events import MAX_SAFE_INT
-
     if not 1 <= len(promoter_id) <= 128:
         raise CommandError("promoter id must be 1-128 characters")
     if len(currency) != 3 or not currency.isascii() or not currency.isupper() or not currency.isalpha():
@@ -445,6 +444,6 @@ def apply_record(engine: Engine, record: Record) -> Record:
     if isinstance(record, PaidOut):
         engine.book_payout(record.transfers)
         return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers)
-    assert isinstance(record, Adjusted)
+    require(isinstance(record, Adjusted), f"unknown record {type(record).__name__}")
     transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
     return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)

@@ -76,5 +76,6 @@ def winning_click(model: str, clicks: Sequence[ClickRef], order_us: int, window_
         return last_click(clicks, order_us, window_us)
     if model == "first_click":
         return first_click(clicks, order_us, window_us)
-    assert model == "customer_lock", model
+    if model != "customer_lock":
+        raise ValueError(f"unknown attribution model {model!r}")
     return lock_binding(clicks, order_us, lock_us)

@@ -1,8 +1,8 @@
 """The books: every journal of one store, and the commands that span them.
 
 Journals hold disjoint sets of buyers (``main`` for file ingest, one per Kafka
-partition of the events topic), so promoter balances are a projection over all
-of them, never a write-side aggregate. ``settle`` runs in each journal (each
+partition of the events topic), so promoter balances are a fold over all of
+them, never a write-side aggregate. ``settle`` runs in each journal (each
 freezes its own orders); payouts and adjustments go to the ``treasury``
 journal, where optimistic concurrency on its version guarantees that two
 concurrent payouts never pay the same balance twice.
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from ledger.app import Ledger, parse_as_of, validate_adjustment
+from ledger import log
+from ledger.app import AsOf, Ledger, validate_adjustment
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment
+from ledger.records import Adjusted, PaidOut, Record, Settled, fold_records
 from ledger.store import ConcurrentWriteError, JournalStore, Store
-from projections.balances import balances_from_records
 
 TREASURY = "treasury"
 MAX_PAYOUT_ATTEMPTS = 20
@@ -47,14 +47,7 @@ class Books:
         (the commit sequence `audit replay` prints as "store position"), or at the last
         segment recorded at or before ``recorded_until_us``.
         """
-        for notification_id, journal, _, state in self.store.notifications():
-            if until_position is not None and notification_id > until_position:
-                return
-            segment = decode_segment(state)
-            if recorded_until_us is not None and segment.recorded_us > recorded_until_us:
-                return
-            for offset, record in enumerate(segment.records):
-                yield journal, segment.first + offset, record
+        return log.records(self.store, until_position=until_position, recorded_until_us=recorded_until_us)  # type: ignore[return-value]
 
     def recorded_payouts(self) -> list[tuple[int, PaidOut]]:
         """Every payout, oldest first, with its position in the treasury journal."""
@@ -62,26 +55,27 @@ class Books:
         return [(position, record) for position, record in treasury.records() if isinstance(record, PaidOut)]
 
     def balances(self, **as_of) -> dict[tuple[str, str], list[int]]:
-        return balances_from_records(record for _, _, record in self.records(**as_of))
+        """(promoter, currency) → [pending, payable, paid], over every journal."""
+        return fold_records(record for _, _, record in self.records(**as_of))
 
     # --------------------------------------------------------------- commands
     def settle(self, as_of: str) -> list[Settled]:
         """Settle every journal that holds orders (SPEC §7)."""
-        parse_as_of(as_of)
-        return [self.ledger(name).settle(as_of) for name in self.journals() if name != TREASURY]
+        when = AsOf.parse(as_of)
+        return [self.ledger(name).settle(when) for name in self.journals() if name != TREASURY]
 
     def payout(self, as_of: str) -> PaidOut:
         """Pay every balance ≥ min_payout, exactly once even under concurrency:
         the payout is computed from all journals and appended at the treasury
         version it was computed against; a concurrent payout forces a retry."""
-        parse_as_of(as_of)
+        when = AsOf.parse(as_of)
         for _ in range(MAX_PAYOUT_ATTEMPTS):
             treasury = self.ledger(TREASURY)
             treasury.ensure_rules()  # may write: do it before fixing the version
             version = treasury.version
             payables = {key: row[1] for key, row in self.balances().items()}
             try:
-                return treasury.record_payout(as_of, payables, expected_version=version)
+                return treasury.record_payout(when, payables, expected_version=version)
             except ConcurrentWriteError:
                 continue
         raise ConcurrentWriteError("payout: the treasury kept changing; try again")
@@ -89,4 +83,3 @@ class Books:
     def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
         validate_adjustment(promoter_id, currency, amount_minor, reason)
         return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor)
-

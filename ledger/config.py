@@ -38,9 +38,11 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     level1_cap_bp: int = 2000
     level2_cap_bp: int = 1000
     order_cap_bp: int = 3000
-    order_cap_amount: Union[int, None] = None
+    # Minor units. Encoded under the TOML key names: the encoding is what
+    # ``digest()`` hashes and what recorded rules are checked against.
+    order_cap_amount_minor: Union[int, None] = msgspec.field(default=None, name="order_cap_amount")
     settlement_lock_period: str = "15d"
-    min_payout: int = 100
+    min_payout_minor: int = msgspec.field(default=100, name="min_payout")
 
     @property
     def window_us(self) -> int:
@@ -73,13 +75,13 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
             f"level2_cap_bp = {self.level2_cap_bp}",
             f"order_cap_bp = {self.order_cap_bp}",
         ]
-        if self.order_cap_amount is not None:
-            lines.append(f"order_cap_amount = {self.order_cap_amount}")
+        if self.order_cap_amount_minor is not None:
+            lines.append(f"order_cap_amount = {self.order_cap_amount_minor}")
         lines += [
             "",
             "[settlement]",
             f'lock_period = "{self.settlement_lock_period}"',
-            f"min_payout = {self.min_payout}",
+            f"min_payout = {self.min_payout_minor}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -108,11 +110,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
         "level1_cap_bp": ("level1_cap_bp", "bp"),
         "level2_cap_bp": ("level2_cap_bp", "bp"),
         "order_cap_bp": ("order_cap_bp", "bp"),
-        "order_cap_amount": ("order_cap_amount", "amount"),
+        "order_cap_amount": ("order_cap_amount_minor", "amount"),
     },
     "settlement": {
         "lock_period": ("settlement_lock_period", "duration"),
-        "min_payout": ("min_payout", "amount"),
+        "min_payout": ("min_payout_minor", "amount"),
     },
 }
 _CHOICES = {

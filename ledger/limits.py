@@ -1,4 +1,4 @@
-"""Memory limits of a ledger process: one frozen value passed down explicitly.
+"""Memory and work bounds of a ledger process: one frozen value passed down explicitly.
 
 The command line reads them from the environment (``parse_limits``); the
 embedding API and the tests pass a ``Limits`` to ``Books``/``Ledger``.
@@ -23,6 +23,10 @@ class Limits:
     late_slack_us: int = DAY_US
     # Clicks are spilled in whole buckets of this width (event time).
     evict_bucket_us: int = DAY_US
+    # A network walk longer than this (shares after the change point) is
+    # deferred to the end of the batch: in-order shares walk a few steps at
+    # once, a backfill of old shares walks once per batch, not once per share.
+    immediate_walk_max: int = 64
 
 
 DEFAULT_LIMITS = Limits()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from typing import NamedTuple
 
+from ledger.invariants import require
+
 
 class ShareRef(NamedTuple):
     occurred_us: int
@@ -44,7 +46,7 @@ class Network:
         can change. ``pending``: a recompute already owed from that key, which
         covers every later key (the no-op test below is only valid before it).
         """
-        assert share.share_id not in self.shares
+        require(share.share_id not in self.shares, f"share {share.share_id!r} added twice")
         self.shares[share.share_id] = share
         candidates: list[ShareRef] = []
         if share.parent_share_id is not None:
@@ -104,7 +106,7 @@ class Network:
                 return True
             node = self.upline.get(node.promoter_id)
             steps += 1
-            assert steps <= len(self.upline), "cycle in the upline map"
+            require(steps <= len(self.upline), "cycle in the upline map")
         return False
 
     def level2_for(self, promoter: str, order_us: int) -> Upline | None:

@@ -8,7 +8,7 @@ balances by construction (double entry, TigerBeetle-style).
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar, Union
+from typing import Generic, Iterable, TypeVar, Union
 
 import msgspec
 
@@ -53,6 +53,15 @@ def fold_transfer(balances: dict[tuple[str, str], list[int]], transfer: "Transfe
     if i is not None:
         row[i] += transfer.amount_minor
     return row
+
+
+def fold_records(records: "Iterable[Record]") -> dict[tuple[str, str], list[int]]:
+    """(promoter, currency) → [pending, payable, paid] after ``records``."""
+    balances: dict[tuple[str, str], list[int]] = {}
+    for record in records:
+        for transfer in record_transfers(record):
+            fold_transfer(balances, transfer)
+    return balances
 
 
 class Source(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
@@ -154,16 +163,11 @@ SEGMENT_TOPIC = "commission_ledger.Segment"
 # MessagePack keeps raw bytes as bytes (no base64) and is the fastest msgspec
 # codec; `commission-ledger` renders records for humans.
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Record)
 _segment_decoder = msgspec.msgpack.Decoder(Segment)
 
 
 def encode_record(record: Record) -> bytes:
     return _encoder.encode(record)
-
-
-def decode_record(data: bytes) -> Record:
-    return _decoder.decode(data)
 
 
 class RecordMoney(msgspec.Struct, frozen=True, gc=False):

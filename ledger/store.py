@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
     Tracking,
 )
 
+from ledger.invariants import require
 from ledger.records import SEGMENT_TOPIC
 
 READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
@@ -49,7 +50,7 @@ class StoredRecord:
     state: bytes
 
 
-class _Row(NamedTuple):
+class Row(NamedTuple):
     """Duck-typed eventsourcing StoredEvent: the recorders only read these four
     attributes, and a tuple is cheaper to build than the frozen dataclass."""
 
@@ -159,9 +160,6 @@ class Store:
     def close(self) -> None:
         self.factory.close()
 
-    def journal(self, name: str) -> "JournalStore":
-        return JournalStore(self, name)
-
     # --------------------------------------------------------------- registry
     def journals(self) -> list[str]:
         """Names of every journal written to, in order of first use."""
@@ -178,7 +176,7 @@ class Store:
             if name in names:
                 return
             try:
-                self.recorder.insert_events([_Row(REGISTRY_ID, len(names) + 1, REGISTRY_TOPIC, name.encode())])  # type: ignore[list-item]
+                self.recorder.insert_events([Row(REGISTRY_ID, len(names) + 1, REGISTRY_TOPIC, name.encode())])  # type: ignore[list-item]
                 return
             except IntegrityError:
                 continue
@@ -218,7 +216,7 @@ class JournalStore:
 
     def read(self, after_version: int = 0, page: int = READ_PAGE) -> Iterator[StoredRecord]:
         """Segments with version > after_version, in order, ``page`` at a time."""
-        assert page > 0
+        require(page > 0, "page must be positive")
         gt = after_version
         while True:
             try:
@@ -234,7 +232,7 @@ class JournalStore:
     def segment(self, version: int) -> StoredRecord:
         """The one segment stored at ``version``."""
         for stored in self.read(after_version=version - 1, page=1):
-            assert stored.version == version, (stored.version, version)
+            require(stored.version == version, f"journal {self.name!r}: asked for segment {version}, got {stored.version}")
             return stored
         raise StoreError(f"journal {self.name!r} has no segment {version}")
 
@@ -243,7 +241,7 @@ class JournalStore:
         the same transaction; return the last version. Raises
         ConcurrentWriteError when another writer got there first."""
         rows = [
-            _Row(self.journal_id, after_version + i, topic, state)
+            Row(self.journal_id, after_version + i, topic, state)
             for i, (topic, state) in enumerate(segments, start=1)
         ]
         if not rows:
@@ -259,9 +257,6 @@ class JournalStore:
         except PersistenceError as exc:
             raise StoreError(f"cannot write store {redact(self.url)}: {one_line(exc)}") from None
         return after_version + len(rows)
-
-    def position(self, name: str) -> int | None:
-        return self.store.position(name)
 
 
 def one_line(exc: BaseException) -> str:

@@ -102,13 +102,10 @@ def audit_replay(store: Store, progress: Callable[[int], None] | None = None, *,
     # Without a snapshot the live projection *is* a fold of the same log: skip it.
     differences = _compare(rebuild.balances, live.current().balances) if snapshot_version else []
     if verify_rules:
-        executed: dict[tuple[str, str], list[int]] = {}
         for name in Books(store).journals():
-            ledger = Ledger(JournalStore(store, name), verify=True, on_record=progress)
-            for key, row in ledger.engine.balances.items():
-                executed[key] = [a + b for a, b in zip(executed.get(key, [0, 0, 0]), row)]
-            del ledger
-        differences += [f"rules re-executed: {d}" for d in _compare(rebuild.balances, executed)]
+            # Re-executes every record and raises IntegrityError at the first
+            # one that differs from what the rules produce.
+            Ledger(JournalStore(store, name), verify=True, on_record=progress)
     unbalanced = {c: v for c, v in rebuild.currency_totals.items() if v != 0}
     return AuditResult(rebuild.records, rebuild.digest(), differences, unbalanced, rebuild.position,
                        rebuild.balances_digest())

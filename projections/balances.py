@@ -6,9 +6,9 @@ from typing import Iterable
 
 import msgspec
 
-from ledger.records import Record, fold_transfer, record_transfers
+from ledger.records import Record, fold_records, fold_transfer, record_transfers
 
-__all__ = ["BalanceRow", "balance_rows", "balances_from_records", "books", "fold_transfer"]
+__all__ = ["BalanceRow", "balance_rows", "books", "fold_records", "fold_transfer"]
 
 
 class BalanceRow(msgspec.Struct, frozen=True):
@@ -17,14 +17,6 @@ class BalanceRow(msgspec.Struct, frozen=True):
     pending: int
     payable: int
     paid: int
-
-
-def balances_from_records(records: Iterable[Record]) -> dict[tuple[str, str], list[int]]:
-    balances: dict[tuple[str, str], list[int]] = {}
-    for record in records:
-        for transfer in record_transfers(record):
-            fold_transfer(balances, transfer)
-    return balances
 
 
 def balance_rows(balances: dict[tuple[str, str], list[int]], currency: str | None = None) -> list[BalanceRow]:

@@ -1,8 +1,9 @@
 """Why an order went to whom, and how each amount was computed.
 
-Built from the replayed engine (attribution needs the buyer's clicks and the
-share network) plus the journal's transfers for the order (its history of
-accruals, reversals, settlement and clawbacks).
+Renders the engine's recorded ``Decision`` for the order (the same value the
+engine posted: nothing here re-decides), the evidence it was decided on (the
+buyer's clicks, the share network, the rules version) and the journal's
+transfers for the order (accruals, reversals, settlement, clawbacks).
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ import threading
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
-import orjson
-
 from ledger import attribution
-from ledger.commission import after_refunds, capped_levels, order_amounts
 from ledger.app import Ledger
+from ledger.books import TREASURY, Books
+from ledger.commission import after_refunds, order_amounts
 from ledger.engine import Engine, OrderState
-from ledger.records import DeadLetter, Ingested, Record, Segment, dead_letters_of, decode_segment, record_transfers
+from ledger.invariants import InvariantError
+from ledger.records import (
+    DeadLetter, Ingested, Record, Segment, cause_of, dead_letters_of, decode_segment, record_transfers,
+)
 from ledger.store import JournalStore, Store
-from ledger.records import cause_of
 from schemas import reasons
 from schemas.decode import Decoded, decode_event
-from schemas.events import Order
+from schemas.events import Order, Refund
 from schemas.timestamps import format_timestamp_us
 
 
@@ -37,16 +39,17 @@ def _click_view(engine: Engine, click: attribution.ClickRef) -> dict[str, Any]:
 
 
 def _attribution_view(engine: Engine, state: OrderState) -> dict[str, Any]:
+    """The evidence: the clicks the rules looked at for this order."""
     rules = engine.rules[state.rules_version - 1]
-    clicks = engine.clicks_of(state.buyer_id)
+    clicks = engine.clicks.all_of(state.buyer_id)
     order_us = state.occurred_us
     view: dict[str, Any] = {"model": rules.model}
     if rules.model == "customer_lock":
         view["lock_period"] = rules.attribution_lock_period
         considered = [c for c in clicks if c.occurred_us <= order_us]
         view["clicks_considered"] = [_click_view(engine, c) for c in considered]
-        win = attribution.lock_binding(clicks, order_us, rules.attribution_lock_us)
         view["rule"] = "the binding active at the order's time; a click inside an active binding neither starts, extends nor renews one"
+        win = state.decision.click
         if win is not None:
             view["binding"] = {
                 "from": format_timestamp_us(win.occurred_us),
@@ -61,13 +64,10 @@ def _attribution_view(engine: Engine, state: OrderState) -> dict[str, Any]:
             "greatest (occurred_at, event_id) among candidates" if rules.model == "last_click"
             else "smallest (occurred_at, event_id) among candidates"
         )
-    parked = [
+    view["parked_clicks_unknown_share"] = [
         {"event_id": ref.event_id, "occurred_at": format_timestamp_us(ref.occurred_us), "share_id": share_id}
-        for share_id, items in sorted(engine.parked_clicks.items())
-        for buyer_id, ref in items
-        if buyer_id == state.buyer_id
+        for share_id, ref in engine.clicks.parked_of(state.buyer_id)
     ]
-    view["parked_clicks_unknown_share"] = parked
     return view
 
 
@@ -94,16 +94,14 @@ def _journal_facts(records: Iterable[tuple[int, Record]], state: OrderState) -> 
 
 
 def _rejected_refunds(record: Record) -> Iterator[tuple[DeadLetter, str]]:
-    """The refunds a record rejected (buyer mismatch, exceeds order), with their order_id."""
+    """The refunds a record rejected (buyer mismatch, exceeds order), with their
+    order_id. Such a refund decoded as a valid event before it was rejected."""
     for letter in dead_letters_of(record):
         if letter.reason not in (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER):
             continue
-        try:
-            parsed = orjson.loads(letter.raw)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(parsed, dict) and isinstance(parsed.get("order_id"), str):
-            yield letter, parsed["order_id"]
+        decoded = decode_event(letter.raw)
+        if isinstance(decoded, Decoded) and isinstance(decoded.event, Refund):
+            yield letter, decoded.event.order_id
 
 
 def explain(engine: Engine, records: Iterable[tuple[int, Record]], order_id: str) -> dict[str, Any] | None:
@@ -113,16 +111,13 @@ def explain(engine: Engine, records: Iterable[tuple[int, Record]], order_id: str
         return None
     raw, history, rejected = _journal_facts(records, state)
     decoded = decode_event(raw) if raw is not None else None
-    assert isinstance(decoded, Decoded) and isinstance(decoded.event, Order), "order event missing from the journal"
+    if not (isinstance(decoded, Decoded) and isinstance(decoded.event, Order)):
+        raise InvariantError(f"order {order_id!r}: its order event is missing from the journal")
     order = decoded.event
     rules = engine.rules[state.rules_version - 1]
-    amounts = order_amounts(
-        order.lines,
-        level1_rate_bp=rules.level1_rate_bp, level2_rate_bp=rules.level2_rate_bp,
-        level1_cap_bp=rules.level1_cap_bp, level2_cap_bp=rules.level2_cap_bp,
-        order_cap_bp=rules.order_cap_bp, order_cap_amount=rules.order_cap_amount,
-    )
-    attr = state.attribution
+    params = engine.params[state.rules_version - 1]
+    amounts = order_amounts(order.lines, params.rates_bp, params.order_cap_bp, params.order_cap_minor)
+    decision = state.decision
     view: dict[str, Any] = {
         "order_id": order_id,
         "event_id": order.event_id,
@@ -136,69 +131,66 @@ def explain(engine: Engine, records: Iterable[tuple[int, Record]], order_id: str
         "lines": [
             {
                 "sku": x.sku,
-                "commissionable": x.commissionable,
+                "commissionable": x.commissionable_minor,
                 "level1_rate_bp": x.rate1_bp,
                 "level1_rate_bp_after_cap": x.r1_bp,
-                "level1": x.level1,
+                "level1": x.level1_minor,
                 "level2_rate_bp": x.rate2_bp,
                 "level2_rate_bp_after_cap": x.r2_bp,
-                "level2": x.level2,
+                "level2": x.level2_minor,
             }
             for x in amounts.lines
         ],
-        "commissionable": amounts.commissionable,
+        "commissionable": amounts.commissionable_minor,
         "shipping_not_commissionable": order.shipping or 0,
-        "level1_before_order_cap": amounts.level1,
-        "level2_before_order_cap": amounts.level2,
+        "level1_before_order_cap": amounts.level1_minor,
+        "level2_before_order_cap": amounts.level2_minor,
         "order_cap": {
             "order_cap_bp": rules.order_cap_bp,
-            "order_cap_amount": rules.order_cap_amount,
-            "K": amounts.order_cap,
+            "order_cap_amount": rules.order_cap_amount_minor,
+            "K": amounts.order_cap_minor,
         },
         "self_referral": rules.self_referral,
         "attribution": _attribution_view(engine, state),
     }
     if state.settled:
         view["attribution"]["frozen_at_settlement"] = True
-    if attr.click is None or attr.level1 is None:
+    if decision.click is None or decision.level1 is None:
         view["winner"] = None
         view["outcome"] = "unattributed: no candidate click / no binding; the order earns nothing"
     else:
-        view["winner"] = _click_view(engine, attr.click)
-        p1 = attr.level1.promoter_id
-        l2_raw = amounts.level2 if attr.level2 is not None else 0
-        l1_capped, l2_capped = capped_levels(amounts.level1, l2_raw, amounts.order_cap)
+        view["winner"] = _click_view(engine, decision.click)
         view["level1"] = {
-            "promoter_id": p1,
-            "before_cap": amounts.level1,
-            "after_order_cap": l1_capped,
-            "before_refunds": attr.level1.amount,
+            "promoter_id": decision.level1.promoter_id,
+            "before_cap": amounts.level1_minor,
+            "after_order_cap": decision.capped_minor[0],
+            "before_refunds": decision.level1.amount_minor,
         }
-        upline = engine.network.upline.get(p1)
+        upline = decision.upline
         level2: dict[str, Any] = {}
-        if attr.level2 is not None:
+        if decision.level2 is not None and upline is not None:
             level2 = {
-                "promoter_id": attr.level2.promoter_id,
-                "bound_by_share": upline.share_id if upline else None,
-                "bound_since": format_timestamp_us(upline.since_us) if upline else None,
-                "before_cap": l2_raw,
-                "after_order_cap": l2_capped,
-                "before_refunds": attr.level2.amount,
+                "promoter_id": decision.level2.promoter_id,
+                "bound_by_share": upline.share_id,
+                "bound_since": format_timestamp_us(upline.since_us),
+                "before_cap": amounts.level2_minor,
+                "after_order_cap": decision.capped_minor[1],
+                "before_refunds": decision.level2.amount_minor,
             }
         elif upline is None:
             level2["none_because"] = "level-1 promoter has no upline"
         else:
             level2["none_because"] = f"upline {upline.promoter_id} bound only from {format_timestamp_us(upline.since_us)}, after the order"
         view["level2"] = level2
-        if rules.self_referral == "deny" and order.buyer_id == p1:
+        if decision.self_referral == "level1":
             view["self_referral_effect"] = "buyer is the level-1 promoter: nothing paid at either level"
-        elif rules.self_referral == "deny" and attr.level2 is not None and order.buyer_id == attr.level2.promoter_id:
+        elif decision.self_referral == "level2":
             view["self_referral_effect"] = "buyer is the level-2 beneficiary: level 2 pays nothing"
     view["refunds"] = [{"refund_id": rid, "amount": amt} for rid, amt in state.refunds]
-    view["refunded_total"] = state.refunded
+    view["refunded_total"] = state.refunded_minor
     view["after_refunds"] = {
-        "level1": after_refunds(attr.level1.amount, state.commissionable, state.refunded) if attr.level1 else 0,
-        "level2": after_refunds(attr.level2.amount, state.commissionable, state.refunded) if attr.level2 else 0,
+        "level1": after_refunds(decision.level1.amount_minor, state.commissionable_minor, state.refunded_minor) if decision.level1 else 0,
+        "level2": after_refunds(decision.level2.amount_minor, state.commissionable_minor, state.refunded_minor) if decision.level2 else 0,
         "formula": "floor(L × (C − R) / C)",
     }
     view["rejected_refunds"] = rejected
@@ -220,8 +212,9 @@ class OrderSegments:
         for record in segment.records:
             touched.update(t.order_id for t in record_transfers(record) if t.order_id)
             touched.update(order_id for _, order_id in _rejected_refunds(record))
-        touched.update(islice(reversed(engine.orders), len(engine.orders) - self._orders))
-        self._orders = len(engine.orders)
+        orders = engine.orders.orders
+        touched.update(islice(reversed(orders), len(orders) - self._orders))
+        self._orders = len(orders)
         for order_id in touched:
             versions = self.versions.setdefault(order_id, [])
             if not versions or versions[-1] != version:
@@ -256,15 +249,14 @@ class Explainer:
 
     def explain(self, order_id: str) -> dict[str, Any] | None:
         """``{"journal": name, **explain(…)}``, or None when no journal knows the order."""
-        from ledger.books import TREASURY, Books
-
         with self._lock:
             for name in Books(self.store).journals():
                 if name == TREASURY:
                     continue
                 ledger, index = self._journal(name)
-                if order_id in ledger.engine.orders:
+                if ledger.engine.orders.get(order_id) is not None:
                     view = explain(ledger.engine, index.records(ledger.store, order_id), order_id)
-                    assert view is not None
+                    if view is None:
+                        raise InvariantError(f"order {order_id!r} known to the engine but not explained")
                     return {"journal": name, **view}
         return None

@@ -19,7 +19,7 @@ import msgspec
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from ledger.records import decode_segment_money
-from ledger.store import Store, _Row
+from ledger.store import Row, Store
 from projections.balances import fold_transfer
 
 SNAPSHOT_ID = "projection:balances"
@@ -83,7 +83,7 @@ class LiveBalances:
         snapshot = BalancesSnapshot(state.position, state.records, rows)
         try:
             self.store.recorder.insert_events(
-                [_Row(SNAPSHOT_ID, state.snapshot_version + 1, SNAPSHOT_TOPIC, _encoder.encode(snapshot))],  # type: ignore[list-item]
+                [Row(SNAPSHOT_ID, state.snapshot_version + 1, SNAPSHOT_TOPIC, _encoder.encode(snapshot))],  # type: ignore[list-item]
                 tracking=Tracking(TRACKING_NAME, state.position),
             )
         except IntegrityError:

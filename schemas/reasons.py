@@ -10,18 +10,6 @@ DUPLICATE_BUSINESS_ID = "duplicate_business_id"
 REFUND_BUYER_MISMATCH = "refund_buyer_mismatch"
 REFUND_EXCEEDS_ORDER = "refund_exceeds_order"
 
-ALL = (
-    MALFORMED_JSON,
-    SCHEMA_VIOLATION,
-    UNKNOWN_TYPE,
-    UNSUPPORTED_SCHEMA_VERSION,
-    INVALID_TIMESTAMP,
-    CONFLICTING_DUPLICATE,
-    DUPLICATE_BUSINESS_ID,
-    REFUND_BUYER_MISMATCH,
-    REFUND_EXCEEDS_ORDER,
-)
-
 # Dead letters that keep their event_id: a redelivery of the same content is a
 # duplicate, not a new dead letter (SPEC §8).
 KEEPS_EVENT_ID = frozenset(

@@ -75,6 +75,15 @@ def run(events: Iterable[dict | bytes | str], rules: Rules | None = None) -> Led
     return ledger
 
 
+def payout(ledger: Ledger, as_of: str):
+    """A payout across the ledger's store (the treasury journal)."""
+    return Books(ledger.store.store).payout(as_of)
+
+
+def adjust(ledger: Ledger, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str):
+    return Books(ledger.store.store).adjust(promoter_id, currency, amount_minor, reason, actor)
+
+
 def balances(ledger: Ledger) -> dict[tuple[str, str], tuple[int, int, int]]:
     """(promoter, currency) → (pending, payable, paid) over every journal of the
     ledger's store (the payouts projection), zero rows included."""

@@ -82,8 +82,8 @@ def oracle_pending(events: list[dict], rules) -> dict[tuple[str, str], int]:
         if p2 is None:
             l2 = 0
         k = c_total * rules.order_cap_bp // 10000
-        if rules.order_cap_amount is not None:
-            k = min(k, rules.order_cap_amount)
+        if rules.order_cap_amount_minor is not None:
+            k = min(k, rules.order_cap_amount_minor)
         if l1 + l2 > k:
             l2 = max(0, k - l1)
             l1 = min(l1, k)

@@ -57,11 +57,11 @@ def test_a_late_order_dated_among_spilled_clicks_brings_them_back():
     ledger = _run([("events", early), ("events", later)], rules, batch_events=2, limits=spilling())
     engine = ledger.engine
     # Watermark 09:00 − 1h window: clicks before 08:00 left memory (b1's and three of b2's).
-    assert engine.spill.count == 4 and engine.buyers["b1"].clicks == []
-    assert engine.buyers["b1"].spilled_until == (1_767_229_200_000_000, "c-old")
+    assert engine.clicks.spill.count == 4 and engine.clicks.buyers["b1"].clicks == []
+    assert engine.clicks.buyers["b1"].spilled_until == (1_767_229_200_000_000, "c-old")
     ledger.ingest([(raw(order("o1", "b1", "2026-01-01T01:30:00Z", amount=10_000)), Source(file="t", line=99))])
     assert pending(ledger, "p1") == 1_500  # the spilled click won, 15% of 10,000
-    assert engine.spill.count == 4  # brought back for the order, spilled again at the end of its batch
+    assert engine.clicks.spill.count == 4  # brought back for the order, spilled again at the end of its batch
 
 
 def test_customer_lock_keeps_the_last_binding_start_resident():
@@ -74,12 +74,12 @@ def test_customer_lock_keeps_the_last_binding_start_resident():
               click("b1", "s2", "2026-01-01T02:00:00Z", event_id="c-inside")]
     push = [click("b9", "s2", "2026-01-01T03:20:00Z")]
     ledger = _run([("events", events), ("events", push)], rules, batch_events=10, limits=spilling())
-    b1 = ledger.engine.buyers["b1"]
+    b1 = ledger.engine.clicks.buyers["b1"]
     assert [c.event_id for c in b1.clicks] == ["c-bind"]  # c-inside spilled, the binding start kept
-    assert ledger.engine.spill.count == 1
+    assert ledger.engine.clicks.spill.count == 1
     ledger.ingest([(raw(order("o1", "b1", "2026-01-01T03:30:00Z", amount=10_000)), Source(file="t", line=99))])
     assert pending(ledger, "p1") == 1_500 and pending(ledger, "p2") == 0
-    assert ledger.engine.spill.count == 1  # decided without bringing anything back
+    assert ledger.engine.clicks.spill.count == 1  # decided without bringing anything back
 
 
 def test_a_late_click_before_the_boundary_is_decided_on_the_whole_history():
@@ -125,5 +125,5 @@ def test_spilling_changes_no_record(data, events, rules, later_rules, bucket_min
     spilled = _run(script, rules, batch, limits=spilling(bucket_min * MINUTE_US))
     assert _records(spilled) == _records(resident)
     engine = spilled.engine
-    assert engine.resident_clicks + engine.spill.count == sum(len(b.clicks) for b in resident.engine.buyers.values())
+    assert engine.clicks.resident + engine.clicks.spill.count == sum(len(b.clicks) for b in resident.engine.clicks.buyers.values())
 

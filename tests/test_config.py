@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 
+import msgspec
 import pytest
 
 from ledger.cli import main
@@ -49,12 +50,13 @@ min_payout = 5000
 FULL_RULES = Rules(
     model="customer_lock", window="3h", attribution_lock_period="45d", self_referral="deny",
     level1_rate_bp=1200, level2_rate_bp=300, level1_cap_bp=1800, level2_cap_bp=600,
-    order_cap_bp=2500, order_cap_amount=50000, settlement_lock_period="90m", min_payout=5000,
+    order_cap_bp=2500, order_cap_amount_minor=50000, settlement_lock_period="90m", min_payout_minor=5000,
 )
 
 
 def as_dict(rules: Rules) -> dict:
-    return {f: getattr(rules, f) for f in rules.__struct_fields__}
+    """The rules under their encoded names (the TOML keys, what digests hash)."""
+    return msgspec.to_builtins(rules)
 
 
 @pytest.mark.parametrize("rules", [Rules(), load_rules(None), rules_from_mapping({}),

@@ -19,8 +19,9 @@ def test_explainer_reads_only_the_segments_that_mention_the_order(tmp_path):
     ledger = new_ledger(Rules(), url)
     ledger.ingest(((line, Source(file="t", line=i)) for i, line in enumerate(generate(4_000, seed=3), 1)), batch_events=97)
     explainer = Explainer(Store(url))
-    orders = sorted(ledger.engine.orders)
-    sample = random.Random(1).sample(orders, 40) + [o for o in orders if ledger.engine.orders[o].refunds][:10]
+    known = ledger.engine.orders.orders
+    orders = sorted(known)
+    sample = random.Random(1).sample(orders, 40) + [o for o in orders if known[o].refunds][:10]
     for order_id in sample:
         assert explainer.explain(order_id) == {"journal": "main", **explain(ledger.engine, ledger.records(), order_id)}
     assert explainer.explain("no-such-order") is None

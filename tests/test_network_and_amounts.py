@@ -127,9 +127,9 @@ def test_order_cap_cuts_level2_first():
 
 
 def test_order_cap_amount():
-    assert levels(None, Rules(order_cap_amount=1700)) == (1500, 200)  # K = min(3000, 1700)
-    assert levels(None, Rules(order_cap_amount=1000)) == (1000, 0)
-    assert levels(None, Rules(order_cap_amount=5000)) == (1500, 500)
+    assert levels(None, Rules(order_cap_amount_minor=1700)) == (1500, 200)  # K = min(3000, 1700)
+    assert levels(None, Rules(order_cap_amount_minor=1000)) == (1000, 0)
+    assert levels(None, Rules(order_cap_amount_minor=5000)) == (1500, 500)
 
 
 def test_floor_per_line():

@@ -15,7 +15,7 @@ from ledger.books import Books
 from ledger.records import PaidOut
 from ledger.store import Store
 from projections.audit import audit_replay
-from tests.helpers import feed, new_ledger
+from tests.helpers import adjust, feed, new_ledger, payout
 from tests.test_kafka import EXE, _nonzero, reference_balances
 from tests.test_properties import deliveries, rules_strategy, streams
 
@@ -27,11 +27,11 @@ def _run_scenario(url: str, rules, deliveries_: list[str]) -> str:
     half = len(deliveries_) // 2
     feed(ledger, deliveries_[:half])
     ledger.settle("2026-01-16T02:00:00Z")
-    ledger.payout("2026-01-16T02:00:00Z")
+    payout(ledger, "2026-01-16T02:00:00Z")
     feed(ledger, deliveries_[half:])
     ledger.settle("2026-02-01T00:00:00Z")
-    ledger.adjust("p2", "CNY", 250, "bonus", "tester")
-    ledger.payout("2026-02-01T00:00:00Z")
+    adjust(ledger, "p2", "CNY", 250, "bonus", "tester")
+    payout(ledger, "2026-02-01T00:00:00Z")
     result = audit_replay(Store(url))
     assert result.differences == [] and result.unbalanced == {}
     return result.digest

@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 from ledger.app import Ledger
 from ledger.config import Rules
-from ledger.records import encode_record
-from projections.balances import balance_rows, balances_from_records, books
+from ledger.limits import Limits
+from ledger.records import Source, encode_record
+from projections.balances import balance_rows, books, fold_records
 from ledger.books import Books
 from ledger.store import JournalStore, Store
 from projections.audit import audit_replay
-from tests.helpers import all_records, balances, feed, new_ledger
+from tests.helpers import all_records, balances, feed, new_ledger, payout, raw
 from tests.oracle import oracle_pending
 
 PROMOTERS = ["p1", "p2", "p3"]
@@ -56,7 +57,7 @@ rules_strategy = st.builds(
     level1_cap_bp=st.sampled_from([2000, 1000]),
     level2_cap_bp=st.sampled_from([1000, 300]),
     order_cap_bp=st.sampled_from([3000, 1500]),
-    order_cap_amount=st.sampled_from([None, 400]),
+    order_cap_amount_minor=st.sampled_from([None, 400]),
 )
 
 
@@ -123,7 +124,7 @@ def _final(ledger: Ledger) -> dict:
 
 
 def _nonzero_pending(ledger: Ledger) -> dict:
-    return {k: v[0] for k, v in ledger.engine.balances.items() if v[0] != 0}
+    return {k: v[0] for k, v in fold_records(r for _, r in ledger.records()).items() if v[0] != 0}
 
 
 @PROPERTY_SETTINGS
@@ -144,7 +145,7 @@ def test_arrival_order_and_redelivery_do_not_matter(data, events, rules):
 def test_settle_and_payout_after_all_events_are_order_independent(data, events, rules):
     def settle_and_pay(ledger: Ledger) -> dict:
         ledger.settle("2026-02-01T00:00:00Z")
-        ledger.payout("2026-02-01T00:00:00Z")
+        payout(ledger, "2026-02-01T00:00:00Z")
         return _final(ledger)
 
     a = new_ledger(rules)
@@ -162,10 +163,10 @@ def test_postings_balance_and_projection_matches_engine(data, events, rules):
     feed(ledger, data.draw(deliveries(events)))
     ledger.settle("2026-01-01T06:00:00Z")  # settles nothing yet (15-day return window)
     ledger.settle("2026-01-16T02:00:00Z")  # settles orders up to 2026-01-01T02:00
-    ledger.payout("2026-01-16T02:00:00Z")
+    payout(ledger, "2026-01-16T02:00:00Z")
     feed(ledger, events)  # all duplicates now
     ledger.settle("2026-02-01T00:00:00Z")
-    ledger.payout("2026-02-01T00:00:00Z")
+    payout(ledger, "2026-02-01T00:00:00Z")
     records = [r for _, _, r in all_records(ledger)]
     for record in records:
         for t in getattr(record, "transfers", []):
@@ -174,15 +175,16 @@ def test_postings_balance_and_projection_matches_engine(data, events, rules):
     for (account, currency), amount in books(records).items():
         totals[currency] = totals.get(currency, 0) + amount
     assert all(v == 0 for v in totals.values()), totals
-    folded = balance_rows(balances_from_records(records))
-    live: dict = {}
+    folded = balance_rows(fold_records(records))
+    live: dict = {}  # every journal re-executed (each record checked), its transfers folded
     for name in Books(ledger.store.store).journals():
-        for key, row in Ledger(JournalStore(ledger.store.store, name)).engine.balances.items():
+        replayed = Ledger(JournalStore(ledger.store.store, name))
+        for key, row in fold_records(r for _, r in replayed.records()).items():
             live[key] = [a + b for a, b in zip(live.get(key, [0, 0, 0]), row)]
     assert [(r.promoter_id, r.currency, r.pending, r.payable, r.paid) for r in folded] == [
         (p, c, *v) for (p, c), v in sorted(live.items())
     ]
-    assert all(row[1] < rules.min_payout or row[1] <= 0 for row in live.values())
+    assert all(row[1] < rules.min_payout_minor or row[1] <= 0 for row in live.values())
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -195,7 +197,7 @@ def test_replay_reproduces_the_ledger_byte_for_byte(tmp_path_factory, data, even
     feed(live, deliveries_[:half])
     live.settle("2026-01-01T04:00:00Z")
     feed(live, deliveries_[half:])
-    live.payout("2026-01-01T05:00:00Z")
+    payout(live, "2026-01-01T05:00:00Z")
     replayed = Ledger(JournalStore(url))  # verify=True: each record re-derived and compared
     assert replayed.version == live.version
     assert _final(replayed) == _final(live)
@@ -208,22 +210,12 @@ def test_replay_reproduces_the_ledger_byte_for_byte(tmp_path_factory, data, even
 def test_deferred_network_walks_give_the_same_books(data, events, rules):
     """With every network walk deferred to the end of its batch (as a large
     backfill of old shares does), balances, the oracle and replay still agree."""
-    from ledger import engine as engine_module
-
-    saved = engine_module.IMMEDIATE_WALK_MAX
-    engine_module.IMMEDIATE_WALK_MAX = 0
-    try:
-        deferred = new_ledger(rules)
-        order = data.draw(deliveries(events))
-        half = len(order) // 2
-        from tests.helpers import raw
-        from ledger.records import Source
-
-        deferred.ingest(((raw(e), Source(file="t", line=i)) for i, e in enumerate(order[:half])), batch_events=3)
-        deferred.ingest(((raw(e), Source(file="t", line=i)) for i, e in enumerate(order[half:])), batch_events=5)
-        expected = {k: v for k, v in oracle_pending(events, rules).items() if v != 0}
-        assert _nonzero_pending(deferred) == expected
-        replayed = Ledger(deferred.store)  # verify=True: network records re-derived
-        assert _final(replayed) == _final(deferred)
-    finally:
-        engine_module.IMMEDIATE_WALK_MAX = saved
+    deferred = new_ledger(rules, limits=Limits(immediate_walk_max=0))
+    order = data.draw(deliveries(events))
+    half = len(order) // 2
+    deferred.ingest(((raw(e), Source(file="t", line=i)) for i, e in enumerate(order[:half])), batch_events=3)
+    deferred.ingest(((raw(e), Source(file="t", line=i)) for i, e in enumerate(order[half:])), batch_events=5)
+    expected = {k: v for k, v in oracle_pending(events, rules).items() if v != 0}
+    assert _nonzero_pending(deferred) == expected
+    replayed = Ledger(deferred.store, limits=Limits(immediate_walk_max=0))  # verify=True: network records re-derived
+    assert _final(replayed) == _final(deferred)

@@ -6,7 +6,7 @@ Settlement lock 15d, min_payout 100 (defaults).
 
 from projections.balances import books
 from projections.explain import explain
-from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, refund, run, share
+from tests.helpers import adjust, balances, click, dead_reasons, feed, new_ledger, order, payout, refund, run, share
 
 O_AT = "2026-01-05T00:00:00Z"
 SETTLED_AT = "2026-01-20T00:00:00Z"  # O_AT + 15d
@@ -117,24 +117,24 @@ def test_refund_after_settlement_claws_back_payable():
 def test_clawback_after_payout_goes_negative_and_next_payout_nets_it():
     ledger = bought()
     ledger.settle(SETTLED_AT)
-    assert [(t.promoter_id, t.amount_minor) for t in ledger.payout(SETTLED_AT).transfers] == [("A", 500), ("B", 1500)]
+    assert [(t.promoter_id, t.amount_minor) for t in payout(ledger, SETTLED_AT).transfers] == [("A", 500), ("B", 1500)]
     feed(ledger, [refund("r1", "o1", "u", 10_000)])
     assert balances(ledger) == {("A", "CNY"): (0, -500, 500), ("B", "CNY"): (0, -1500, 1500)}
-    assert ledger.payout("2026-01-21T00:00:00Z").transfers == []  # nothing payable
+    assert payout(ledger, "2026-01-21T00:00:00Z").transfers == []  # nothing payable
     feed(ledger, [click("u", "sB", "2026-01-25T00:00:00Z"), order("o2", "u", "2026-01-25T01:00:00Z", amount=20_000)])
     ledger.settle("2026-02-10T00:00:00Z")
     assert balances(ledger) == {("A", "CNY"): (0, 500, 500), ("B", "CNY"): (0, 1500, 1500)}
-    assert [(t.promoter_id, t.amount_minor) for t in ledger.payout("2026-02-10T00:00:00Z").transfers] == [("A", 500), ("B", 1500)]
+    assert [(t.promoter_id, t.amount_minor) for t in payout(ledger, "2026-02-10T00:00:00Z").transfers] == [("A", 500), ("B", 1500)]
     assert balances(ledger) == {("A", "CNY"): (0, 0, 1000), ("B", "CNY"): (0, 0, 3000)}
 
 
 def test_min_payout_carries_small_balances_over():
     ledger = bought(400)  # B 60, A 20
     ledger.settle(SETTLED_AT)
-    assert ledger.payout(SETTLED_AT).transfers == []
+    assert payout(ledger, SETTLED_AT).transfers == []
     feed(ledger, [order("o2", "u", "2026-01-05T01:00:00Z", amount=267)])  # B 40 (40.05), A 13 (13.35)
     ledger.settle("2026-01-20T01:00:00Z")
-    record = ledger.payout("2026-01-20T01:00:00Z")
+    record = payout(ledger, "2026-01-20T01:00:00Z")
     assert [(t.promoter_id, t.amount_minor) for t in record.transfers] == [("B", 100)]  # exactly min_payout
     assert balances(ledger) == {("A", "CNY"): (0, 33, 0), ("B", "CNY"): (0, 0, 100)}
 
@@ -170,17 +170,17 @@ def test_payout_lists_one_line_per_promoter_and_currency():
     ledger = run(NET + [order("o1", "u", O_AT), order("o2", "u", "2026-01-05T01:00:00Z", amount=10_000),
                         order("o3", "u", "2026-01-05T02:00:00Z", amount=10_000, currency="USD")])
     ledger.settle("2026-01-21T00:00:00Z")
-    lines = [(t.promoter_id, t.currency, t.amount_minor) for t in ledger.payout("2026-01-21T00:00:00Z").transfers]
+    lines = [(t.promoter_id, t.currency, t.amount_minor) for t in payout(ledger, "2026-01-21T00:00:00Z").transfers]
     assert lines == [("A", "CNY", 1000), ("A", "USD", 500), ("B", "CNY", 3000), ("B", "USD", 1500)]
 
 
 def test_adjustments_change_payable():
     ledger = bought()
-    ledger.adjust("B", "CNY", 250, "bonus", "alice")
-    ledger.adjust("Z", "CNY", 120, "new promoter bonus", "alice")
-    ledger.adjust("B", "CNY", -100, "correction", "bob")
+    adjust(ledger, "B", "CNY", 250, "bonus", "alice")
+    adjust(ledger, "Z", "CNY", 120, "new promoter bonus", "alice")
+    adjust(ledger, "B", "CNY", -100, "correction", "bob")
     assert balances(ledger) == {("A", "CNY"): (500, 0, 0), ("B", "CNY"): (1500, 150, 0), ("Z", "CNY"): (0, 120, 0)}
-    lines = [(t.promoter_id, t.amount_minor) for t in ledger.payout(O_AT).transfers]
+    lines = [(t.promoter_id, t.amount_minor) for t in payout(ledger, O_AT).transfers]
     assert lines == [("B", 150), ("Z", 120)]
 
 
@@ -189,10 +189,10 @@ def test_books_balance_per_currency():
                         click("w", "sX", "2026-01-04T00:00:00Z"), order("o3", "w", O_AT)])
     feed(ledger, [click("w", "sB", "2026-01-04T12:00:00Z"), refund("r1", "o2", "u", 1000)])
     ledger.settle(SETTLED_AT)
-    ledger.payout(SETTLED_AT)
+    payout(ledger, SETTLED_AT)
     feed(ledger, [refund("r2", "o1", "u", 2500)])
-    ledger.adjust("A", "USD", 77, "bonus", "alice")
-    ledger.adjust("X", "CNY", -5, "correction", "alice")
+    adjust(ledger, "A", "USD", 77, "bonus", "alice")
+    adjust(ledger, "X", "CNY", -5, "correction", "alice")
     assert books_total(ledger) == {"CNY": 0, "USD": 0}
     assert balances(ledger) == {
         ("A", "CNY"): (0, -125, 1000), ("A", "USD"): (0, 77, 116),

@@ -2,8 +2,8 @@
 
 Part of the engine's state, not a store of record: it lives and dies with the
 in-memory engine (SQLite deletes a ``""`` database when its connection closes)
-and is rebuilt with it when the journal is replayed. The engine decides what to
-move here and takes a buyer's clicks back before any decision that could need
+and is rebuilt with it when the journal is replayed. ``ledger.engine.clicks``
+decides what to move here and takes a buyer's clicks back before any decision that could need
 them, so outcomes never depend on what is resident (see ``ledger.engine``).
 
 Written often, read rarely: each ``put`` writes one msgpack blob per hash
@@ -17,6 +17,8 @@ import sqlite3
 from typing import Sequence
 
 import msgspec
+
+from ledger.invariants import require
 
 PARTITIONS = 4_096  # take() decodes about count / PARTITIONS clicks
 CACHE_KIB = 4_096  # SQLite page cache: the spill must not pin what it frees
@@ -81,11 +83,5 @@ class ClickSpill:
                 db.execute("INSERT INTO spill VALUES (?, ?)", (part, _encode(others)))
         db.execute("COMMIT")
         self.count -= len(taken)
-        assert self.count >= 0
+        require(self.count >= 0, "click spill count below zero")
         return taken
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-            self.count = 0

@@ -1,0 +1,267 @@
+"""The engine: wire events and commands in, outcomes and transfers out.
+
+Deterministic, and no wall clock: the same sequence of inputs gives the same
+outcomes and the same transfers, byte for byte. State is per buyer (clicks,
+orders) plus the global share network; every change re-evaluates only the
+unsettled orders it can affect and posts the difference as new transfers
+(reversal + accrual), never editing what was posted (SPEC §8).
+
+The parts: ``dedupe`` (SPEC §8), ``clicks`` (buyers' clicks, parked clicks,
+spilling), ``orders`` (orders and their indexes, parked refunds), the promoter
+``network`` (``ledger.network``), ``decision`` (who wins, pure), ``posting``
+(transfers) and ``commands`` (settle, payout, adjust).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ledger.attribution import ClickRef
+from ledger.commission import order_totals
+from ledger.config import Rules
+from ledger.engine import commands
+from ledger.engine.clicks import ClickIndex
+from ledger.engine.decision import decide
+from ledger.engine.dedupe import NEW, SAME, Dedupe
+from ledger.engine.orders import OrderBook
+from ledger.engine.posting import post
+from ledger.engine.state import (
+    ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Decision, OrderState, Outcome, Params, ParkedRefund,
+)
+from ledger.invariants import InvariantError, check_order_amounts, require
+from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.network import Network, ShareRef
+from ledger.records import DeadLetter, Source, Transfer
+from schemas import reasons
+from schemas.decode import Decoded, Rejected, decode_event
+from schemas.events import Click, Order, Refund, Share
+
+class Engine:
+    """All ledger state of one journal, rebuilt by replaying it (ledger.app)."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.rules: list[Rules] = []  # index = version − 1
+        self.params: list[Params] = []  # the same, compiled
+        self.dedupe = Dedupe()
+        self.orders = OrderBook()
+        self.network = Network()
+        self.clicks = ClickIndex(limits, self.network.shares)
+        self.batching = False
+        self._deferred_start: tuple[int, str] | None = None
+
+    # ------------------------------------------------------------------ rules
+    @property
+    def rules_version(self) -> int:
+        return len(self.rules)
+
+    @property
+    def current_rules(self) -> Rules:
+        require(bool(self.rules), "no rules adopted yet")
+        return self.rules[-1]
+
+    def adopt_rules(self, rules: Rules) -> int | None:
+        """Put ``rules`` in force; return the new version, or None if unchanged."""
+        if self.rules and self.rules[-1] == rules:
+            return None
+        params = Params.of(rules)
+        if params.model == "customer_lock" and all(p.lock_us != params.lock_us for p in self.params if p.model == "customer_lock"):
+            self.clicks.on_new_lock_period()
+        self.rules.append(rules)
+        self.params.append(params)
+        return len(self.rules)
+
+    # ------------------------------------------------------------------ input
+    def ingest(self, raw: bytes, source: Source) -> Outcome:
+        """Apply one wire event. Never raises for bad input."""
+        decoded = decode_event(raw)
+        if isinstance(decoded, Rejected):
+            return _dead(decoded.reason, decoded.detail, raw, source, None)
+        return self.apply(decoded, raw, source)
+
+    def apply(self, decoded: Decoded, raw: bytes, source: Source) -> Outcome:
+        event = decoded.event
+        event_id = event.event_id
+        seen = self.dedupe.check(event_id, decoded.fingerprint)
+        if seen != NEW:
+            if seen == SAME:
+                return Outcome(DUPLICATE, event_id, [])
+            return _dead(reasons.CONFLICTING_DUPLICATE, "event_id already accepted with other content", raw, source, None)
+        if isinstance(event, Click):
+            self.dedupe.claim(event_id, decoded.fingerprint)
+            return self._click(event, decoded.occurred_us)
+        if isinstance(event, Order):
+            if self.orders.get(event.order_id) is not None:
+                return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"order_id {event.order_id!r} already used", raw, source, decoded)
+            self.dedupe.claim(event_id, decoded.fingerprint)
+            return self._order(event, decoded.occurred_us)
+        if isinstance(event, Share):
+            if event.share_id in self.network.shares:
+                return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"share_id {event.share_id!r} already used", raw, source, decoded)
+            self.dedupe.claim(event_id, decoded.fingerprint)
+            return self._share(event, decoded.occurred_us)
+        if not isinstance(event, Refund):
+            raise InvariantError(f"unknown event type {type(event).__name__}")
+        if event.refund_id in self.dedupe.refund_ids:
+            return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"refund_id {event.refund_id!r} already used", raw, source, decoded)
+        self.dedupe.claim(event_id, decoded.fingerprint)
+        return self._refund(event, raw, source)
+
+    def _dead_keep(self, reason: str, detail: str, raw: bytes, source: Source, decoded: Decoded) -> Outcome:
+        """A dead letter that keeps its event_id (SPEC §8)."""
+        require(reason in reasons.KEEPS_EVENT_ID, f"{reason} does not keep its event_id")
+        event_id = decoded.event.event_id
+        self.dedupe.claim(event_id, decoded.fingerprint)
+        return _dead(reason, detail, raw, source, event_id)
+
+    # ----------------------------------------------------------------- clicks
+    def _click(self, click: Click, occurred_us: int) -> Outcome:
+        share = self.network.shares.get(click.share_id)
+        if share is None:
+            self.clicks.park(click.share_id, click.buyer_id, ClickRef(occurred_us, click.event_id, click.share_id))
+            return Outcome(PARKED, click.event_id, [])
+        # The share's own share_id string: one copy per share, not per click.
+        ref = ClickRef(occurred_us, click.event_id, share.share_id)
+        self.clicks.add(click.buyer_id, ref)
+        transfers: list[Transfer] = []
+        self._reevaluate(self._affected_by_click(click.buyer_id, ref), transfers)
+        return Outcome(ACCEPTED, click.event_id, transfers)
+
+    def _affected_by_click(self, buyer_id: str, ref: ClickRef) -> list[OrderState]:
+        """The buyer's unsettled orders whose attribution this click can change."""
+        affected = []
+        click_us = ref.occurred_us
+        for state in self.orders.of_buyer(buyer_id):
+            if state.settled or state.occurred_us < click_us:
+                continue
+            params = self.params[state.rules_version - 1]
+            if params.model == "customer_lock" or state.occurred_us <= click_us + params.window_us:
+                affected.append(state)
+        return affected
+
+    # ----------------------------------------------------------------- shares
+    def _share(self, share: Share, occurred_us: int) -> Outcome:
+        ref = ShareRef(occurred_us, share.event_id, share.share_id, share.promoter_id, share.parent_share_id)
+        start = self.network.add(ref, self._deferred_start)
+        affected: dict[str, OrderState] = {}
+        if start is not None:
+            if self.batching and (self._deferred_start is not None or self.network.walk_length(start) > self.limits.immediate_walk_max):
+                self._deferred_start = start  # one long walk at the end of the batch
+            else:
+                affected = self.orders.won_by(self.network.recompute_from(start))
+        for buyer_id, click in self.clicks.unpark(share.share_id):
+            click = click._replace(share_id=share.share_id)
+            self.clicks.add(buyer_id, click)
+            for state in self._affected_by_click(buyer_id, click):
+                affected[state.order_id] = state
+        transfers: list[Transfer] = []
+        self._reevaluate(list(affected.values()), transfers)
+        return Outcome(ACCEPTED, share.event_id, transfers)
+
+    # ---------------------------------------------------------------- batches
+    def begin_batch(self) -> None:
+        """Within a batch, a late share that changes the network marks where
+        the walk must restart instead of walking at once: one walk per batch,
+        not one per out-of-order share (which is quadratic on a backfill)."""
+        require(not self.batching, "batch already open")
+        self.batching = True
+
+    def end_batch(self) -> tuple[bool, list[Transfer]]:
+        """Walk the network once if a share asked for it and re-evaluate the
+        orders whose upline changed; then let old clicks leave memory.
+        Returns (walked, transfers)."""
+        require(self.batching, "no batch open")
+        self.batching = False
+        start, self._deferred_start = self._deferred_start, None
+        transfers: list[Transfer] = []
+        if start is not None:
+            self._reevaluate(list(self.orders.won_by(self.network.recompute_from(start)).values()), transfers)
+        self.clicks.spill_old(self.params)
+        return start is not None, transfers
+
+    # ----------------------------------------------------------------- orders
+    def _order(self, order: Order, occurred_us: int) -> Outcome:
+        params = self.params[-1]
+        totals = order_totals(order.lines, params.rates_bp, params.order_cap_bp, params.order_cap_minor)
+        state = OrderState(order, occurred_us, self.rules_version, totals)
+        self.clicks.observe(occurred_us)
+        self.orders.add(state)
+        transfers: list[Transfer] = []
+        self._reevaluate([state], transfers)
+        released: list[DeadLetter] = []
+        for parked in self.orders.unpark_refunds(order.order_id):
+            letter = self._apply_refund(state, parked.refund, parked.raw, parked.source, transfers)
+            if letter is not None:
+                released.append(letter)
+        return Outcome(ACCEPTED, order.event_id, transfers, None, released)
+
+    # ---------------------------------------------------------------- refunds
+    def _refund(self, refund: Refund, raw: bytes, source: Source) -> Outcome:
+        state = self.orders.get(refund.order_id)
+        self.dedupe.refund_ids.add(refund.refund_id)
+        if state is None:
+            self.orders.park_refund(refund.order_id, ParkedRefund(refund, raw, source))
+            return Outcome(PARKED, refund.event_id, [])
+        transfers: list[Transfer] = []
+        letter = self._apply_refund(state, refund, raw, source, transfers)
+        if letter is not None:
+            return Outcome(DEAD_LETTER, refund.event_id, [], letter)
+        return Outcome(ACCEPTED, refund.event_id, transfers)
+
+    def _apply_refund(self, state: OrderState, refund: Refund, raw: bytes, source: Source,
+                      transfers: list[Transfer]) -> DeadLetter | None:
+        """Apply or reject a refund of a known order; a rejection releases its refund_id."""
+        if refund.buyer_id != state.buyer_id:
+            self.dedupe.refund_ids.discard(refund.refund_id)
+            return DeadLetter(reasons.REFUND_BUYER_MISMATCH, f"order {state.order_id!r} belongs to another buyer", source, raw, refund.event_id)
+        if state.refunded_minor + refund.amount > state.commissionable_minor:
+            self.dedupe.refund_ids.discard(refund.refund_id)
+            detail = f"refunds would total {state.refunded_minor + refund.amount} > commissionable {state.commissionable_minor}"
+            return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id)
+        state.refunded_minor += refund.amount
+        state.refunds += ((refund.refund_id, refund.amount),)
+        post(state, state.decision, transfers)
+        return None
+
+    # ------------------------------------------------------------- evaluation
+    def decide(self, state: OrderState) -> Decision:
+        """Who wins ``state``'s order now, and the amounts before refunds."""
+        params = self.params[state.rules_version - 1]
+        return decide(state, params, self.clicks.for_order(state.buyer_id, state.occurred_us, params), self.network)
+
+    def _reevaluate(self, states: list[OrderState], transfers: list[Transfer]) -> None:
+        if len(states) > 1:
+            states = sorted(states, key=lambda s: (s.occurred_us, s.event_id))
+        for state in states:
+            require(not state.settled, f"order {state.order_id!r} re-evaluated after settlement")
+            new = self.decide(state)
+            old1 = state.decision.level1
+            self.orders.set_level1(state, old1.promoter_id if old1 is not None else None,
+                                   new.level1.promoter_id if new.level1 is not None else None)
+            state.decision = new
+            post(state, new, transfers)
+            check_order_amounts(*new.capped_minor, state.order_cap_minor, state.refunded_minor, state.commissionable_minor)
+
+    # --------------------------------------------------------------- commands
+    def settle(self, as_of_us: int) -> tuple[list[str], list[Transfer]]:
+        """Settle every known order with occurred + lock_period ≤ as_of (SPEC §7)."""
+        return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us)
+
+    def payout(self, payables: Mapping[tuple[str, str], int]) -> list[Transfer]:
+        return commands.payout(payables, self.current_rules.min_payout_minor, self.rules_version)
+
+    def book_payout(self, transfers: list[Transfer]) -> None:
+        """Replay a recorded payout (its amounts are booked, not recomputed)."""
+        commands.check_recorded_payout(transfers)
+
+    def adjust(self, promoter_id: str, currency: str, amount_minor: int) -> list[Transfer]:
+        return commands.adjust(promoter_id, currency, amount_minor, self.rules_version)
+
+    # ----------------------------------------------------------------- views
+    def parked_counts(self) -> tuple[int, int]:
+        """(parked clicks, parked refunds) right now."""
+        return self.clicks.parked_count(), self.orders.parked_refund_count()
+
+
+def _dead(reason: str, detail: str, raw: bytes, source: Source, event_id: str | None) -> Outcome:
+    return Outcome(DEAD_LETTER, event_id, [], DeadLetter(reason, detail, source, raw, event_id))
