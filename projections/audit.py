@@ -20,7 +20,8 @@ import msgspec
 
 from ledger.app import Ledger
 from ledger.books import Books
-from ledger.records import dead_letters_of, decode_segment_money
+from ledger import log
+from ledger.records import RecordMoney, SegmentView, dead_letters_of, decode_segment_money
 from ledger.store import JournalStore, Store
 from projections.balances import BalanceRow, balance_rows, fold_transfer
 from projections.live import LiveBalances
@@ -49,8 +50,7 @@ class _Rebuild:
         self.records = 0
         self.position = 0
 
-    def add_segment(self, notification_id: int, state: bytes) -> None:
-        segment = decode_segment_money(state)
+    def add_segment(self, notification_id: int, segment: SegmentView[RecordMoney]) -> None:
         for record in segment.records:
             for t in record.transfers:
                 fold_transfer(self.balances, t)
@@ -92,8 +92,8 @@ def _compare(rebuilt: dict, live: dict) -> list[str]:
 def audit_replay(store: Store, progress: Callable[[int], None] | None = None, *, verify_rules: bool = False) -> AuditResult:
     rebuild = _Rebuild()
     next_report = PROGRESS_EVERY_RECORDS
-    for notification_id, _, _, state in store.notifications():
-        rebuild.add_segment(notification_id, state)
+    for notification_id, _, segment in log.segments(store, decode=decode_segment_money):
+        rebuild.add_segment(notification_id, segment)
         if progress is not None and rebuild.records >= next_report:
             progress(rebuild.records)
             next_report += PROGRESS_EVERY_RECORDS
@@ -114,8 +114,6 @@ def audit_replay(store: Store, progress: Callable[[int], None] | None = None, *,
 def digest_at(store: Store, position: int) -> str:
     """The digest of the projections as of store position ``position``."""
     rebuild = _Rebuild()
-    for notification_id, _, _, state in store.notifications():
-        if notification_id > position:
-            break
-        rebuild.add_segment(notification_id, state)
+    for notification_id, _, segment in log.segments(store, until_position=position, decode=decode_segment_money):
+        rebuild.add_segment(notification_id, segment)
     return rebuild.digest()

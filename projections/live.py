@@ -18,6 +18,7 @@ from typing import NamedTuple
 import msgspec
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger import log
 from ledger.records import decode_segment_money
 from ledger.store import Row, Store
 from projections.balances import fold_transfer
@@ -62,8 +63,7 @@ class LiveBalances:
         if snapshot is not None:
             position, records = snapshot.position, snapshot.records
             balances = {(p, c): [a, b, d] for p, c, a, b, d in snapshot.rows}
-        for notification_id, _, _, state in self.store.notifications(after=position):
-            segment = decode_segment_money(state)
+        for notification_id, _, segment in log.segments(self.store, after=position, decode=decode_segment_money):
             for record in segment.records:
                 for transfer in record.transfers:
                     fold_transfer(balances, transfer)

@@ -13,7 +13,9 @@ from typing import Iterable, Union
 
 import msgspec
 
+from ledger.invariants import require
 from ledger.records import PAYABLE, PaidOut, Record, record_transfers
+from projections.render import render
 
 
 class BatchEntry(msgspec.Struct, frozen=True):
@@ -28,9 +30,9 @@ class BatchEntry(msgspec.Struct, frozen=True):
 class BatchLine(msgspec.Struct, frozen=True):
     promoter_id: str
     currency: str
-    amount: int
+    amount_minor: int = msgspec.field(name="amount")  # what the payout paid (the output's "amount" column)
     as_of: str
-    carried_over: int
+    carried_over_minor: int = msgspec.field(name="carried_over")  # payable from before this batch
     entries: list[BatchEntry]
 
 
@@ -57,7 +59,8 @@ def payout_batch(records: Iterable[tuple[str, int, Record]], payout: PaidOut) ->
     for t in payout.transfers:
         key = (t.promoter_id, t.currency)
         line = BatchLine(t.promoter_id, t.currency, t.amount_minor, payout.as_of, carried[key], since[key])
-        assert line.carried_over + sum(e.amount_minor for e in line.entries) == line.amount, line
+        require(line.carried_over_minor + sum(e.amount_minor for e in line.entries) == line.amount_minor,
+                f"payout line {line.promoter_id} {line.currency} does not reconcile with its entries")
         lines.append(line)
     return lines
 
@@ -68,9 +71,9 @@ def flat_rows(lines: list[BatchLine]) -> list[dict]:
         {
             "promoter_id": line.promoter_id,
             "currency": line.currency,
-            "amount": line.amount,
+            "amount": line.amount_minor,
             "as_of": line.as_of,
-            "carried_over": line.carried_over,
+            "carried_over": line.carried_over_minor,
             "entry_count": len(line.entries),
             "entries": "; ".join(
                 f"{e.kind} {e.order_id or '-'} L{e.level or '-'} {e.amount_minor:+d}@{e.journal}:{e.position}"
@@ -86,8 +89,6 @@ BATCH_COLUMNS = ("promoter_id", "currency", "amount", "as_of", "carried_over", "
 
 def render_batch(lines: list[BatchLine], fmt: str) -> str:
     """A batch as ``payout --format table|csv`` prints it (csv adds the entries)."""
-    from projections.render import render
-
     columns = BATCH_COLUMNS + (("entries",) if fmt == "csv" else ())
     return render(flat_rows(lines), columns, fmt, ("amount", "carried_over"))
 
