@@ -16,7 +16,7 @@ from ledger import log
 from ledger.app import AsOf, Ledger, validate_adjustment
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.records import Adjusted, PaidOut, Record, Settled, fold_records
+from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment, fold_records
 from ledger.store import ConcurrentWriteError, JournalStore, Store
 
 TREASURY = "treasury"
@@ -33,9 +33,10 @@ class Books:
     def journals(self) -> list[str]:
         return self.store.journals()
 
-    def ledger(self, journal: str = "main", **kwargs) -> Ledger:
-        ledger = Ledger(JournalStore(self.store, journal), limits=self.limits, **kwargs)
-        if self.rules is not None and ledger.writable:
+    def ledger(self, journal: str = "main") -> Ledger:
+        """Open one journal for writing, with the given rules put in force."""
+        ledger = Ledger(JournalStore(self.store, journal), limits=self.limits)
+        if self.rules is not None:
             ledger.adopt_rules(self.rules)
         return ledger
 
@@ -51,8 +52,10 @@ class Books:
 
     def recorded_payouts(self) -> list[tuple[int, PaidOut]]:
         """Every payout, oldest first, with its position in the treasury journal."""
-        treasury = self.ledger(TREASURY, replay=False)
-        return [(position, record) for position, record in treasury.records() if isinstance(record, PaidOut)]
+        treasury = JournalStore(self.store, TREASURY)
+        return [(segment.first + i, record) for stored in treasury.read()
+                for segment in (decode_segment(stored.state),)
+                for i, record in enumerate(segment.records) if isinstance(record, PaidOut)]
 
     def balances(self, **as_of) -> dict[tuple[str, str], list[int]]:
         """(promoter, currency) → [pending, payable, paid], over every journal."""

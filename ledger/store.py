@@ -29,6 +29,8 @@ from eventsourcing.persistence import (
 
 from ledger.invariants import require
 from ledger.records import SEGMENT_TOPIC
+from ledger.recorders import MultiTrackingPOPOProcessRecorder
+from ledger.statestore import Op, PostgresState, SQLiteState, StateReader
 
 READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
 REGISTRY_ID = "registry:journals"
@@ -139,11 +141,14 @@ class Store:
             try:
                 self.factory = InfrastructureFactory.construct(env)
                 if env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
-                    from ledger.recorders import MultiTrackingPOPOProcessRecorder
-
-                    self.recorder: ProcessRecorder = MultiTrackingPOPOProcessRecorder()
+                    recorder = MultiTrackingPOPOProcessRecorder()
+                    self.recorder: ProcessRecorder = recorder
+                    self.state: StateReader = recorder.state
                 else:
                     self.recorder = self.factory.process_recorder()
+                    sqlite = env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
+                    datastore = self.recorder.datastore  # type: ignore[attr-defined]
+                    self.state = SQLiteState(datastore) if sqlite else PostgresState(datastore)
                 return
             except (PersistenceError, OSError, sqlite3.Error) as exc:
                 # Processes creating the schema at the same moment race in
@@ -169,15 +174,16 @@ class Store:
             raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
         return [row.state.decode() for row in rows]
 
-    def register(self, name: str) -> None:
-        """Record that journal ``name`` exists (before its first segment)."""
+    def register(self, name: str) -> int:
+        """Record that journal ``name`` exists; return its number (1, 2, … in
+        order of first use: the key of its rows in the state table)."""
         for _ in range(10):
             names = self.journals()
             if name in names:
-                return
+                return names.index(name) + 1
             try:
                 self.recorder.insert_events([Row(REGISTRY_ID, len(names) + 1, REGISTRY_TOPIC, name.encode())])  # type: ignore[list-item]
-                return
+                return len(names) + 1
             except IntegrityError:
                 continue
         raise StoreError(f"cannot register journal {name!r}: too much contention")
@@ -213,6 +219,26 @@ class JournalStore:
         self.name = journal
         self.journal_id = f"journal:{journal}"
         self.recorder = self.store.recorder
+        self._number: int | None = None
+
+    @property
+    def number(self) -> int:
+        """The journal's number in the registry (registered on first use)."""
+        if self._number is None:
+            self._number = self.store.register(self.name)
+        return self._number
+
+    @property
+    def state(self) -> StateReader:
+        return self.store.state
+
+    def last(self) -> StoredRecord | None:
+        """The newest segment, or None for an empty journal."""
+        try:
+            rows = self.recorder.select_events(self.journal_id, desc=True, limit=1)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+        return StoredRecord(rows[0].originator_version, rows[0].topic, rows[0].state) if rows else None
 
     def read(self, after_version: int = 0, page: int = READ_PAGE) -> Iterator[StoredRecord]:
         """Segments with version > after_version, in order, ``page`` at a time."""
@@ -236,20 +262,20 @@ class JournalStore:
             return stored
         raise StoreError(f"journal {self.name!r} has no segment {version}")
 
-    def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = ()) -> int:
-        """Append segments as versions after_version+1…, with ``trackings`` in
-        the same transaction; return the last version. Raises
-        ConcurrentWriteError when another writer got there first."""
+    def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = (),
+               state: Sequence[Op] = ()) -> int:
+        """Append segments as versions after_version+1…, with ``trackings`` and
+        the journal's ``state`` writes in the same transaction; return the last
+        version. Raises ConcurrentWriteError when another writer got there first."""
         rows = [
             Row(self.journal_id, after_version + i, topic, state)
             for i, (topic, state) in enumerate(segments, start=1)
         ]
         if not rows:
             return after_version
-        if after_version == 0:
-            self.store.register(self.name)
+        number = self.number
         try:
-            self.recorder.insert_events(rows, trackings=list(trackings))  # type: ignore[arg-type]
+            self.recorder.insert_events(rows, trackings=list(trackings), state=(number, state) if state else None)  # type: ignore[arg-type]
         except IntegrityError as exc:
             raise ConcurrentWriteError(
                 f"journal {self.name} changed since version {after_version}: {one_line(exc)}"

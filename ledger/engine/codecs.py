@@ -1,0 +1,31 @@
+"""How state values are stored: MessagePack through msgspec, each value's type
+being its schema; keys are UTF-8 ids or the sortable keys of ledger.statestore."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+_encoder = msgspec.msgpack.Encoder()
+encode: Callable[[Any], bytes] = _encoder.encode
+
+
+def decoder(kind: Any) -> Callable[[bytes], Any]:
+    return msgspec.msgpack.Decoder(kind).decode
+
+
+def id_key(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def same(data: bytes) -> bytes:
+    return bytes(data)
+
+
+def marker(_: object) -> bytes:
+    return b""
+
+
+def present(_: bytes) -> bool:
+    return True
