@@ -85,8 +85,8 @@ def logout() -> Response:
     return Redirect("/login", cookies=[_session_cookie("", max_age=0)])
 
 
-def _rows(service: Service, currency: str | None) -> list[BalanceRow]:
-    return [r for r in service.cache.rows() if currency is None or r.currency == currency]
+def _in_currency(rows: list[BalanceRow], currency: str | None) -> list[BalanceRow]:
+    return [r for r in rows if currency is None or r.currency == currency]
 
 
 def _totals(record: PaidOut) -> list[tuple[str, int]]:
@@ -100,18 +100,18 @@ def _totals(record: PaidOut) -> list[tuple[str, int]]:
 @get("/", guards=[READ])
 @threaded
 def balances_page(request: Request[Principal, Any, Any], service: Service, currency: str | None = None) -> Response:
-    rows = _rows(service, currency)
+    rows = service.cache.rows()
     payouts = Books(service.store).recorded_payouts()[::-1]  # newest first
     return _page(request, "balances.html", title="Balances", who=request.user, position=service.cache.position,
-                 rows=rows, currency=currency, currencies=sorted({r.currency for r in service.cache.rows()}),
+                 rows=_in_currency(rows, currency), currency=currency, currencies=sorted({r.currency for r in rows}),
                  batches=[(position, record, _totals(record)) for position, record in payouts[:BATCHES_LISTED]],
-                 older_batches=len(payouts) - BATCHES_LISTED, any_batches=bool(payouts))
+                 older_batches=len(payouts) - BATCHES_LISTED)
 
 
 @get("/payouts.csv", guards=[READ])
 @threaded
 def balances_csv(service: Service, currency: str | None = None) -> Response:
-    text = render_csv(_rows(service, currency), ("promoter_id", "currency", "pending", "payable", "paid"))
+    text = render_csv(_in_currency(service.cache.rows(), currency), ("promoter_id", "currency", "pending", "payable", "paid"))
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=payouts.csv"})
 
