@@ -187,7 +187,7 @@ def test_payout_batch_csv_from_the_page_is_what_the_payout_returned(server):
     paid = finance.post("/v1/payouts", json={"as_of": "2026-04-01T00:00:00Z"}, headers={"Idempotency-Key": "batch-pay"})
     assert paid.status_code == 201
     lines = msgspec.convert(paid.json()["lines"], list[BatchLine])
-    assert ("batchy", "CNY", 5_000) in {(x.promoter_id, x.currency, x.amount) for x in lines}
+    assert ("batchy", "CNY", 5_000) in {(x.promoter_id, x.currency, x.amount_minor) for x in lines}
     page = server.client(AUDITOR).get("/").text
     newest = re.search(r"<tr><td>2026-04-01T00:00:00Z</td>.*?href='(/payout-batches/\d+)'", page)
     assert newest, page[:2000]
