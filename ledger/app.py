@@ -41,7 +41,8 @@ from ledger.records import (
 from eventsourcing.persistence import Tracking
 
 from ledger.store import ConcurrentWriteError, JournalStore, StoredRecord
-from schemas.events import MAX_SAFE_INT
+from schemas.decode import Decoded, Rejected, decode_event
+from schemas.events import MAX_SAFE_INT, Order
 from schemas.timestamps import parse_timestamp_us
 
 DEFAULT_BATCH_EVENTS = 5_000
@@ -94,12 +95,14 @@ class IngestCounts:
             self.reasons[reason] = self.reasons.get(reason, 0) + n
 
 
-def record_for(outcome: Outcome, raw: bytes, source: Source) -> Record:
+def record_for(outcome: Outcome, raw: bytes, source: Source, decoded: Decoded | Rejected | None = None) -> Record:
     if outcome.status == DEAD_LETTER:
         require(outcome.dead_letter is not None, "dead-letter outcome without its letter")
-        return DeadLettered(outcome.dead_letter)
-    require(outcome.event_id is not None, "outcome without an event id")
-    return Ingested(outcome.status, source, raw, outcome.event_id, outcome.transfers, list(outcome.released))
+        return DeadLettered(outcome.dead_letter)  # type: ignore[arg-type]
+    require(outcome.event_id is not None and isinstance(decoded, Decoded), "outcome without its event")
+    event = decoded.event  # type: ignore[union-attr]
+    return Ingested(outcome.status, source, raw, outcome.event_id, outcome.transfers, list(outcome.released),  # type: ignore[arg-type]
+                    decoded.occurred_us, event.order_id if isinstance(event, Order) else None)  # type: ignore[union-attr]
 
 
 def parse_as_of(text: str) -> int:
@@ -274,9 +277,10 @@ class Ledger:
         try:
             self.engine.begin_batch()
             for raw, source in items:
-                outcome = self.engine.ingest(raw, source)
+                decoded = decode_event(raw)
+                outcome = self.engine.apply_decoded(decoded, raw, source)
                 counts.add(outcome)
-                batch.append(record_for(outcome, raw, source))
+                batch.append(record_for(outcome, raw, source, decoded))
                 if len(batch) >= batch_events:
                     self._close_batch(batch)
                     inflight = self._write_behind(writer, inflight, batch)
@@ -339,9 +343,10 @@ class Ledger:
         letters: list[DeadLetter] = []
         self.engine.begin_batch()
         for raw, source in items:
-            outcome = self.engine.ingest(raw, source)
+            decoded = decode_event(raw)
+            outcome = self.engine.apply_decoded(decoded, raw, source)
             counts.add(outcome)
-            records.append(record_for(outcome, raw, source))
+            records.append(record_for(outcome, raw, source, decoded))
             if outcome.dead_letter is not None:
                 letters.append(outcome.dead_letter)
             letters.extend(outcome.released)
@@ -427,13 +432,10 @@ def apply_record(engine: Engine, record: Record) -> Record:
         rules = rules_from_toml_text(record.rules_toml)
         version = engine.adopt_rules(rules)
         return RulesAdopted(version if version is not None else -1, rules.digest(), rules.to_toml())
-    if isinstance(record, Ingested):
-        outcome = engine.ingest(record.raw, record.source)
-        return record_for(outcome, record.raw, record.source)
-    if isinstance(record, DeadLettered):
-        letter = record.letter
-        outcome = engine.ingest(letter.raw, letter.source)
-        return record_for(outcome, letter.raw, letter.source)
+    if isinstance(record, (Ingested, DeadLettered)):
+        raw, source = (record.raw, record.source) if isinstance(record, Ingested) else (record.letter.raw, record.letter.source)
+        decoded = decode_event(raw)
+        return record_for(engine.apply_decoded(decoded, raw, source), raw, source, decoded)
     if isinstance(record, Settled):
         order_ids, transfers = engine.settle(record.as_of_us)
         return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers)

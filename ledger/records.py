@@ -85,6 +85,7 @@ class DeadLetter(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     source: Source
     raw: bytes
     event_id: Union[str, None] = None
+    order_id: Union[str, None] = None  # a rejected refund: the order it named
 
 
 class RulesAdopted(msgspec.Struct, tag="rules", frozen=True, gc=False):
@@ -102,6 +103,8 @@ class Ingested(msgspec.Struct, tag="ingested", frozen=True, gc=False, omit_defau
     event_id: str
     transfers: list[Transfer] = []
     released: list[DeadLetter] = []  # parked refunds rejected now
+    occurred_us: Union[int, None] = None  # the event's instant (projections date entries by it)
+    order_id: Union[str, None] = None  # an order event: the order it made known
 
 
 class DeadLettered(msgspec.Struct, tag="dead_letter", frozen=True, gc=False):
@@ -183,12 +186,16 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     as_of: Union[str, None] = None
     actor: Union[str, None] = None
     reason: Union[str, None] = None
+    # What dates it in event time, and the order an order event made known.
+    occurred_us: Union[int, None] = None
+    as_of_us: Union[int, None] = None
+    order_id: Union[str, None] = None
+    outcome: Union[str, None] = None
 
 
 class RecordDated(RecordMoney, frozen=True, gc=False):
-    """RecordMoney plus what gives its event time (projections.statements)."""
+    """RecordMoney plus the raw event (projections.statements)."""
 
-    as_of_us: Union[int, None] = None
     raw: Union[bytes, None] = None
 
 

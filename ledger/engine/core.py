@@ -74,7 +74,9 @@ class Engine:
     # ------------------------------------------------------------------ input
     def ingest(self, raw: bytes, source: Source) -> Outcome:
         """Apply one wire event. Never raises for bad input."""
-        decoded = decode_event(raw)
+        return self.apply_decoded(decode_event(raw), raw, source)
+
+    def apply_decoded(self, decoded: Decoded | Rejected, raw: bytes, source: Source) -> Outcome:
         if isinstance(decoded, Rejected):
             return _dead(decoded.reason, decoded.detail, raw, source, None)
         return self.apply(decoded, raw, source)
@@ -213,11 +215,12 @@ class Engine:
         """Apply or reject a refund of a known order; a rejection releases its refund_id."""
         if refund.buyer_id != state.buyer_id:
             self.dedupe.refund_ids.discard(refund.refund_id)
-            return DeadLetter(reasons.REFUND_BUYER_MISMATCH, f"order {state.order_id!r} belongs to another buyer", source, raw, refund.event_id)
+            return DeadLetter(reasons.REFUND_BUYER_MISMATCH, f"order {state.order_id!r} belongs to another buyer", source, raw,
+                              refund.event_id, state.order_id)
         if state.refunded_minor + refund.amount > state.commissionable_minor:
             self.dedupe.refund_ids.discard(refund.refund_id)
             detail = f"refunds would total {state.refunded_minor + refund.amount} > commissionable {state.commissionable_minor}"
-            return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id)
+            return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id, state.order_id)
         state.refunded_minor += refund.amount
         state.refunds += ((refund.refund_id, refund.amount),)
         post(state, state.decision, transfers)
