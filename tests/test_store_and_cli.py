@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from ledger.app import IntegrityError, Ledger
-from ledger.cli import main
+from cli.main import main
 from ledger.records import Ingested, decode_segment, encode_segment
 from ledger.store import JournalStore
 from tests.helpers import click, feed, new_ledger, order, refund, share
