@@ -33,10 +33,10 @@ from rich.text import Text
 from ledger.records import SEGMENT_TOPIC
 from ledger.store import READ_PAGE, Store
 
-Update = Callable[[int], None]
+Update = Callable[..., None]  # update(done, total=None): total=None keeps the bar's size
 
 
-def _ignore(_: int) -> None:
+def _ignore(done: int, total: int | None = None) -> None:
     pass
 
 
@@ -92,7 +92,7 @@ class Bars:
         if progress is None:
             return _ignore
         task = progress.add_task(description, total=total, completed=completed, unit=unit)
-        return lambda done: progress.update(task, completed=done)
+        return lambda done, total=None: progress.update(task, completed=done, total=total)
 
     def share(self, description: str, total: int, unit: str, completed: int = 0) -> Update:
         """A bar with a known size: ``update(done)`` shows the percentage and the time left."""
@@ -119,10 +119,14 @@ class _ObservedStore(Store):
         newest = self.recorder.max_notification_id() or 0
         what = "reading the store" + (f" after position {after:,}" if after else "")
         update = self.recorder.bars.share(what, max(newest, after), "positions", completed=after)
-        for notification in super().notifications(after, page):
-            yield notification
-            update(notification[0])  # once the reader is done with it
-        update(newest)  # the log was read to its end (its last notifications may be registry rows)
+        position = after
+        try:
+            for notification in super().notifications(after, page):
+                yield notification
+                position = notification[0]
+                update(position)  # once the reader is done with it
+        finally:  # the end of the log, or where the reader stopped (time travel): all it needed
+            update(position, total=position)
 
 
 class _CountingRecorder:
