@@ -87,11 +87,11 @@ class Bars:
         if self._progress is not None:
             self._progress.stop()
 
-    def _task(self, description: str, total: int | None, unit: str, completed: int = 0) -> Update:
+    def _task(self, description: str, size: int | None, unit: str, completed: int = 0) -> Update:
         progress = self._progress
         if progress is None:
             return _ignore
-        task = progress.add_task(description, total=total, completed=completed, unit=unit)
+        task = progress.add_task(description, total=size, completed=completed, unit=unit)
         return lambda done, total=None: progress.update(task, completed=done, total=total)
 
     def share(self, description: str, total: int, unit: str, completed: int = 0) -> Update:
@@ -113,12 +113,13 @@ class _ObservedStore(Store):
 
     def __init__(self, url: str, bars: Bars) -> None:
         super().__init__(url)
+        self._bars = bars
         self.recorder = _CountingRecorder(self.recorder, bars)
 
     def notifications(self, after: int = 0, page: int = READ_PAGE) -> Iterator[tuple[int, str, int, bytes]]:
         newest = self.recorder.max_notification_id() or 0
         what = "reading the store" + (f" after position {after:,}" if after else "")
-        update = self.recorder.bars.share(what, max(newest, after), "positions", completed=after)
+        update = self._bars.share(what, max(newest, after), "positions", completed=after)
         position = after
         try:
             for notification in super().notifications(after, page):
@@ -135,7 +136,7 @@ class _CountingRecorder:
 
     def __init__(self, recorder: Any, bars: Bars) -> None:
         self._recorder = recorder
-        self.bars = bars
+        self._bars = bars
         self._update: Update | None = None
         self._segments = 0
 
@@ -147,7 +148,7 @@ class _CountingRecorder:
         segments = sum(1 for row in rows if row.topic == SEGMENT_TOPIC)
         if segments:
             if self._update is None:
-                self._update = self.bars.counter("replaying journals", "segments")
+                self._update = self._bars.counter("replaying journals", "segments")
             self._segments += segments
             self._update(self._segments)
         return rows
