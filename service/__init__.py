@@ -1,23 +1,14 @@
-"""The finance and audit HTTP service (``commission-ledger serve``)."""
+"""The finance and audit HTTP service (``commission-ledger serve``, SPEC §11).
 
-from __future__ import annotations
+Modules, each importing only those listed after it:
 
-import functools
-from typing import Any, Awaitable, Callable
-
-import anyio.to_thread
-
-
-def threaded(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """Run a blocking handler (store I/O) in a worker thread.
-
-    Litestar 2.25's own ``sync_to_thread=True`` breaks when a GET and a POST
-    handler share a path (the sync wrapper's coroutine is never awaited), so
-    handlers are made async here, keeping their signature for Litestar.
-    """
-
-    @functools.wraps(fn)
-    async def run(*args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
-
-    return run
+- ``api``       the Litestar app (``create_app``, ``app_from_env``), the JSON routes, error responses
+- ``pages``     the HTML pages (Jinja templates in ``templates/``) and the login form
+- ``chart``     the balances-over-time chart of a promoter page, as points
+- ``state``     ``Service``: the store and read models one server process shares
+- ``cache``     the in-memory live balances behind the reads
+- ``idempotency`` the ``Idempotency-Key`` records of writes
+- ``metrics``   the service's Prometheus metrics
+- ``auth``      tokens, the authentication middleware, role guards
+- ``blocking``  running blocking handlers in worker threads
+"""

@@ -1,42 +1,41 @@
-"""The HTTP API and payout pages on Litestar (SPEC §11).
+"""The HTTP API (SPEC §11) and the Litestar app that serves it with the pages.
 
 JSON bodies are the same msgspec Structs and field names as the CLI's
 ``--format json``. Reads are open to both roles; writes need ``finance`` and an
-``Idempotency-Key``. Store calls are blocking, so handlers run in threads.
+``Idempotency-Key``. Store calls block, so handlers run in worker threads.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any
+import os
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
-from litestar.exceptions import HTTPException
+from litestar.di import Provide
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from ledger.app import CommandError, parse_as_of
+from ledger.app import CommandError, parse_as_of, validate_adjustment
 from ledger.books import Books
 from ledger.config import ConfigError
-from ledger.store import Store, StoreError
+from ledger.store import StoreError
+from projections.audit import audit_replay
 from projections.balances import balance_rows
 from projections.dead_letters import dead_letters
-from projections.explain import Explainer
-from service import metrics, pages, threaded
-from service.auth import Principal, authenticate
-from service.cache import BalancesCache
+from projections.payout_batch import payout_batch
+from service import metrics, pages
+from service.auth import READ, WRITE, Principal, TokenAuthentication, load_tokens
+from service.blocking import threaded
 from service.idempotency import KeyConflict, KeyInProgress, run_once
+from service.state import Service
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
-SESSION_COOKIE = "ledger_session"
-
-
-class ApiError(HTTPException):
-    pass
 
 
 class PayoutRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,34 +49,6 @@ class AdjustmentRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
 
 
-class Service:
-    """Shared state of one server process."""
-
-    def __init__(self, store_url: str, tokens: dict[str, Principal]) -> None:
-        self.store = Store(store_url)
-        self.tokens = tokens
-        self.cache = BalancesCache(self.store)
-        self.explainer = Explainer(self.store)  # replays each journal on first use, then catches up
-        self.write_lock = threading.Lock()  # one write at a time per process; the store serialises across processes
-
-
-def _error(status: int, message: str) -> ApiError:
-    return ApiError(status_code=status, detail=message)
-
-
-def principal(request: Request, role: str | None = None) -> Principal:
-    """The caller, from ``Authorization: Bearer`` or the page session cookie."""
-    service: Service = request.app.state.service
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(SESSION_COOKIE)
-    who = authenticate(service.tokens, token)
-    if who is None:
-        raise _error(401, "missing or unknown token")
-    if role is not None and who.role != role:
-        raise _error(403, f"role {who.role} may not do this")
-    return who
-
-
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type=MediaType.JSON, headers=headers)
 
@@ -86,25 +57,30 @@ def _decode_body(raw: bytes, kind: type) -> Any:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise _error(400, str(exc).splitlines()[0]) from None
+        raise ClientException(str(exc).splitlines()[0]) from None
     except msgspec.DecodeError as exc:
-        raise _error(400, f"malformed JSON: {str(exc).splitlines()[0]}") from None
+        raise ClientException(f"malformed JSON: {str(exc).splitlines()[0]}") from None
+
+
+def _as_of(text: str) -> int:
+    try:
+        return parse_as_of(text)
+    except CommandError as exc:
+        raise ClientException(str(exc)) from None
 
 
 # ------------------------------------------------------------------- reads
-@get("/healthz", sync_to_thread=False)
+@get("/healthz", exclude_from_auth=True, sync_to_thread=False)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/v1/payouts")
+@get("/v1/payouts", guards=[READ])
 @threaded
-def list_payouts(request: Request, currency: str | None = None, limit: int = DEFAULT_LIMIT,
+def list_payouts(service: Service, currency: str | None = None, limit: int = DEFAULT_LIMIT,
                  after: str | None = None, as_of: str | None = None) -> Response:
-    principal(request)
-    service: Service = request.app.state.service
     if not 1 <= limit <= MAX_LIMIT:
-        raise _error(400, f"limit must be 1 to {MAX_LIMIT}")
+        raise ClientException(f"limit must be 1 to {MAX_LIMIT}")
     cursor = None
     if after is not None:
         promoter, _, cur = after.rpartition("|")
@@ -126,121 +102,97 @@ def list_payouts(request: Request, currency: str | None = None, limit: int = DEF
     return _json(page, headers=headers)
 
 
-def _as_of(text: str) -> int:
-    try:
-        return parse_as_of(text)
-    except CommandError as exc:
-        raise _error(400, str(exc)) from None
-
-
-@get("/v1/promoters/{promoter_id:str}/statement")
+@get("/v1/promoters/{promoter_id:str}/statement", guards=[READ])
 @threaded
-def promoter_statement(request: Request, promoter_id: str) -> Response:
-    principal(request)
-    service: Service = request.app.state.service
+def promoter_statement(service: Service, promoter_id: str) -> Response:
     return _json(service.cache.statement(promoter_id))
 
 
-@get("/v1/orders/{order_id:str}/explanation")
+@get("/v1/orders/{order_id:str}/explanation", guards=[READ])
 @threaded
-def order_explanation(request: Request, order_id: str) -> Response:
-    principal(request)
-    view = request.app.state.service.explainer.explain(order_id)
+def order_explanation(service: Service, order_id: str) -> Response:
+    view = service.explainer.explain(order_id)
     if view is None:
-        raise _error(404, f"unknown order {order_id!r}")
+        raise NotFoundException(f"unknown order {order_id!r}")
     return _json(view)
 
 
-@get("/v1/dead-letters")
+@get("/v1/dead-letters", guards=[READ])
 @threaded
-def list_dead_letters(request: Request) -> Response:
-    principal(request)
-    return _json(dead_letters(Books(request.app.state.service.store).records()))
+def list_dead_letters(service: Service) -> Response:
+    return _json(dead_letters(Books(service.store).records()))
 
 
-@get("/v1/audit/digest")
+@get("/v1/audit/digest", guards=[READ])
 @threaded
-def audit_digest(request: Request) -> Response:
-    from projections.audit import audit_replay
-
-    principal(request)
-    result = audit_replay(request.app.state.service.store)
+def audit_digest(service: Service) -> Response:
+    result = audit_replay(service.store)
     return _json({"records": result.records, "store_position": result.position, "digest": f"sha256:{result.digest}",
                   "matches_live": not result.differences and not result.unbalanced, "differences": result.differences})
 
 
-@get("/metrics")
+@get("/metrics", guards=[READ])
 @threaded
-def metrics_endpoint(request: Request) -> Response:
-    principal(request)
-    service: Service = request.app.state.service
+def metrics_endpoint(service: Service) -> Response:
     service.cache.refresh()
-    body = metrics.render(service.cache)
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(metrics.render(service.cache), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # ------------------------------------------------------------------ writes
-def _idempotent(request: Request, body: bytes, execute) -> Response:
+def _idempotent(request: Request, service: Service, body: bytes, execute: Callable[[], tuple[int, bytes]]) -> Response:
     key = request.headers.get("idempotency-key")
     if not key or len(key) > 200:
-        raise _error(400, "an Idempotency-Key header (1-200 characters) is required")
-    service: Service = request.app.state.service
+        raise ClientException("an Idempotency-Key header (1-200 characters) is required")
     fingerprint = request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
     try:
         status, payload = run_once(service.store, key, fingerprint, execute)
     except KeyConflict:
-        raise _error(409, "Idempotency-Key already used with another request") from None
+        raise HTTPException(status_code=409, detail="Idempotency-Key already used with another request") from None
     except KeyInProgress:
-        raise _error(409, "a request with this Idempotency-Key is still in progress") from None
+        raise HTTPException(status_code=409, detail="a request with this Idempotency-Key is still in progress") from None
     return Response(payload, status_code=status, media_type=MediaType.JSON)
 
 
-@post("/v1/payouts")
+@post("/v1/payouts", guards=[WRITE])
 @threaded
-def create_payout(request: Request, body: bytes) -> Response:
-    who = principal(request, "finance")
+def create_payout(request: Request[Principal, Any, Any], service: Service, body: bytes) -> Response:
     payload: PayoutRequest = _decode_body(body, PayoutRequest)
     _as_of(payload.as_of)
-    service: Service = request.app.state.service
 
     def execute() -> tuple[int, bytes]:
-        from projections.payout_batch import payout_batch
-
         with service.write_lock:
             books = Books(service.store)
             record = books.payout(payload.as_of)
             lines = payout_batch(books.records(), record)
         metrics.PAYOUTS.inc()
         metrics.PAYOUT_LINES.inc(len(lines))
-        return 201, msgspec.json.encode({"as_of": record.as_of, "paid_by": who.name, "lines": lines})
+        return 201, msgspec.json.encode({"as_of": record.as_of, "paid_by": request.user.name, "lines": lines})
 
-    return _idempotent(request, body, execute)
+    return _idempotent(request, service, body, execute)
 
 
-@post("/v1/adjustments")
+@post("/v1/adjustments", guards=[WRITE])
 @threaded
-def create_adjustment(request: Request, body: bytes) -> Response:
-    who = principal(request, "finance")
+def create_adjustment(request: Request[Principal, Any, Any], service: Service, body: bytes) -> Response:
     payload: AdjustmentRequest = _decode_body(body, AdjustmentRequest)
-    from ledger.app import validate_adjustment
-
     try:
         validate_adjustment(payload.promoter_id, payload.currency, payload.amount, payload.reason)
     except CommandError as exc:
-        raise _error(400, str(exc)) from None
-    service: Service = request.app.state.service
+        raise ClientException(str(exc)) from None
 
     def execute() -> tuple[int, bytes]:
         with service.write_lock:
-            record = Books(service.store).adjust(payload.promoter_id, payload.currency, payload.amount, payload.reason, who.name)
+            record = Books(service.store).adjust(payload.promoter_id, payload.currency, payload.amount, payload.reason,
+                                                 request.user.name)
         metrics.ADJUSTMENTS.inc()
         return 201, msgspec.json.encode(record)
 
-    return _idempotent(request, body, execute)
+    return _idempotent(request, service, body, execute)
 
 
-# --------------------------------------------------------------- errors
-def _error_handler(request: Request, exc: Exception) -> Response:
+# --------------------------------------------------------------- the app
+def _error_response(request: Request, exc: Exception) -> Response:
+    """Every error as one line: ``{"error": …}`` for the API, a page (or the login form) for the pages."""
     if isinstance(exc, HTTPException):
         status, message = exc.status_code, str(exc.detail)
         if status == 413 or "too large" in message.lower():
@@ -253,27 +205,26 @@ def _error_handler(request: Request, exc: Exception) -> Response:
     metrics.ERRORS.labels(str(status)).inc()
     if request.url.path.startswith("/v1/") or request.url.path in ("/metrics", "/healthz"):
         return _json({"error": message.splitlines()[0] if message else "error"}, status)
-    return pages.error_page(status, message)
+    return pages.error_page(request, status, message)
 
 
 def create_app(store_url: str, tokens: dict[str, Principal]) -> Litestar:
     service = Service(store_url, tokens)
-    app = Litestar(
+    openapi = OpenAPIConfig(title="commission-ledger", version="0.1.0", path="/schema")
+    return Litestar(
         route_handlers=[healthz, list_payouts, promoter_statement, order_explanation, list_dead_letters, audit_digest,
                         metrics_endpoint, create_payout, create_adjustment, *pages.handlers],
-        exception_handlers={Exception: _error_handler},
+        dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
+        # Every route needs a token unless it says exclude_from_auth; the OpenAPI schema is public.
+        middleware=[DefineMiddleware(TokenAuthentication, tokens=tokens, exclude=[f"^{openapi.path}"])],
+        template_config=pages.TEMPLATES,
+        exception_handlers={Exception: _error_response},
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(title="commission-ledger", version="0.1.0"),
+        openapi_config=openapi,
         debug=False,
     )
-    app.state.service = service
-    return app
 
 
 def app_from_env() -> Litestar:
     """App factory for ``serve --workers N`` (each worker process builds its own)."""
-    import os
-
-    from service.auth import load_tokens
-
     return create_app(os.environ["LEDGER_SERVE_STORE"], load_tokens(os.environ["LEDGER_SERVE_TOKENS"]))

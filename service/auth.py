@@ -1,7 +1,12 @@
-"""Bearer tokens from a TOML file: ``[[tokens]]`` with name, role, sha256.
+"""Who is calling and what they may do.
 
+Bearer tokens come from a TOML file: ``[[tokens]]`` with name, role, sha256.
 Only SHA-256 digests of tokens are on disk and in memory; a presented token is
 hashed and compared in constant time. Tokens never reach logs.
+
+Authentication is a middleware (401 when no known token is presented), so every
+route is closed unless it opts out with ``exclude_from_auth=True``; what a role
+may do is a guard on each route (403).
 """
 
 from __future__ import annotations
@@ -10,8 +15,17 @@ import hashlib
 import hmac
 import tomllib
 from dataclasses import dataclass
+from typing import Any
 
-ROLES = ("finance", "auditor")
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import ASGIApp, Guard
+
+FINANCE, AUDITOR = "finance", "auditor"
+ROLES = (FINANCE, AUDITOR)
+SESSION_COOKIE = "ledger_session"  # the pages' login stores the token here
 
 
 class TokensError(ValueError):
@@ -59,3 +73,35 @@ def authenticate(tokens: dict[str, Principal], token: str | None) -> Principal |
         if hmac.compare_digest(known, digest):
             return principal
     return None
+
+
+class TokenAuthentication(AbstractAuthenticationMiddleware):
+    """Sets ``request.user`` to the caller's :class:`Principal`, from
+    ``Authorization: Bearer`` or else the pages' session cookie."""
+
+    def __init__(self, app: ASGIApp, tokens: dict[str, Principal], exclude: list[str] | None = None) -> None:
+        super().__init__(app, exclude=exclude)
+        self.tokens = tokens
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else connection.cookies.get(SESSION_COOKIE)
+        who = authenticate(self.tokens, token)
+        if who is None:
+            raise NotAuthorizedException("missing or unknown token")
+        return AuthenticationResult(user=who, auth=None)
+
+
+def requires(*roles: str) -> Guard:
+    """A guard that lets through callers whose role is one of ``roles``."""
+
+    def guard(connection: ASGIConnection[Any, Principal, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.user.role not in roles:
+            raise PermissionDeniedException(f"role {connection.user.role} may not do this")
+
+    return guard
+
+
+# SPEC §11: both roles read (the API and the pages); only finance writes.
+READ = requires(FINANCE, AUDITOR)
+WRITE = requires(FINANCE)

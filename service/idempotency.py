@@ -15,7 +15,7 @@ from typing import Callable
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
-from ledger.store import Store, _Row
+from ledger.store import Row, Store
 
 TOPIC = "commission_ledger.Idempotency"
 WAIT_S = 30.0
@@ -40,11 +40,11 @@ def run_once(store: Store, key: str, request: bytes, execute: Callable[[], tuple
     digest = hashlib.sha256(request).hexdigest()
     recorder = store.recorder
     try:
-        recorder.insert_events([_Row(stream, 1, TOPIC, msgspec.msgpack.encode(Claim(digest)))])  # type: ignore[list-item]
+        recorder.insert_events([Row(stream, 1, TOPIC, msgspec.msgpack.encode(Claim(digest)))])  # type: ignore[list-item]
     except IntegrityError:
         return _replay(store, stream, digest)
     status, body = execute()
-    recorder.insert_events([_Row(stream, 2, TOPIC, msgspec.msgpack.encode(Claim(digest, status, body)))])  # type: ignore[list-item]
+    recorder.insert_events([Row(stream, 2, TOPIC, msgspec.msgpack.encode(Claim(digest, status, body)))])  # type: ignore[list-item]
     return status, body
 
 

@@ -8,7 +8,7 @@ import tomllib
 import msgspec
 import pytest
 
-from ledger.cli import main
+from cli.main import main
 from ledger.config import ConfigError, Rules, load_rules, parse_duration_us, rules_from_mapping
 from ledger.store import JournalStore
 

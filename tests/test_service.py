@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -186,7 +187,7 @@ def test_payout_batch_csv_from_the_page_is_what_the_payout_returned(server):
     paid = finance.post("/v1/payouts", json={"as_of": "2026-04-01T00:00:00Z"}, headers={"Idempotency-Key": "batch-pay"})
     assert paid.status_code == 201
     lines = msgspec.convert(paid.json()["lines"], list[BatchLine])
-    assert ("batchy", "CNY", 5_000) in {(x.promoter_id, x.currency, x.amount) for x in lines}
+    assert ("batchy", "CNY", 5_000) in {(x.promoter_id, x.currency, x.amount_minor) for x in lines}
     page = server.client(AUDITOR).get("/").text
     newest = re.search(r"<tr><td>2026-04-01T00:00:00Z</td>.*?href='(/payout-batches/\d+)'", page)
     assert newest, page[:2000]
@@ -240,6 +241,68 @@ def test_explanations_follow_new_events(server, tmp_path):
     view = client.get("/v1/orders/xo1/explanation").json()
     assert view["after_refunds"]["level1"] == 750 and view["refunded_total"] == 5_000
     assert [(t["kind"], t["amount_minor"]) for t in view["transfers"]] == [("accrual", 1_500), ("reversal", 750)]
+
+
+def _in_process(tmp_path: Path, **roles: str):
+    """The app in this process (no uvicorn) over an empty store; one token per role, the token being the role's name."""
+    from litestar.testing import TestClient
+
+    from service.api import create_app
+    from service.auth import Principal
+
+    tokens = {hashlib.sha256(role.encode()).hexdigest(): Principal(name, role) for name, role in roles.items()}
+    app = create_app(f"sqlite:///{tmp_path}/ledger.db", tokens)
+    return app, TestClient(app)
+
+
+def test_every_route_is_closed_unless_public_and_guarded_by_role(tmp_path):
+    """Authentication is a middleware, so a route needs a token unless it opts out;
+    roles are checked by guards, so a role they do not name (the coming ``promoter``)
+    is refused everywhere: 401/403 JSON for the API, the login form or an error page
+    for the pages."""
+    app, client = _in_process(tmp_path, fin="finance", aud="auditor", prom="promoter")
+    public = {"/healthz", "/login", "/logout"}
+    checked = 0
+    with client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/login").status_code == 200 and client.get("/schema/openapi.json").status_code == 200
+        for route in app.routes:
+            if route.path in public or route.path.startswith("/schema"):
+                continue
+            path = route.path.replace(":str}", "}").replace("{position:int}", "1").format(promoter_id="p1", order_id="o1")
+            api = path.startswith("/v1/") or path == "/metrics"
+            for method in sorted(route.methods - {"OPTIONS", "HEAD"}):
+                anonymous = client.request(method, path, follow_redirects=False)
+                if api:
+                    assert (anonymous.status_code, anonymous.json()) == (401, {"error": "missing or unknown token"})
+                else:
+                    assert (anonymous.status_code, anonymous.headers["location"]) == (302, "/login")
+                refused = client.request(method, path, headers={"Authorization": "Bearer promoter"}, follow_redirects=False)
+                assert refused.status_code == 403, (method, path)
+                if api:
+                    assert refused.json() == {"error": "role promoter may not do this"}
+                if method == "POST":
+                    auditor = client.post(path, json={}, headers={"Authorization": "Bearer auditor", "Idempotency-Key": "k"})
+                    assert auditor.status_code == 403
+                checked += 1
+    assert checked == 14  # 8 API routes (6 reads, 2 writes) and 6 pages
+
+
+def test_pages_escape_what_they_show(tmp_path):
+    _, client = _in_process(tmp_path, fin="finance")
+    hostile = "<img src=x onerror=alert(1)>'\"&"
+    with client:
+        finance = {"Authorization": "Bearer finance"}
+        body = {"promoter_id": hostile, "currency": "CNY", "amount": 700, "reason": "<b>bonus</b>"}
+        assert client.post("/v1/adjustments", json=body, headers={**finance, "Idempotency-Key": "x"}).status_code == 201
+        balances = client.get("/", headers=finance).text
+        promoter = client.get("/promoters/" + quote(hostile, safe=""), headers=finance).text
+        unknown = client.get("/orders/%3Cscript%3E", headers=finance).text
+    assert "<img" not in balances and "&lt;img src=x onerror=alert(1)&gt;&#39;&#34;&amp;" in balances
+    assert f"href='/promoters/{quote(hostile, safe='')}'" in balances
+    assert "<img" not in promoter and "<b>" not in promoter and "&lt;b&gt;bonus&lt;/b&gt;" in promoter
+    assert "<h1>Promoter &lt;img" in promoter and "<svg" in promoter
+    assert unknown.count("<script>") == 1 and "<h1>Order &lt;script&gt;</h1>" in unknown  # the one script: the sorter
 
 
 @pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,

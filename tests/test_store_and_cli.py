@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from ledger.app import IntegrityError, Ledger
-from ledger.cli import main
+from cli.main import main
 from ledger.records import Ingested, decode_segment, encode_segment
 from ledger.records import fold_records
 from ledger.store import JournalStore
@@ -380,3 +380,50 @@ def test_many_processes_opening_a_new_sqlite_database_at_once(tmp_path):
         results = [p.communicate(timeout=120) for p in procs]
         go.unlink()
         assert [p.returncode for p in procs] == [0] * 8, [err.decode()[-300:] for _, err in results]
+
+
+def _on_a_terminal(argv: list[str]) -> tuple[subprocess.CompletedProcess, str]:
+    """Run the console script with stderr on a pseudo-terminal: (run, what the terminal showed)."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    shown = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed the terminal
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
+    try:
+        done = subprocess.run([EXE, *argv], stdout=subprocess.PIPE, stderr=slave, env=env, timeout=120)
+    finally:
+        os.close(slave)
+        reader.join(timeout=10)
+        os.close(master)
+    return done, shown.decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_only(tmp_path):
+    """Progress goes to stderr when it is a terminal, and nowhere else; the output is the same."""
+    from devkit.synthetic import generate
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in generate(3_000, seed=5)))
+    commands = (["ingest", str(events)], ["settle", "--as-of", "2026-03-01T00:00:00Z"], ["audit", "replay"])
+    for argv in commands:
+        plain = subprocess.run([EXE, "--store", f"sqlite:///{tmp_path}/plain.db", *argv], capture_output=True, timeout=120)
+        assert plain.returncode == 0 and plain.stderr == b""
+        done, shown = _on_a_terminal(["--store", f"sqlite:///{tmp_path}/tty.db", *argv])
+        assert done.returncode == 0 and done.stdout == plain.stdout
+        bar = {"ingest": "ingesting", "settle": "replaying journals", "audit": "reading the store"}[argv[0]]
+        assert bar in shown, shown[-500:]
+    assert "100%" in shown and "positions" in shown  # audit: a share of the notification log

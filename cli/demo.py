@@ -1,4 +1,4 @@
-"""``commission-ledger demo``: the whole pipeline on embedded defaults.
+"""``demo``: the whole pipeline on embedded defaults.
 
 Starts the embedded Kafka broker (Tansu), generates a seeded realistic stream
 (re-share trees, two currencies, partial and full refunds, late, duplicate and
@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import tempfile
 import time
-from typing import Callable
 
-from devkit.broker import EmbeddedBroker
+from cli.options import Command, config_path
+from cli.render import out
 from consumers.kafka_consumer import LedgerConsumer
 from consumers.kafka_publish import publish
+from devkit.broker import EmbeddedBroker
 from devkit.synthetic import generate
 from ledger.books import Books
 from ledger.config import load_rules
@@ -32,14 +32,18 @@ DEMO_EVENTS = 20_000
 SETTLE_AS_OF = "2026-03-01T00:00:00+08:00"
 
 
-def run_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    rules = load_rules(getattr(args, "config", None) or os.environ.get("LEDGER_CONFIG"))
-    events = getattr(args, "events", None) or DEMO_EVENTS
-    external = getattr(args, "bootstrap_servers", None)
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=None, help="size of the generated stream (default 20000)")
+    parser.add_argument("--bootstrap-servers", default=None, metavar="H:P", help="use this broker instead of starting the embedded one")
+
+
+def run(args: argparse.Namespace) -> int:
+    rules = load_rules(config_path(args))
+    events = args.events or DEMO_EVENTS
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
-        if external:
-            bootstrap = external
+        if args.bootstrap_servers:
+            bootstrap = args.bootstrap_servers
         else:
             broker = stack.enter_context(EmbeddedBroker())
             bootstrap = broker.bootstrap
@@ -80,3 +84,6 @@ def run_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         out(f"balances digest sha256:{result.balances_digest} (the same for these events however they arrive)\n")
         return 0 if ok else 1
     return 1
+
+
+DEMO = Command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, audit", options, run)

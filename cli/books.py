@@ -1,0 +1,67 @@
+"""The commands that write to the books: ``settle``, ``payout``, ``adjust``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from cli.errors import UsageError
+from cli.options import Command, books, format_option
+from cli.progress import Bars
+from cli.render import out
+from projections.payout_batch import payout_batch, render_batch
+from projections.render import render_json
+
+
+def settle_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as-of", required=True, metavar="TS")
+
+
+def settle(args: argparse.Namespace) -> int:
+    with Bars() as bars:
+        records = books(args, bars).settle(args.as_of)
+    orders = sum(len(r.order_ids) for r in records)
+    entries = sum(len(r.transfers) for r in records)
+    total = sum(t.amount_minor for r in records for t in r.transfers)
+    out(f"settled {orders} orders as of {args.as_of}: {entries} entries, {total} minor units moved to payable\n")
+    return 0
+
+
+def payout_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as-of", required=True, metavar="TS")
+    format_option(parser)
+
+
+def payout(args: argparse.Namespace) -> int:
+    with Bars() as bars:
+        paying = books(args, bars)
+        record = paying.payout(args.as_of)
+        lines = payout_batch(paying.records(), record)
+    out(render_json(lines) + "\n" if args.format == "json" else render_batch(lines, args.format))
+    return 0
+
+
+def adjust_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("promoter_id", metavar="PROMOTER_ID")
+    parser.add_argument("currency", metavar="CURRENCY")
+    parser.add_argument("amount", metavar="AMOUNT", help="integer minor units; negative for a correction")
+    parser.add_argument("--reason", required=True)
+    parser.add_argument("--actor", default=None, help="who made it (default: $USER)")
+
+
+def adjust(args: argparse.Namespace) -> int:
+    try:
+        amount = int(args.amount, 10)
+    except ValueError:
+        raise UsageError(f"AMOUNT {args.amount!r} must be an integer number of minor units") from None
+    actor = args.actor or os.environ.get("USER") or "cli"
+    with Bars() as bars:
+        record = books(args, bars).adjust(args.promoter_id, args.currency, amount, args.reason, actor)
+    out(f"adjusted {record.promoter_id} {record.currency} payable by {record.amount_minor} ({record.reason}; by {record.actor})\n")
+    return 0
+
+
+SETTLE = Command("settle", "settle every known order whose return window has passed as of TS (SPEC §7)", settle_options, settle)
+PAYOUT = Command("payout", "pay every payable balance ≥ min_payout as of TS; list each line", payout_options, payout)
+ADJUST = Command("adjust", "a manual adjustment to payable (bonus or correction), recorded with actor and reason",
+                 adjust_options, adjust)
