@@ -20,4 +20,4 @@ class ConsumerMetrics:
         self.dead_letters = Counter("ledger_consumer_dead_letters", "Dead letters, by reason", ["reason"], registry=registry)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=registry)
+        start_http_server(port, addr=host, registry=self.registry)
