@@ -50,6 +50,9 @@ class ConsumeStats:
 
 
 class LedgerConsumer:
+    """This process's events partitions (one task each) and the whole shares
+    topic, applied to the store; one per process, run() once."""
+
     def __init__(
         self,
         store: Store,
