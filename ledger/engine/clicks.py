@@ -19,15 +19,17 @@ from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.state import BuyerClicks, JournalMeta, Params, ParkedClick
 from ledger.engine.tables import StateCache
 from ledger.limits import Limits
-from ledger.statestore import prefixed
+from ledger.statestore import prefixed, text
 
 _decode_cold = decoder(list[ClickRef])
+_decode_parked = decoder(list[ParkedClick])
 
 
 class ClickIndex:
     def __init__(self, cache: StateCache, meta: JournalMeta, limits: Limits, params: list[Params]) -> None:
         """``params``: the engine's rules versions (the list itself, kept current)."""
         self.limits = limits
+        self._cache = cache
         self._meta = meta
         self._params = params
         self.buyers = cache.table(spaces.BUYER_CLICKS, id_key, encode, decoder(BuyerClicks))
@@ -53,6 +55,14 @@ class ClickIndex:
 
     def parked_count(self) -> int:
         return self._meta.parked_clicks
+
+    def parked_of(self, buyer_id: str) -> list[tuple[str, ClickRef]]:
+        """(share_id, click) of one buyer's parked clicks, by share, as stored
+        (read only; a scan of the parked clicks, which wait for late shares)."""
+        space = bytes([spaces.PARKED_CLICKS])
+        rows = self._cache.reader.scan(self._cache.journal, space, bytes([spaces.PARKED_CLICKS + 1]))
+        return [(text(key[1:]), parked.click) for key, value in rows for parked in _decode_parked(value)
+                if parked.buyer_id == buyer_id]
 
     # -------------------------------------------------------------- clicks
     def observe(self, instant_us: int) -> None:
@@ -136,6 +146,10 @@ class ClickIndex:
         if row.spilled_until is None or boundary > row.spilled_until:
             row.spilled_until = boundary
         row.locks = tuple(locks)
+
+    def cold_of(self, buyer_id: str) -> list[ClickRef]:
+        """The buyer's clicks in cold rows (read only)."""
+        return self._cold_of(buyer_id)[1]
 
     def _cold_of(self, buyer_id: str) -> tuple[list[bytes], list[ClickRef]]:
         """The keys of a buyer's cold rows and the clicks in them."""
