@@ -21,6 +21,7 @@ import msgspec
 
 from ledger.config import Rules, rules_from_toml_text
 from ledger.engine import ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Engine, Outcome
+from ledger.chain import ChainError, link
 from ledger.engine.tables import Flush, StateCache
 from ledger.invariants import require
 from ledger.limits import DEFAULT_LIMITS, Limits
@@ -171,18 +172,23 @@ class Ledger:
         """Read the journal's state row and check it against the chain head. O(1)."""
         cache = StateCache(self.store.state, self.store.number, self.limits.cache_bytes)
         meta = cache.meta
-        last = self.store.last()
+        newest = self.store.last(2)
         name = self.store.name
-        if last is None:
+        if not newest:
             if meta.version:
                 raise IntegrityError(f"journal {name}: the state tables reflect {meta.version} segments but the journal is empty")
         else:
-            carried, _ = unframe(last.state)
-            if carried is None or not cache.meta_stored:
+            last = newest[0]
+            if unframe(last.state)[0] is None or not cache.meta_stored:
                 raise MigrationNeeded(f"journal {name!r} was written by an older version: run `commission-ledger migrate`")
+            prev = unframe(newest[1].state)[0] if len(newest) > 1 else genesis(name)
+            try:
+                carried = link(name, last.version, prev or b"", last.state)
+            except ChainError as exc:
+                raise IntegrityError(f"{exc}; no write until an audit (`commission-ledger audit replay`)") from None
             if last.version != meta.version or carried != meta.head_sha256:
-                raise IntegrityError(f"journal {name} segment {last.version}: the state tables reflect segment "
-                                     f"{meta.version} with another head; the journal changed without its state "
+                raise IntegrityError(f"journal {name} segment {last.version}: the state tables stand at segment "
+                                     f"{meta.version} with another head: the journal changed without its state "
                                      "(run `commission-ledger audit replay`)")
         self.cache = cache
         self.engine = Engine(cache, self.limits)
@@ -196,8 +202,8 @@ class Ledger:
     def catch_up(self) -> None:
         """Follow segments another writer (e.g. a ``settle`` command) appended:
         the cache is dropped and the state read again as needed. O(1)."""
-        last = self.store.last()
-        if (last.version if last is not None else 0) != self.version:
+        newest = self.store.last()
+        if (newest[0].version if newest else 0) != self.version:
             self.reload()
 
     # -------------------------------------------------------------- writing
@@ -375,14 +381,16 @@ class Ledger:
         record = Adjusted(promoter_id, currency, amount_minor, reason, actor, transfers)
         return self._append([record])[0]  # type: ignore[return-value]
 
-    def record_payout(self, as_of: AsOf, payables: dict[tuple[str, str], int], *, expected_version: int) -> PaidOut:
+    def record_payout(self, as_of: AsOf, payables: dict[tuple[str, str], int], *, expected_version: int,
+                      balances_at: int) -> PaidOut:
         """Append one payout of ``payables`` (computed by the caller from every
-        journal while this journal was at ``expected_version``); if anything was
-        written since, raise ConcurrentWriteError: never pay from stale balances."""
+        journal up to store position ``balances_at``, while this journal was at
+        ``expected_version``); if this journal moved since, raise
+        ConcurrentWriteError: never pay from stale balances."""
         require(bool(self.engine.rules), "call ensure_rules() first")
         if self.version != expected_version:
             raise ConcurrentWriteError(f"journal {self.store.name} moved from {expected_version} to {self.version}")
-        record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, self.engine.payout(payables))
+        record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, self.engine.payout(payables), balances_at)
         pending = self._seal([record])
         try:
             self._write(pending)
@@ -454,7 +462,7 @@ def apply_record(engine: Engine, record: Record) -> Record:
         return NetworkRebuilt(transfers)
     if isinstance(record, PaidOut):
         engine.book_payout(record.transfers)
-        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers)
+        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers, record.balances_at)
     require(isinstance(record, Adjusted), f"unknown record {type(record).__name__}")
     transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
     return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)

@@ -76,9 +76,10 @@ class Books:
             treasury = self.ledger(TREASURY)
             treasury.ensure_rules()  # may write: do it before fixing the version
             version = treasury.version
-            payables = {key: row[1] for key, row in self.balances().items()}
+            position = self.store.recorder.max_notification_id() or 0
+            payables = {key: row[1] for key, row in self.balances(until_position=position).items()}
             try:
-                return treasury.record_payout(when, payables, expected_version=version)
+                return treasury.record_payout(when, payables, expected_version=version, balances_at=position)
             except ConcurrentWriteError:
                 continue
         raise ConcurrentWriteError("payout: the treasury kept changing; try again")

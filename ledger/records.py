@@ -125,6 +125,9 @@ class PaidOut(msgspec.Struct, tag="paid_out", frozen=True, gc=False):
     as_of_us: int
     rules_version: int
     transfers: list[Transfer]
+    # The store position whose balances it paid (every segment up to it): the
+    # audit re-derives the balances there and checks every line (0: unknown).
+    balances_at: int = 0
 
 
 class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
@@ -192,6 +195,12 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     as_of_us: Union[int, None] = None
     order_id: Union[str, None] = None
     outcome: Union[str, None] = None
+    # What the audit checks: sources against Kafka positions, payouts
+    # against their balances and rules.
+    source: Union[Source, None] = None
+    rules_toml: Union[str, None] = None
+    rules_version: Union[int, None] = None
+    balances_at: Union[int, None] = None
 
 
 class RecordDated(RecordMoney, frozen=True, gc=False):

@@ -30,7 +30,7 @@ from eventsourcing.persistence import (
 from ledger.invariants import require
 from ledger.records import SEGMENT_TOPIC
 from ledger.recorders import MultiTrackingPOPOProcessRecorder
-from ledger.statestore import Op, PostgresState, SQLiteState, StateReader
+from ledger.statestore import Op, PostgresState, SQLiteState, StateReader, postgres_write, sqlite_write
 
 READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
 REGISTRY_ID = "registry:journals"
@@ -203,6 +203,44 @@ class Store:
                 return
             start = batch[-1].id
 
+    def rewrite_segment(self, journal_id: str, version: int, state: bytes, number: int, ops: Sequence[Op]) -> None:
+        """Replace a stored segment's bytes and write state, in one transaction
+        (``migrate`` only: journals are otherwise append-only)."""
+        recorder = self.recorder
+        if isinstance(recorder, MultiTrackingPOPOProcessRecorder):
+            raise StoreError("memory:// stores need no migration")
+        sqlite = isinstance(self.state, SQLiteState)
+        mark = "?" if sqlite else "%s"
+        table = getattr(recorder, "events_table_name", "stored_events")
+        with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(f"UPDATE {table} SET state = {mark} WHERE originator_id = {mark} AND originator_version = {mark}",
+                      (state, journal_id, version))
+            (sqlite_write if sqlite else postgres_write)(c, number, ops)
+
+    def clear_state(self, number: int) -> None:
+        """Delete one journal's state rows (``migrate`` starting over)."""
+        recorder = self.recorder
+        if isinstance(recorder, MultiTrackingPOPOProcessRecorder):
+            return
+        mark = "?" if isinstance(self.state, SQLiteState) else "%s"
+        with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(f"DELETE FROM ledger_state WHERE journal = {mark}", (number,))
+
+    def trackings(self) -> dict[str, int]:
+        """Every tracking position recorded: name → next position."""
+        recorder = self.recorder
+        if isinstance(recorder, MultiTrackingPOPOProcessRecorder):
+            return {k: v for k, v in recorder._max_tracking_ids.items() if v is not None}  # noqa: SLF001 - memory only
+        table = getattr(recorder, "tracking_table_name", "tracking")  # SQLite: "tracking"
+        try:
+            with recorder.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+                c.execute(f"SELECT application_name, notification_id FROM {table}")
+                rows = c.fetchall()
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+        return {(r["application_name"] if isinstance(r, dict) else r[0]): (r["notification_id"] if isinstance(r, dict) else r[1])
+                for r in rows}
+
     def position(self, name: str) -> int | None:
         try:
             return self.recorder.max_tracking_id(name)
@@ -232,13 +270,13 @@ class JournalStore:
     def state(self) -> StateReader:
         return self.store.state
 
-    def last(self) -> StoredRecord | None:
-        """The newest segment, or None for an empty journal."""
+    def last(self, n: int = 1) -> list[StoredRecord]:
+        """The newest ``n`` segments, newest first (fewer for a short journal)."""
         try:
-            rows = self.recorder.select_events(self.journal_id, desc=True, limit=1)
+            rows = self.recorder.select_events(self.journal_id, desc=True, limit=n)
         except PersistenceError as exc:
             raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
-        return StoredRecord(rows[0].originator_version, rows[0].topic, rows[0].state) if rows else None
+        return [StoredRecord(row.originator_version, row.topic, row.state) for row in rows]
 
     def read(self, after_version: int = 0, page: int = READ_PAGE) -> Iterator[StoredRecord]:
         """Segments with version > after_version, in order, ``page`` at a time."""
