@@ -24,8 +24,10 @@ class Limits:
     # A buyer's clicks older than the watermark minus the longest window minus
     # this slack move to cold rows: events up to this late find them at hand.
     late_slack_us: int = DAY_US
-    # ... in whole buckets of this width (event time).
+    # ... in whole buckets of this width (event time), once at least this many
+    # have gathered (fewer, larger cold rows; a row holds at most this many old clicks).
     evict_bucket_us: int = DAY_US
+    cold_clicks_min: int = 32
     # A network walk longer than this (shares after the change point) is
     # deferred to the end of the batch: in-order shares walk a few steps at
     # once, a backfill of old shares walks once per batch, not once per share.

@@ -34,6 +34,19 @@ POSTGRES_STATE_TABLE = (
 )
 GET_CHUNK = 500  # keys per IN (…) query: well under SQLite's variable limit
 SIGN_BIT = 1 << 63
+SQLITE_PAGE_CACHE_KIB = 65_536  # per connection: the state table's B-tree stays in memory while batches hit it
+_tuned: set[int] = set()
+
+
+def tune_sqlite(cursor: Any) -> None:
+    """Give a connection of the eventsourcing pool a page cache that fits the
+    hot part of the state table (SQLite's default, 2 MB, makes every batch's
+    random inserts and lookups read pages again), once per connection."""
+    raw = getattr(cursor, "sqlite_cursor", cursor)  # eventsourcing wraps its cursors
+    connection = raw.connection
+    if id(connection) not in _tuned:
+        connection.execute(f"PRAGMA cache_size = -{SQLITE_PAGE_CACHE_KIB}")
+        _tuned.add(id(connection))
 
 
 # ------------------------------------------------------------------ keys
@@ -77,6 +90,9 @@ class SQLiteState:
     def get_many(self, journal: int, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
         with self.datastore.transaction(commit=False) as c:
+            c = getattr(c, "sqlite_cursor", c)
+            tune_sqlite(c)
+            c.row_factory = None  # plain tuples (the pool's connections make sqlite3.Row objects)
             for i in range(0, len(keys), GET_CHUNK):
                 chunk = keys[i:i + GET_CHUNK]
                 c.execute(f"SELECT k, v FROM ledger_state WHERE journal = ? AND k IN ({','.join('?' * len(chunk))})",
@@ -86,13 +102,17 @@ class SQLiteState:
 
     def scan(self, journal: int, lo: bytes, hi: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
         with self.datastore.transaction(commit=False) as c:
+            c = getattr(c, "sqlite_cursor", c)
+            tune_sqlite(c)
+            c.row_factory = None
             c.execute("SELECT k, v FROM ledger_state WHERE journal = ? AND k >= ? AND k < ? ORDER BY k LIMIT ?",
                       (journal, lo, hi, -1 if limit is None else limit))
-            return [(bytes(k), bytes(v)) for k, v in c.fetchall()]
+            return c.fetchall()
 
 
 def sqlite_write(cursor: Any, journal: int, ops: Sequence[Op]) -> None:
     """Apply writes inside the caller's SQLite transaction."""
+    tune_sqlite(cursor)
     puts = [(journal, k, v) for k, v in ops if v is not None]
     deletes = [(journal, k) for k, v in ops if v is None]
     if deletes:
@@ -189,9 +209,10 @@ class ScratchState(SQLiteState):
         super().__init__(_OneConnection(self._db))
 
     def write(self, journal: int, ops: Sequence[Op]) -> None:
-        self._db.execute("BEGIN")
-        sqlite_write(self._db, journal, ops)
-        self._db.execute("COMMIT")
+        cursor = self._db.cursor()
+        cursor.execute("BEGIN")
+        sqlite_write(cursor, journal, ops)
+        cursor.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

@@ -26,7 +26,7 @@ RESIDENT = Limits(late_slack_us=10**15)  # nothing is ever old enough to go cold
 def spilling(bucket_us: int = 15 * MINUTE_US) -> Limits:
     """Old clicks go cold at every batch, with no slack, and the cache keeps
     nothing once a batch is written: every decision reads the state tables."""
-    return Limits(cache_bytes=0, late_slack_us=0, evict_bucket_us=bucket_us)
+    return Limits(cache_bytes=0, late_slack_us=0, evict_bucket_us=bucket_us, cold_clicks_min=1)
 
 
 def _run(script, rules: Rules, batch_events: int, limits: Limits = RESIDENT):
@@ -88,7 +88,8 @@ def test_customer_lock_keeps_the_last_binding_start_in_the_row():
     assert _cold(ledger, "b1") == ["c-inside"]
     ledger.ingest([(raw(order("o1", "b1", "2026-01-01T03:30:00Z", amount=10_000)), Source(file="t", line=99))])
     assert pending(ledger, "p1") == 1_500 and pending(ledger, "p2") == 0
-    assert _cold(ledger, "b1") == ["c-inside"]  # decided without bringing anything back
+    # Decided without bringing c-inside back; writing the row sent c-push cold too.
+    assert _cold(ledger, "b1") == ["c-inside", "c-push"] and [c.event_id for c in _row(ledger, "b1").clicks] == ["c-bind"]
 
 
 def test_a_late_click_before_the_boundary_is_decided_on_the_whole_history():

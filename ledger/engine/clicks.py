@@ -16,8 +16,8 @@ from bisect import bisect_left, insort
 from ledger.attribution import ClickRef, last_binding_start
 from ledger.engine import spaces
 from ledger.engine.codecs import decoder, encode, id_key
-from ledger.engine.state import BuyerClicks, JournalMeta, Params, ParkedClick
-from ledger.engine.tables import StateCache
+from ledger.engine.state import BuyerRow, JournalMeta, Params, ParkedClick
+from ledger.engine.tables import StateCache, Table
 from ledger.limits import Limits
 from ledger.statestore import prefixed, text
 
@@ -26,13 +26,15 @@ _decode_parked = decoder(list[ParkedClick])
 
 
 class ClickIndex:
-    def __init__(self, cache: StateCache, meta: JournalMeta, limits: Limits, params: list[Params]) -> None:
-        """``params``: the engine's rules versions (the list itself, kept current)."""
+    def __init__(self, cache: StateCache, meta: JournalMeta, limits: Limits, params: list[Params],
+                 buyers: Table[str, BuyerRow]) -> None:
+        """``params``: the engine's rules versions (the list itself, kept current);
+        ``buyers``: the buyers' rows (shared with the order book)."""
         self.limits = limits
         self._cache = cache
         self._meta = meta
         self._params = params
-        self.buyers = cache.table(spaces.BUYER_CLICKS, id_key, encode, decoder(BuyerClicks))
+        self.buyers = buyers
         self.cold = cache.sorted_space(spaces.COLD_CLICKS)  # prefixed(buyer) + row number → [ClickRef]
         self.parked = cache.table(spaces.PARKED_CLICKS, id_key, encode, decoder(list[ParkedClick]))
         cache.before_flush(self._trim_written)
@@ -75,7 +77,7 @@ class ClickIndex:
         """A click whose share is known."""
         row = self.buyers.get(buyer_id)
         if row is None:
-            row = BuyerClicks([])
+            row = BuyerRow()
         spilled = row.spilled_until
         if spilled is not None and ref.occurred_us <= spilled[0] and (ref.occurred_us, ref.event_id) <= spilled:
             self._unspill(buyer_id, row)  # a late click rewrites the history before the boundary
@@ -116,12 +118,16 @@ class ClickIndex:
         window_us = max((p.window_us for p in params if p.model != "customer_lock"), default=0)
         cutoff_us = (watermark_us - window_us - limits.late_slack_us) // limits.evict_bucket_us * limits.evict_bucket_us
         locks = sorted({p.lock_us for p in params if p.model == "customer_lock"})
+        least = max(1, limits.cold_clicks_min)
         for buyer_id in list(self.buyers.dirty_keys()):
             row = self.buyers.get(buyer_id)
-            if row is not None and row.clicks and row.clicks[0].occurred_us < cutoff_us:
+            if row is None or len(row.clicks) < least:
+                continue
+            clicks = row.clicks
+            if clicks[least - 1].occurred_us < cutoff_us:  # at least `least` clicks are old
                 self._spill(buyer_id, row, cutoff_us, locks)
 
-    def _spill(self, buyer_id: str, row: BuyerClicks, cutoff_us: int, locks: list[int]) -> None:
+    def _spill(self, buyer_id: str, row: BuyerRow, cutoff_us: int, locks: list[int]) -> None:
         """Move one buyer's clicks before ``cutoff_us`` to a new cold row."""
         if row.spilled_until is not None and any(lock not in row.locks for lock in locks):
             self._unspill(buyer_id, row)  # the kept starts were for other lock periods
@@ -160,7 +166,7 @@ class ClickIndex:
             clicks.extend(_decode_cold(value))
         return keys, clicks
 
-    def _unspill(self, buyer_id: str, row: BuyerClicks) -> None:
+    def _unspill(self, buyer_id: str, row: BuyerRow) -> None:
         """Bring all of a buyer's cold clicks back into its row (the caller writes it)."""
         keys, loaded = self._cold_of(buyer_id)
         for key in keys:

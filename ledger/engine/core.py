@@ -20,20 +20,22 @@ from typing import Mapping, Sequence
 from ledger.attribution import ClickRef
 from ledger.commission import order_totals
 from ledger.config import Rules, rules_from_toml_text
-from ledger.engine import commands
+from ledger.engine import commands, spaces
 from ledger.engine.clicks import ClickIndex
+from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.decision import decide
 from ledger.engine.dedupe import NEW, SAME, Dedupe
 from ledger.engine.network import Network
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import post
 from ledger.engine.state import (
-    ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Decision, OrderState, Outcome, Params, ParkedRefund, ShareRef,
+    ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, BuyerRow, Decision, OrderState, Outcome, Params, ParkedRefund, ShareRef,
 )
 from ledger.engine.tables import StateCache
 from ledger.invariants import InvariantError, check_order_amounts, require
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import DeadLetter, Source, Transfer
+from ledger.statestore import MemoryState
 from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
 from schemas.events import Click, Order, Refund, Share
@@ -49,9 +51,10 @@ class Engine:
         self.rules: list[Rules] = [rules_from_toml_text(t) for t in self.meta.rules_toml]  # index = version − 1
         self.params: list[Params] = [Params.of(r) for r in self.rules]  # the same, compiled
         self.dedupe = Dedupe(cache)
-        self.orders = OrderBook(cache, self.meta)
+        self.buyers = cache.table(spaces.BUYERS, id_key, encode, decoder(BuyerRow))
+        self.orders = OrderBook(cache, self.meta, self.buyers)
         self.network = Network(cache)
-        self.clicks = ClickIndex(cache, self.meta, limits, self.params)
+        self.clicks = ClickIndex(cache, self.meta, limits, self.params, self.buyers)
         self.batching = False
         self._deferred_start: tuple[int, str] | None = None
 
@@ -131,8 +134,7 @@ class Engine:
         shares = {e.share_id for e in events if isinstance(e, (Click, Share))}
         shares |= {e.parent_share_id for e in events if isinstance(e, Share) and e.parent_share_id is not None}
         order_ids = {e.order_id for e in events if isinstance(e, (Order, Refund))}
-        self.clicks.buyers.prefetch(buyers)
-        self.orders.buyers.prefetch(buyers)
+        self.buyers.prefetch(buyers)
         self.network.shares.prefetch(shares)
         self.orders.parked.prefetch(order_ids)
         self.dedupe.refunds.prefetch(e.refund_id for e in events if isinstance(e, Refund))
@@ -296,6 +298,12 @@ class Engine:
     def parked_counts(self) -> tuple[int, int]:
         """(parked clicks, parked refunds) right now."""
         return self.clicks.parked_count(), self.orders.parked_refund_count()
+
+
+def memory_engine(limits: Limits = DEFAULT_LIMITS) -> Engine:
+    """An engine whose state lives in a private in-memory store (benchmarks,
+    tests, one-off computations); nothing is written unless its cache is flushed."""
+    return Engine(StateCache(MemoryState(), 1, limits.cache_bytes), limits)
 
 
 def _dead(reason: str, detail: str, raw: bytes, source: Source, event_id: str | None) -> Outcome:

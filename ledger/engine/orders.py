@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from ledger.engine import spaces
 from ledger.engine.codecs import decoder, encode, id_key
-from ledger.engine.state import JournalMeta, OrderRef, OrderState, ParkedRefund
-from ledger.engine.tables import StateCache
+from ledger.engine.state import BuyerRow, JournalMeta, OrderRef, OrderState, ParkedRefund
+from ledger.engine.tables import StateCache, Table
 from ledger.invariants import require
 from ledger.statestore import prefixed, sort_key, text
 
 
 class OrderBook:
-    def __init__(self, cache: StateCache, meta: JournalMeta) -> None:
+    def __init__(self, cache: StateCache, meta: JournalMeta, buyers: Table[str, BuyerRow]) -> None:
         self._meta = meta
         self.orders = cache.table(spaces.ORDERS, id_key, encode, decoder(OrderState))
-        self.buyers = cache.table(spaces.BUYER_ORDERS, id_key, encode, decoder(list[OrderRef]))
+        self.buyers = buyers
         self.unsettled = cache.sorted_space(spaces.UNSETTLED)  # sort_key(occurred_us, event_id) → order_id
         self.by_level1 = cache.sorted_space(spaces.BY_LEVEL1)  # prefixed(promoter) + order_id → b""
         self.parked = cache.table(spaces.PARKED_REFUNDS, id_key, encode, decoder(list[ParkedRefund]))
@@ -34,14 +34,17 @@ class OrderBook:
 
     def add(self, state: OrderState) -> None:
         self.orders.put(state.order_id, state)
-        refs = self.buyers.get(state.buyer_id) or []
-        refs.append(OrderRef(state.occurred_us, state.order_id, state.rules_version))
-        self.buyers.put(state.buyer_id, refs)
+        row = self.buyers.get(state.buyer_id)
+        if row is None:
+            row = BuyerRow()
+        row.orders.append(OrderRef(state.occurred_us, state.order_id, state.rules_version))
+        self.buyers.put(state.buyer_id, row)
         self.unsettled.put(sort_key(state.occurred_us, state.event_id), id_key(state.order_id))
 
     def unsettled_of_buyer(self, buyer_id: str) -> list[OrderRef]:
         """The buyer's unsettled orders, in arrival order."""
-        return self.buyers.get(buyer_id) or []
+        row = self.buyers.get(buyer_id)
+        return row.orders if row is not None else []
 
     def won_by(self, promoters: set[str]) -> dict[str, OrderState]:
         """Unsettled orders won by these promoters at level 1."""
@@ -80,11 +83,10 @@ class OrderBook:
         self.unsettled.delete(sort_key(state.occurred_us, state.event_id))
         if state.decision.level1 is not None:
             self.by_level1.delete(prefixed(state.decision.level1.promoter_id) + id_key(state.order_id))
-        refs = [r for r in self.buyers.get(state.buyer_id) or () if r.order_id != state.order_id]
-        if refs:
-            self.buyers.put(state.buyer_id, refs)
-        else:
-            self.buyers.delete(state.buyer_id)
+        row = self.buyers.get(state.buyer_id)
+        require(row is not None, f"order {state.order_id!r} without its buyer's row")
+        row.orders = [r for r in row.orders if r.order_id != state.order_id]  # type: ignore[union-attr]
+        self.buyers.put(state.buyer_id, row)  # type: ignore[arg-type]
 
     # ------------------------------------------------------- parked refunds
     def park_refund(self, order_id: str, parked: ParkedRefund) -> None:

@@ -112,9 +112,19 @@ class OrderState(msgspec.Struct, array_like=True, gc=False):
                    intern(order_currency(order)), occurred_us, rules_version, *totals)
 
 
-class BuyerClicks(msgspec.Struct, array_like=True, gc=False):
-    """A buyer's known-share clicks: the recent ones, sorted; older ones are
-    in cold rows (``ledger.engine.clicks``)."""
+class OrderRef(NamedTuple):
+    """An unsettled order as its buyer's row lists it: enough to tell whether
+    a click can change it without loading it."""
+
+    occurred_us: int
+    order_id: str
+    rules_version: int
+
+
+class BuyerRow(msgspec.Struct, array_like=True, gc=False):
+    """A buyer's row: the known-share clicks, the recent ones sorted (older
+    ones are in cold rows, see ``ledger.engine.clicks``), and the unsettled
+    orders (``ledger.engine.orders``). One row: every click reads both."""
 
     clicks: list[ClickRef] = []
     # (occurred_us, event_id) ≥ every click of this buyer in cold rows, or None.
@@ -124,15 +134,7 @@ class BuyerClicks(msgspec.Struct, array_like=True, gc=False):
     spilled_until: Union[tuple[int, str], None] = None
     cold_rows: int = 0  # cold rows written so far (the next row's number)
     locks: tuple[int, ...] = ()  # lock periods (µs) whose last binding start stayed here
-
-
-class OrderRef(NamedTuple):
-    """An unsettled order as its buyer's row lists it: enough to tell whether
-    a click can change it without loading it."""
-
-    occurred_us: int
-    order_id: str
-    rules_version: int
+    orders: list[OrderRef] = []  # unsettled orders, in arrival order
 
 
 class ParkedClick(NamedTuple):

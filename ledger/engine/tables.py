@@ -49,7 +49,7 @@ class Table(Generic[K, V]):
         self._decode = decode
         self._values: OrderedDict[Any, Any] = OrderedDict()
         self._dirty: set[Any] = set()
-        self._pinned: dict[Any, int] = {}  # flushed, not yet committed: key → flushes holding it
+        self._pinned: dict[Any, int] = {}  # flushed, not yet committed: key → the newest flush holding it
         self._entry_bytes = ENTRY_OVERHEAD_BYTES  # running estimate of one cached entry
 
     # ---------------------------------------------------------------- reads
@@ -106,22 +106,19 @@ class Table(Generic[K, V]):
         return self._dirty
 
     # ---------------------------------------------------------- lifecycle
-    def _flush(self, ops: list[Op]) -> list[Any]:
-        keys = list(self._dirty)
-        for key in keys:
-            value = self._values[key]
-            ops.append((self._prefix + self._key(key), None if value is _ABSENT else self._encode(value)))
-            self._pinned[key] = self._pinned.get(key, 0) + 1
+    def _flush(self, ops: list[Op], generation: int) -> list[Any]:
+        keys = self._dirty
         self._dirty = set()
-        return keys
+        values, prefix, key_of, encode = self._values, self._prefix, self._key, self._encode
+        ops.extend([(prefix + key_of(k), None if (v := values[k]) is _ABSENT else encode(v)) for k in keys])
+        self._pinned.update(dict.fromkeys(keys, generation))  # the newest flush holding each key
+        return list(keys)
 
-    def _committed(self, keys: list[Any]) -> None:
+    def _committed(self, keys: list[Any], generation: int) -> None:
+        pinned = self._pinned
         for key in keys:
-            n = self._pinned[key] - 1
-            if n:
-                self._pinned[key] = n
-            else:
-                del self._pinned[key]
+            if pinned.get(key) == generation:
+                del pinned[key]
 
     def _bytes(self) -> int:
         return len(self._values) * self._entry_bytes
@@ -196,7 +193,8 @@ class SortedSpace:
 class Flush:
     """What one ``StateCache.flush`` wrote: released by ``committed``."""
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
         self.ops: list[Op] = []
         self.tables: list[tuple[Table, list[Any]]] = []
         self.spaces: list[tuple[SortedSpace, dict[bytes, bytes | None]]] = []
@@ -212,6 +210,7 @@ class StateCache:
         self.tables: list[Table] = []
         self.spaces: list[SortedSpace] = []
         self._before_flush: list[Callable[[], None]] = []
+        self._generation = 0
         stored = reader.get_many(journal, [META_KEY]).get(META_KEY)
         # The journal's own row, always resident (the engine's parts keep it).
         self.meta = _meta_decoder.decode(stored) if stored is not None else JournalMeta()
@@ -236,11 +235,12 @@ class StateCache:
         """Everything changed since the last flush, as store writes."""
         for hook in self._before_flush:
             hook()
-        flush = Flush()
+        self._generation += 1
+        flush = Flush(self._generation)
         flush.ops.append((META_KEY, _meta_encoder.encode(self.meta)))
         for table in self.tables:
             if table._dirty:
-                flush.tables.append((table, table._flush(flush.ops)))
+                flush.tables.append((table, table._flush(flush.ops, flush.generation)))
         for space in self.spaces:
             if space._pending:
                 flush.spaces.append((space, space._flush(flush.ops)))
@@ -250,7 +250,7 @@ class StateCache:
         """``flush``'s writes are in the store: release them, then keep the
         cache within its budget."""
         for table, keys in flush.tables:
-            table._committed(keys)
+            table._committed(keys, flush.generation)
         for space, layer in flush.spaces:
             space._committed(layer)
         self.trim()
