@@ -93,14 +93,32 @@ def nesting_depth(raw: bytes) -> int:
     return max(accumulate(memoryview(steps).cast("b")), default=0)
 
 
-# An escaped surrogate that is not half of a pair (for the one-line detail only;
-# the parsers decide). Preceded by an even number of backslashes: an escape.
-_LONE_SURROGATE = re.compile(
-    rb"(?<!\\)(?:\\\\)*+("
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-)
-_SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
+# Each escape of a JSON string, left to right (an escaped backslash before a
+# ``u`` is no \u escape);
+# group 1 is the hex of a surrogate code unit.
+_ESCAPE = re.compile(rb"\\(?:u([dD][89a-fA-F][0-9a-fA-F]{2})|u[0-9a-fA-F]{4}|.)", re.DOTALL)
+
+
+def lone_surrogate_escape(raw: bytes) -> re.Match | None:
+    """The first escaped surrogate that is not half of a pair (a high one
+    directly followed by a low one), or None. Exact for valid JSON, whose every
+    backslash starts an escape inside a string; it reads the text, not a parsed
+    value, so a string that a duplicate name later replaces counts too."""
+    high: re.Match | None = None
+    for escape in _ESCAPE.finditer(raw):
+        unit = escape.group(1)
+        if high is not None:
+            if unit is not None and escape.start() == high.end() and unit[1] in b"cdefCDEF":
+                high = None
+                continue
+            return high
+        if unit is not None:
+            if unit[1] in b"cdefCDEF":
+                return escape
+            high = escape
+    return high
+
+
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 
 
@@ -114,9 +132,9 @@ def _detail(raw: bytes, exc: Exception) -> str:
             return f"invalid UTF-8 at byte {whole.start}"
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if b"\\u" in raw:
-        lone = _LONE_SURROGATE.search(raw)
+        lone = lone_surrogate_escape(raw)
         if lone is not None:
-            return f"escaped lone surrogate {lone.group(1).decode()} at byte {lone.start(1)}"
+            return f"escaped lone surrogate {lone.group().decode()} at byte {lone.start()}"
     offset = _BYTE_OFFSET.search(message)
     if offset is not None:
         at = int(offset.group(1))
@@ -127,23 +145,6 @@ def _detail(raw: bytes, exc: Exception) -> str:
     return message[:200]
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    """Does any string (member names included) hold a surrogate code point? In a
-    parsed value a surrogate can only be a lone one: pairs are already joined."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if not item.isascii() and _SURROGATE_CHAR.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 def _reject_constant(name: str) -> Any:
     raise NotIJSON(f"{name} is not JSON")
 
@@ -151,7 +152,7 @@ def _reject_constant(name: str) -> Any:
 def _parse_slow(raw: bytes) -> Any:
     """The few I-JSON values msgspec declines: integers with more digits than it
     converts. Python's json enforces the same rules as msgspec except lone
-    surrogates (it accepts them), which are checked after."""
+    surrogates (it accepts them), which are looked for in the text after."""
     try:
         value = json.loads(raw.decode("utf-8"), parse_int=_parse_int, parse_float=_note_float,
                            parse_constant=_reject_constant)
@@ -159,8 +160,8 @@ def _parse_slow(raw: bytes) -> Any:
         raise NotIJSON(_detail(raw, exc)) from None
     except ValueError as exc:
         raise NotIJSON(_detail(raw, exc)) from None
-    if _has_lone_surrogate(value):
-        raise NotIJSON(_detail(raw, ValueError("escaped lone surrogate in a string")))
+    if b"\\u" in raw and lone_surrogate_escape(raw) is not None:
+        raise NotIJSON(_detail(raw, ValueError("escaped lone surrogate")))
     return value
 
 
