@@ -16,8 +16,21 @@ The fast path is one msgspec decode, which enforces all of the above except the
 depth itself; the depth is checked first, without recursion, and only when the
 input is longer than 257 bytes and holds more than 128 ``[``/``{`` (no deeper
 value can exist otherwise), so ordinary events pay one ``len``.
-msgspec 0.22 rejects escaped lone surrogates on its own (tests/test_schemas.py and
-tests/test_hostile_input.py pin it), so the fast path needs no surrogate scan.
+msgspec 0.22 rejects escaped lone surrogates on its own (tests/test_hostile_input.py
+pins it, the fuzzers check it), so the fast path needs no surrogate scan.
+
+Where RFC 7493 and SPEC §9's list differ, the decisions (issue 11), each written
+again where it is implemented:
+
+1. Numbers beyond the double range or beyond 2^53 stay valid (RFC 7493: SHOULD
+   NOT). SPEC §1's integer rules apply to known fields only; an unknown field may
+   hold any number (``_note_float``, ``_parse_int``).
+2. Duplicate member names are accepted and the last one wins (RFC 7493: MUST
+   NOT), as msgspec, orjson and Python's json all read them (``parse``).
+3. Unicode noncharacters (U+FDD0–U+FDEF, U+xFFFE/U+xFFFF) are accepted (RFC 7493:
+   MUST NOT): SPEC §9 names surrogates and control characters only, and a
+   noncharacter is a valid scalar value that every store and encoder keeps
+   (``parse``).
 """
 
 from __future__ import annotations
@@ -56,18 +69,19 @@ last = LastParse()
 
 def _note_float(text: str) -> float:
     last.saw_float = True
-    # A float beyond the double range becomes ±inf: I-JSON says numbers SHOULD
-    # NOT exceed it, SPEC §9 does not forbid them, and SPEC §1's integer rules
-    # apply to known fields only — so an unknown field may hold 1e400 (decision,
-    # issue 11). A known field rejects the float as schema_violation.
+    # Decision 1 (issue 11): a float beyond the double range becomes ±inf. RFC
+    # 7493 says numbers SHOULD NOT exceed it; SPEC §9 does not list them and §1's
+    # rules apply to known fields only, so an unknown field may hold 1e400. In a
+    # known field any float is a schema_violation.
     return float(text)
 
 
 def _parse_int(text: str) -> Any:
-    # Decision (issue 11): an integer beyond 2^53 or beyond any float is still
-    # valid JSON; in an unknown field it is ignored like any other value, in a
-    # known field it is a schema_violation (SPEC §1). One too long for int() is
-    # kept as its exact text (an orjson.Fragment), so the fingerprint stays exact.
+    # Decision 1 (issue 11): an integer beyond 2^53 or beyond any float is still
+    # valid (msgspec itself returns Python ints up to 4300 digits). In an unknown
+    # field it is ignored like any other value, in a known field it is a
+    # schema_violation (SPEC §1). One too long for int() is kept as its exact
+    # text (an orjson.Fragment), so the content fingerprint stays exact.
     if len(text) - (text[0] == "-") > MAX_INT_DIGITS:
         last.saw_huge_int = True
         return orjson.Fragment(text)
@@ -93,9 +107,9 @@ def nesting_depth(raw: bytes) -> int:
     return max(accumulate(memoryview(steps).cast("b")), default=0)
 
 
-# Each escape of a JSON string, left to right (an escaped backslash before a
-# ``u`` is no \u escape);
-# group 1 is the hex of a surrogate code unit.
+# Each escape of a JSON string, left to right, so that an escaped backslash
+# followed by "u" is not taken for a \u escape; group 1 is the hex of a
+# surrogate code unit.
 _ESCAPE = re.compile(rb"\\(?:u([dD][89a-fA-F][0-9a-fA-F]{2})|u[0-9a-fA-F]{4}|.)", re.DOTALL)
 
 
@@ -168,9 +182,10 @@ def _parse_slow(raw: bytes) -> Any:
 def parse(raw: bytes) -> Any:
     """Parse one I-JSON value; raise NotIJSON (→ malformed_json) when it is not.
 
-    Duplicate member names are accepted and the last one wins (decision, issue
-    11): RFC 7493 says MUST NOT, but SPEC §9's list does not name them, and the
-    last-wins reading is what msgspec, orjson and Python's json all give.
+    Decision 2 (issue 11): duplicate member names are accepted and the last one
+    wins. RFC 7493 says MUST NOT, but SPEC §9's list does not name them, and
+    last-wins is what msgspec, orjson and Python's json all give.
+    Decision 3: noncharacters are accepted; nothing here looks for them.
     """
     last.saw_float = False
     last.saw_huge_int = False
