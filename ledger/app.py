@@ -12,6 +12,8 @@ version as the optimistic-concurrency check. Re-executing the whole journal is
 from __future__ import annotations
 
 import gc
+import logging
+import sqlite3
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,15 +47,19 @@ from ledger.records import (
     genesis,
     unframe,
 )
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import PersistenceError, Tracking
 
-from ledger.store import ConcurrentWriteError, JournalStore, StoreError
+from ledger.store import ConcurrentWriteError, JournalStore, StoreError, one_line
+from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
 from schemas.events import MAX_SAFE_INT, Order
 from schemas.timestamps import parse_timestamp_us
 
+log = logging.getLogger("commission_ledger.ledger")
+
 DEFAULT_BATCH_EVENTS = 5_000
 MAX_WRITE_ATTEMPTS = 5
+OPEN_ATTEMPTS = 5  # reads of (state row, chain head) that may straddle another writer's commit
 
 
 class IntegrityError(RuntimeError):
@@ -169,31 +175,45 @@ class Ledger:
 
     # -------------------------------------------------------------- opening
     def _open(self) -> None:
-        """Read the journal's state row and check it against the chain head. O(1)."""
-        cache = StateCache(self.store.state, self.store.number, self.limits.cache_bytes)
-        meta = cache.meta
-        newest = self.store.last(2)
-        name = self.store.name
-        if not newest:
-            if meta.version:
-                raise IntegrityError(f"journal {name}: the state tables reflect {meta.version} segments but the journal is empty")
-        else:
-            last = newest[0]
-            if unframe(last.state)[0] is None or not cache.meta_stored:
-                raise MigrationNeeded(f"journal {name!r} was written by an older version: run `commission-ledger migrate`")
-            prev = unframe(newest[1].state)[0] if len(newest) > 1 else genesis(name)
+        """Read the journal's state row and check it against the chain head. O(1).
+
+        The two are read in two queries: a writer committing in between makes
+        them disagree for a moment, so a disagreement is read again before it
+        counts as an integrity error."""
+        for attempt in range(OPEN_ATTEMPTS):
+            cache = StateCache(self.store.state, self.store.number, self.limits.cache_bytes)
             try:
-                carried = link(name, last.version, prev or b"", last.state)
-            except ChainError as exc:
-                raise IntegrityError(f"{exc}; no write until an audit (`commission-ledger audit replay`)") from None
-            if last.version != meta.version or carried != meta.head_sha256:
-                raise IntegrityError(f"journal {name} segment {last.version}: the state tables stand at segment "
-                                     f"{meta.version} with another head: the journal changed without its state "
-                                     "(run `commission-ledger audit replay`)")
+                self._check_head(cache, self.store.last(2))
+                break
+            except IntegrityError:
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        meta = cache.meta
         self.cache = cache
         self.engine = Engine(cache, self.limits)
         self.version = meta.version
         self.position = meta.position
+
+    def _check_head(self, cache: StateCache, newest: list) -> None:
+        meta = cache.meta
+        name = self.store.name
+        if not newest:
+            if meta.version:
+                raise IntegrityError(f"journal {name}: the state tables reflect {meta.version} segments but the journal is empty")
+            return
+        last = newest[0]
+        if unframe(last.state)[0] is None or not cache.meta_stored:
+            raise MigrationNeeded(f"journal {name!r} was written by an older version: run `commission-ledger migrate`")
+        prev = unframe(newest[1].state)[0] if len(newest) > 1 else genesis(name)
+        try:
+            carried = link(name, last.version, prev or b"", last.state)
+        except ChainError as exc:
+            raise IntegrityError(f"{exc}; no write until an audit (`commission-ledger audit replay`)") from None
+        if last.version != meta.version or carried != meta.head_sha256:
+            raise IntegrityError(f"journal {name} segment {last.version}: the state tables stand at segment "
+                                 f"{meta.version} with another head: the journal changed without its state "
+                                 "(run `commission-ledger audit replay`)")
 
     def reload(self) -> None:
         """Drop everything cached and open again from the store."""
@@ -263,7 +283,10 @@ class Ledger:
         engine.begin_batch()
         records: list[Record] = []
         for (raw, source), event in zip(items, decoded):
-            outcome = engine.apply_decoded(event, raw, source)
+            try:
+                outcome = engine.apply_decoded(event, raw, source)
+            except Exception as exc:  # noqa: BLE001 - the last-resort guard: see guarded()
+                outcome = guarded(exc, raw, source)
             counts.add(outcome)
             records.append(record_for(outcome, raw, source, event))
             if letters is not None:
@@ -412,6 +435,18 @@ class Ledger:
         return self.engine.parked_counts()
 
 
+def guarded(exc: Exception, raw: bytes, source: Source) -> Outcome:
+    """The last resort: an unexpected exception while applying one event
+    dead-letters that event (``schema_violation``, naming the exception)
+    instead of stopping the batch; the stream moves on. A failure of the store
+    itself is not the event's fault: it propagates, and the batch is retried."""
+    if isinstance(exc, (StoreError, PersistenceError, OSError, MemoryError, sqlite3.Error)) or type(exc).__module__.startswith("psycopg"):
+        raise exc
+    log.error("unexpected %s applying %s; dead-lettered", type(exc).__name__, source.text(), exc_info=exc)
+    detail = f"{type(exc).__name__} while applying: {one_line(exc)}"[:300]
+    return Outcome(DEAD_LETTER, None, [], DeadLetter(reasons.SCHEMA_VIOLATION, detail, source, raw, None))
+
+
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     chunk: list[Item] = []
     for item in items:
@@ -452,7 +487,11 @@ def apply_record(engine: Engine, record: Record) -> Record:
     if isinstance(record, (Ingested, DeadLettered)):
         raw, source = (record.raw, record.source) if isinstance(record, Ingested) else (record.letter.raw, record.letter.source)
         decoded = decode_event(raw)
-        return record_for(engine.apply_decoded(decoded, raw, source), raw, source, decoded)
+        try:
+            outcome = engine.apply_decoded(decoded, raw, source)
+        except Exception as exc:  # noqa: BLE001 - the same last-resort guard as live
+            outcome = guarded(exc, raw, source)
+        return record_for(outcome, raw, source, decoded)
     if isinstance(record, Settled):
         order_ids, transfers = engine.settle(record.as_of_us)
         return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers)
