@@ -17,7 +17,7 @@ import sqlite3
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import msgspec
 
@@ -49,7 +49,7 @@ from ledger.records import (
 )
 from eventsourcing.persistence import PersistenceError, Tracking
 
-from ledger.store import ConcurrentWriteError, JournalStore, StoreError, one_line
+from ledger.store import ConcurrentWriteError, JournalStore, Row, StoreError, one_line
 from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
 from schemas.events import MAX_SAFE_INT, Order
@@ -241,23 +241,27 @@ class Ledger:
         self.version, self.position = meta.version, meta.position
         return Pending(records, [(SEGMENT_TOPIC, stored)], after, self.cache.flush())
 
-    def _write(self, pending: Pending, trackings: list[Tracking] | None = None) -> None:
-        self.store.append(pending.stored, pending.after_version, trackings or (), pending.flush.ops)
+    def _write(self, pending: Pending, trackings: list[Tracking] | None = None, also: Sequence[Row] = ()) -> None:
+        self.store.append(pending.stored, pending.after_version, trackings or (), pending.flush.ops, also)
         self.cache.committed(pending.flush)
 
-    def _append(self, records: list[Record]) -> list[Record]:
+    def _append(self, records: list[Record], also: Callable[[int], Sequence[Row]] | None = None) -> list[Record]:
         """Append records as one segment; if another writer got there first,
         reopen from the store and re-execute them (optimistic concurrency).
+        ``also(first_position)`` gives rows written in the same transaction.
         Returns the records as finally written."""
         for attempt in range(MAX_WRITE_ATTEMPTS):
             if not records:
                 return records
+            first = self.position + 1
             pending = self._seal(records)
+            rows = also(first) if also is not None else ()
             try:
-                self._write(pending)
+                self._write(pending, also=rows)
                 return records
             except ConcurrentWriteError:
-                if attempt == MAX_WRITE_ATTEMPTS - 1:
+                if attempt == MAX_WRITE_ATTEMPTS - 1 or (rows and self.store.store.exists(rows)):
+                    self.reload()
                     raise
                 self.reload()
                 records = _reexecute(self.engine, records)
@@ -396,16 +400,19 @@ class Ledger:
         record = Settled(as_of.text, as_of.instant_us, self.engine.rules_version, order_ids, transfers)
         return self._append([record])[0]  # type: ignore[return-value]
 
-    def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
-        """Append a manual adjustment (the treasury journal's job: see ledger.books)."""
+    def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
+                          also: Callable[[int], Sequence[Row]] | None = None) -> tuple[int, Adjusted]:
+        """Append a manual adjustment (the treasury journal's job: see ledger.books);
+        return its position and record."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
         self.ensure_rules()
         transfers = self.engine.adjust(promoter_id, currency, amount_minor)
         record = Adjusted(promoter_id, currency, amount_minor, reason, actor, transfers)
-        return self._append([record])[0]  # type: ignore[return-value]
+        written = self._append([record], also)
+        return self.position, written[0]  # type: ignore[return-value]
 
     def record_payout(self, as_of: AsOf, payables: dict[tuple[str, str], int], *, expected_version: int,
-                      balances_at: int) -> PaidOut:
+                      balances_at: int, also: Callable[[int], Sequence[Row]] | None = None) -> tuple[int, PaidOut]:
         """Append one payout of ``payables`` (computed by the caller from every
         journal up to store position ``balances_at``, while this journal was at
         ``expected_version``); if this journal moved since, raise
@@ -414,13 +421,14 @@ class Ledger:
         if self.version != expected_version:
             raise ConcurrentWriteError(f"journal {self.store.name} moved from {expected_version} to {self.version}")
         record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, self.engine.payout(payables), balances_at)
+        position = self.position + 1
         pending = self._seal([record])
         try:
-            self._write(pending)
+            self._write(pending, also=also(position) if also is not None else ())
         except BaseException:
             self.reload()
             raise
-        return record
+        return position, record
 
     # -------------------------------------------------------------- reading
     def records(self) -> Iterator[tuple[int, Record]]:

@@ -10,14 +10,14 @@ concurrent payouts never pay the same balance twice.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from ledger import log
 from ledger.app import AsOf, Ledger, validate_adjustment
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment, fold_records
-from ledger.store import ConcurrentWriteError, JournalStore, Store
+from ledger.store import ConcurrentWriteError, JournalStore, Row, Store
 
 TREASURY = "treasury"
 MAX_PAYOUT_ATTEMPTS = 20
@@ -67,10 +67,12 @@ class Books:
         when = AsOf.parse(as_of)
         return [self.ledger(name).settle(when) for name in self.journals() if name != TREASURY]
 
-    def payout(self, as_of: str) -> PaidOut:
+    def payout(self, as_of: str, also: Callable[[int], Sequence[Row]] | None = None) -> PaidOut:
         """Pay every balance ≥ min_payout, exactly once even under concurrency:
         the payout is computed from all journals and appended at the treasury
-        version it was computed against; a concurrent payout forces a retry."""
+        version it was computed against; a concurrent payout forces a retry.
+        ``also(treasury position)`` gives rows committed with it (an
+        idempotency key's record: the payout and its key commit together)."""
         when = AsOf.parse(as_of)
         for _ in range(MAX_PAYOUT_ATTEMPTS):
             treasury = self.ledger(TREASURY)
@@ -79,11 +81,15 @@ class Books:
             position = self.store.recorder.max_notification_id() or 0
             payables = {key: row[1] for key, row in self.balances(until_position=position).items()}
             try:
-                return treasury.record_payout(when, payables, expected_version=version, balances_at=position)
+                return treasury.record_payout(when, payables, expected_version=version, balances_at=position, also=also)[1]
             except ConcurrentWriteError:
+                if also is not None and self.store.exists(also(0)):
+                    raise  # the key was recorded by another request: its caller replays the first response
                 continue
         raise ConcurrentWriteError("payout: the treasury kept changing; try again")
 
-    def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
+    def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
+               also: Callable[[int], Sequence[Row]] | None = None) -> Adjusted:
+        """A manual adjustment in the treasury journal; ``also`` as for ``payout``."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
-        return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor)
+        return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor, also)[1]

@@ -87,6 +87,11 @@ def _environment(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_CONNECT_TIMEOUT": "10",
+            # A ledger process needs few connections (one writer, a reader or
+            # two for state and the log; the service's threads share them):
+            # a small pool keeps many processes within the server's limit.
+            "POSTGRES_POOL_SIZE": "3",
+            "POSTGRES_MAX_OVERFLOW": "6",
             "PROCESS_RECORDER_TOPIC": "ledger.recorders:MultiTrackingPostgresProcessRecorder",
             **common,
         }
@@ -226,6 +231,14 @@ class Store:
         with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
             c.execute(f"DELETE FROM ledger_state WHERE journal = {mark}", (number,))
 
+    def exists(self, rows: Sequence[Row]) -> bool:
+        """Does any of these (stream, version) rows exist already?"""
+        try:
+            return any(self.recorder.select_events(row.originator_id, gt=row.originator_version - 1,
+                                                   lte=row.originator_version) for row in rows)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+
     def trackings(self) -> dict[str, int]:
         """Every tracking position recorded: name → next position."""
         recorder = self.recorder
@@ -301,19 +314,22 @@ class JournalStore:
         raise StoreError(f"journal {self.name!r} has no segment {version}")
 
     def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = (),
-               state: Sequence[Op] = ()) -> int:
-        """Append segments as versions after_version+1…, with ``trackings`` and
-        the journal's ``state`` writes in the same transaction; return the last
-        version. Raises ConcurrentWriteError when another writer got there first."""
+               state: Sequence[Op] = (), also: Sequence[Row] = ()) -> int:
+        """Append segments as versions after_version+1…, with ``trackings``,
+        the journal's ``state`` writes and ``also`` rows of other streams (an
+        idempotency key's record) in the same transaction; return the last
+        version. Raises ConcurrentWriteError when another writer got there
+        first (or one of ``also`` exists already)."""
         rows = [
-            Row(self.journal_id, after_version + i, topic, state)
-            for i, (topic, state) in enumerate(segments, start=1)
+            Row(self.journal_id, after_version + i, topic, data)
+            for i, (topic, data) in enumerate(segments, start=1)
         ]
         if not rows:
             return after_version
         number = self.number
         try:
-            self.recorder.insert_events(rows, trackings=list(trackings), state=(number, state) if state else None)  # type: ignore[arg-type]
+            self.recorder.insert_events([*rows, *also], trackings=list(trackings),  # type: ignore[arg-type]
+                                        state=(number, state) if state else None)
         except IntegrityError as exc:
             raise ConcurrentWriteError(
                 f"journal {self.name} changed since version {after_version}: {one_line(exc)}"
