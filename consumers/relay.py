@@ -53,11 +53,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import msgspec
 from eventsourcing.persistence import Tracking
+from kafka.partitioner.default import murmur2
 
 from ledger import log as notification_log
 from ledger.records import SEGMENT_TOPIC, RecordMoney, SegmentView, decode_segment_money
@@ -68,6 +70,8 @@ from schemas.timestamps import format_timestamp_us
 DEFAULT_TOPIC = "commission-ledger-events"
 DEFAULT_PARTITIONS = 4
 CHUNK_MESSAGES = 10_000  # messages per acknowledgement (and tracking row); a chunk ends on a segment boundary
+MAX_CHUNKS_IN_FLIGHT = 2  # chunks sent but not yet acknowledged before the relay waits (keeps the producer busy)
+DELIVERY_TIMEOUT_MS = 30_000
 POLL_S = 0.2  # how often an idle relay looks for new segments
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -198,7 +202,7 @@ def _producer(bootstrap: str, options: dict | None = None):
         "linger_ms": 5,
         "batch_size": 256 * 1024,
         "request_timeout_ms": 10_000,
-        "delivery_timeout_ms": 30_000,
+        "delivery_timeout_ms": DELIVERY_TIMEOUT_MS,
         "max_block_ms": 15_000,
         "client_id": "commission-ledger-relay",
         **(options or {}),
@@ -258,8 +262,11 @@ class Relay:
         self.name = tracking_name(topic)
         self.clock_us = clock_us
         self.stop = threading.Event()
+        self.relayed = 0  # the stored position: everything up to it acknowledged
         self._producer = None
         self._topic_ready = False
+        self._partition_ids: list[int] = []
+        self._partition_of: dict[bytes, int] = {}
 
     # ---------------------------------------------------------------- public
     def position(self) -> int:
@@ -270,25 +277,25 @@ class Relay:
         ``until_idle_s``, until nothing new arrived for that long and
         everything found was acknowledged."""
         started = time.monotonic()
-        position = self.position()
-        stats = RelayStats(position=position, started_at=position)
-        backlog = Backlog(position)
+        self.relayed = self.position()
+        stats = RelayStats(position=self.relayed, started_at=self.relayed)
+        backlog = Backlog(self.relayed)
         idle_since = time.monotonic()
         backoff = BACKOFF_FIRST_S
         failing = False
         try:
             while not self.stop.is_set():
                 backlog.scan(self.store)
-                self._observe(backlog, position, stats)
+                self._observe(backlog, stats)
                 if not backlog.pending:
                     if until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
                         break
                     self.stop.wait(POLL_S)
                     continue
                 try:
-                    chunk_started = time.monotonic()
-                    position = self._relay_chunk(position, stats)
-                    stats.busy_seconds += time.monotonic() - chunk_started
+                    busy_started = time.monotonic()
+                    self._relay_available(stats, backlog)
+                    stats.busy_seconds += time.monotonic() - busy_started
                 except SendFailed as exc:
                     stats.failures += 1
                     stats.last_failure = str(exc)
@@ -297,32 +304,31 @@ class Relay:
                         self.metrics.send_failures.inc()
                     self._close_producer()
                     log.warning("relay: %s; nothing after store position %d is marked relayed; retrying in %.1fs",
-                                exc, position, backoff)
+                                exc, self.relayed, backoff)
                     if self.stop.wait(backoff):
                         break
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                     continue
                 if failing:
                     failing = False
-                    log.info("relay: broker reachable again; relayed up to store position %d", position)
+                    log.info("relay: broker reachable again; relayed up to store position %d", self.relayed)
                 backoff = BACKOFF_FIRST_S
-                backlog.acknowledged(position)
                 idle_since = time.monotonic()
             backlog.scan(self.store)
-            self._observe(backlog, position, stats)
+            self._observe(backlog, stats)
         finally:
             self._close_producer(timeout=5)
-        stats.position = position
+        stats.position = self.relayed
         stats.seconds = time.monotonic() - started
         return stats
 
     # -------------------------------------------------------------- internal
-    def _observe(self, backlog: Backlog, position: int, stats: RelayStats) -> None:
+    def _observe(self, backlog: Backlog, stats: RelayStats) -> None:
         stats.last_lag_seconds = backlog.seconds(self.clock_us())
         if self.metrics is not None:
             self.metrics.lag_records.set(backlog.records())
             self.metrics.lag_seconds.set(stats.last_lag_seconds)
-            self.metrics.position.set(position)
+            self.metrics.position.set(self.relayed)
 
     def _connect(self):
         if self._producer is None:
@@ -333,7 +339,10 @@ class Relay:
                     _ensure_topic(self.bootstrap, self.topic, self.partitions)
                     self._topic_ready = True
                 self._producer = _producer(self.bootstrap, self.producer_options)
+                self._partition_ids = sorted(self._producer.partitions_for(self.topic))
+                self._partition_of = {}
             except (KafkaError, OSError) as exc:
+                self._close_producer()
                 raise SendFailed(f"broker {self.bootstrap} unreachable ({type(exc).__name__}: {exc})") from None
         return self._producer
 
@@ -345,42 +354,77 @@ class Relay:
             except Exception:  # noqa: BLE001 - closing a broken client must not hide the real error
                 pass
 
-    def _relay_chunk(self, position: int, stats: RelayStats) -> int:
-        """Send whole segments after ``position`` (about ``chunk_messages``
-        messages), wait until the broker acknowledged every one, then store
-        the new position; return it. Raises SendFailed, leaving it unchanged."""
+    def _partition(self, key: bytes) -> int:
+        """The default partitioner's choice (murmur2 of the key, like the Java
+        client's), computed once per promoter instead of once per message."""
+        partition = self._partition_of.get(key)
+        if partition is None:
+            ids = self._partition_ids
+            partition = self._partition_of[key] = ids[(murmur2(key) & 0x7FFFFFFF) % len(ids)]
+        return partition
+
+    def _relay_available(self, stats: RelayStats, backlog: Backlog) -> None:
+        """Send every segment after the relayed position, in chunks of whole
+        segments (about ``chunk_messages`` messages) with up to
+        MAX_CHUNKS_IN_FLIGHT chunks unacknowledged; as each chunk and every one
+        before it is acknowledged, store its position (``self.relayed``). On a
+        failure raise SendFailed: the position stays at the last chunk acknowledged
+        in full. With ``stop`` set, finish the segment in hand and return."""
         from kafka.errors import KafkaError
 
         producer = self._connect()
-        futures = []
-        last = position
-        segments = 0
+        in_flight: deque[tuple[int, int, list]] = deque()  # (position, segments, futures) per chunk
+        futures: list = []
+        segments, last = 0, self.relayed
         try:
-            for nid, journal, segment in notification_log.segments(self.store, after=position,
+            for nid, journal, segment in notification_log.segments(self.store, after=self.relayed,
                                                                    decode=decode_segment_money):
                 for event in ledger_events(journal, segment):  # type: ignore[arg-type]
-                    futures.append(producer.send(self.topic, key=event.promoter_id.encode(), value=encode(event)))
-                last = nid
-                segments += 1
-                if len(futures) >= self.chunk_messages or self.stop.is_set():
+                    key = event.promoter_id.encode()
+                    futures.append(producer.send(self.topic, key=key, value=encode(event), partition=self._partition(key)))
+                last, segments = nid, segments + 1
+                if len(futures) >= self.chunk_messages:
+                    in_flight.append((last, segments, futures))
+                    futures, segments = [], 0
+                    self._acknowledge(in_flight, stats, backlog, block=len(in_flight) > MAX_CHUNKS_IN_FLIGHT)
+                if self.stop.is_set():
                     break
-            if futures:
-                producer.flush(timeout=(self.producer_options or {}).get("delivery_timeout_ms", 30_000) / 1000 + 5)
+            if segments:
+                in_flight.append((last, segments, futures))
+            if in_flight:
+                producer.flush(timeout=self._delivery_timeout_s())
+            self._acknowledge(in_flight, stats, backlog, block=True)
         except KafkaError as exc:
             raise SendFailed(f"sending to {self.topic} failed ({type(exc).__name__}: {exc})") from None
-        failed = [f for f in futures if not f.is_done or f.failed()]
-        if failed:
-            first = failed[0].exception if failed[0].is_done else "not acknowledged in time"
-            raise SendFailed(f"{len(failed)} of {len(futures)} messages to {self.topic} not acknowledged ({first})")
-        if last > position:
-            self.store.recorder.insert_tracking(Tracking(self.name, last))
-        stats.messages += len(futures)
-        stats.segments += segments
-        stats.chunks += 1
-        if self.metrics is not None:
-            self.metrics.messages.inc(len(futures))
-            self.metrics.position.set(last)
-        return last
+
+    def _delivery_timeout_s(self) -> float:
+        return (self.producer_options or {}).get("delivery_timeout_ms", DELIVERY_TIMEOUT_MS) / 1000 + 5
+
+    def _acknowledge(self, in_flight: deque, stats: RelayStats, backlog: Backlog, *, block: bool) -> None:
+        """Store the position of each leading chunk that the broker acknowledged
+        in full; with ``block``, wait for all of them."""
+        while in_flight:
+            position, segments, futures = in_flight[0]
+            if block:
+                for f in futures:
+                    if not f.is_done:
+                        f.get(timeout=self._delivery_timeout_s())  # raises the send's error, or a timeout
+            elif not all(f.is_done for f in futures):
+                return
+            failed = [f for f in futures if f.failed()]
+            if failed:
+                raise SendFailed(f"{len(failed)} of {len(futures)} messages to {self.topic} not acknowledged "
+                                 f"({type(failed[0].exception).__name__}: {failed[0].exception})")
+            in_flight.popleft()
+            self.store.recorder.insert_tracking(Tracking(self.name, position))
+            self.relayed = position
+            stats.messages += len(futures)
+            stats.segments += segments
+            stats.chunks += 1
+            backlog.acknowledged(position)
+            if self.metrics is not None:
+                self.metrics.messages.inc(len(futures))
+            self._observe(backlog, stats)
 
 
 def relay_main(store_url: str, bootstrap: str, *, topic: str = DEFAULT_TOPIC, partitions: int = DEFAULT_PARTITIONS,
