@@ -72,6 +72,7 @@ DEFAULT_PARTITIONS = 4
 CHUNK_MESSAGES = 10_000  # messages per acknowledgement (and tracking row); a chunk ends on a segment boundary
 MAX_CHUNKS_IN_FLIGHT = 2  # chunks sent but not yet acknowledged before the relay waits (keeps the producer busy)
 DELIVERY_TIMEOUT_MS = 30_000
+BOOTSTRAP_TIMEOUT_MS = 5_000
 POLL_S = 0.2  # how often an idle relay looks for new segments
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -204,6 +205,7 @@ def _producer(bootstrap: str, options: dict | None = None):
         "request_timeout_ms": 10_000,
         "delivery_timeout_ms": DELIVERY_TIMEOUT_MS,
         "max_block_ms": 15_000,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,  # the relay's own backoff loop does the waiting
         "client_id": "commission-ledger-relay",
         **(options or {}),
     })
@@ -215,7 +217,7 @@ def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="commission-ledger-relay-admin",
-                             request_timeout_ms=10_000)
+                             request_timeout_ms=10_000, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     try:
         if topic not in set(admin.list_topics()):
             try:
@@ -224,6 +226,12 @@ def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
                 pass
     finally:
         admin.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 class SendFailed(RuntimeError):
@@ -303,7 +311,7 @@ class Relay:
                     if self.metrics is not None:
                         self.metrics.send_failures.inc()
                     self._close_producer()
-                    log.warning("relay: %s; nothing after store position %d is marked relayed; retrying in %.1fs",
+                    log.warning("%s; nothing after store position %d is marked relayed; retrying in %.1fs",
                                 exc, self.relayed, backoff)
                     if self.stop.wait(backoff):
                         break
@@ -311,7 +319,7 @@ class Relay:
                     continue
                 if failing:
                     failing = False
-                    log.info("relay: broker reachable again; relayed up to store position %d", self.relayed)
+                    log.info("broker reachable again; relayed up to store position %d", self.relayed)
                 backoff = BACKOFF_FIRST_S
                 idle_since = time.monotonic()
             backlog.scan(self.store)
@@ -343,7 +351,7 @@ class Relay:
                 self._partition_of = {}
             except (KafkaError, OSError) as exc:
                 self._close_producer()
-                raise SendFailed(f"broker {self.bootstrap} unreachable ({type(exc).__name__}: {exc})") from None
+                raise SendFailed(f"broker {self.bootstrap} unreachable ({_describe(exc)})") from None
         return self._producer
 
     def _close_producer(self, timeout: float = 0) -> None:
@@ -395,7 +403,7 @@ class Relay:
                 producer.flush(timeout=self._delivery_timeout_s())
             self._acknowledge(in_flight, stats, backlog, block=True)
         except KafkaError as exc:
-            raise SendFailed(f"sending to {self.topic} failed ({type(exc).__name__}: {exc})") from None
+            raise SendFailed(f"sending to {self.topic} failed ({_describe(exc)})") from None
 
     def _delivery_timeout_s(self) -> float:
         return (self.producer_options or {}).get("delivery_timeout_ms", DELIVERY_TIMEOUT_MS) / 1000 + 5
@@ -414,7 +422,7 @@ class Relay:
             failed = [f for f in futures if f.failed()]
             if failed:
                 raise SendFailed(f"{len(failed)} of {len(futures)} messages to {self.topic} not acknowledged "
-                                 f"({type(failed[0].exception).__name__}: {failed[0].exception})")
+                                 f"({_describe(failed[0].exception)})")
             in_flight.popleft()
             self.store.recorder.insert_tracking(Tracking(self.name, position))
             self.relayed = position
