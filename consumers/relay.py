@@ -430,6 +430,7 @@ class Relay:
             stats.segments += segments
             stats.chunks += 1
             backlog.acknowledged(position)
+            backlog.scan(self.store)  # what arrived meanwhile: the lag must not read 0 while busy
             if self.metrics is not None:
                 self.metrics.messages.inc(len(futures))
             self._observe(backlog, stats)
