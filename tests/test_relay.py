@@ -415,3 +415,18 @@ def test_kafkajs_consumer_validates_every_message_against_the_shipped_schema(tmp
     assert result["invalid"] == 0, result["errors"]
     assert result["key_mismatch"] == 0
     assert result["messages"] == result["distinct"] == stats.messages
+
+
+def test_a_second_relay_of_the_same_topic_continues_from_the_furthest_position():
+    """Tracking rows only move forward: a relay that acknowledged less than
+    another relay of the same topic stored continues from there (it only duplicates)."""
+    from eventsourcing.persistence import Tracking
+
+    store = Store("memory://")
+    store.recorder.insert_tracking(Tracking(tracking_name("t"), 7))
+    behind = Relay(store, "127.0.0.1:1", topic="t")
+    behind.relayed = 3
+    behind._track(5)
+    assert behind.relayed == 7 and store.position(tracking_name("t")) == 7
+    behind._track(9)
+    assert behind.relayed == 9 and store.position(tracking_name("t")) == 9
