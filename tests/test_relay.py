@@ -430,3 +430,20 @@ def test_a_second_relay_of_the_same_topic_continues_from_the_furthest_position()
     assert behind.relayed == 7 and store.position(tracking_name("t")) == 7
     behind._track(9)
     assert behind.relayed == 9 and store.position(tracking_name("t")) == 9
+
+
+def test_relay_from_a_postgresql_store(postgres_url, kafka_bootstrap, topics):
+    """The same relay over PostgreSQL (its notification log and tracking table)."""
+    books = Books(Store(postgres_url), Rules())
+    _ingest(books, SAMPLE)
+    books.settle("2026-02-01T00:00:00Z")
+    books.payout("2026-02-01T00:00:00Z")
+    topic = f"out-{topics[0]}"
+    stats = Relay(books.store, kafka_bootstrap, topic=topic).run(until_idle_s=0.2)
+    values = [json.loads(m.value) for m in read_topic(kafka_bootstrap, topic, stats.messages)]
+    assert len(values) == stats.messages == 8
+    assert [v["type"] for v in sorted(values, key=lambda v: _order_key(v["event_id"]))] == [
+        "commission.accrued", "commission.accrued", "commission.reversed", "commission.reversed",
+        "commission.settled", "commission.settled", "payout.paid", "payout.paid"]
+    assert _fold(values) == books.balances()
+    assert Store(postgres_url).position(tracking_name(topic)) == stats.position > 0
