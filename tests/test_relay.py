@@ -447,3 +447,12 @@ def test_relay_from_a_postgresql_store(postgres_url, kafka_bootstrap, topics):
         "commission.settled", "commission.settled", "payout.paid", "payout.paid"]
     assert _fold(values) == books.balances()
     assert Store(postgres_url).position(tracking_name(topic)) == stats.position > 0
+
+
+def test_demo_relays_and_prints_published_messages(kafka_bootstrap):
+    done = subprocess.run([EXE, "demo", "--events", "2000", "--bootstrap-servers", kafka_bootstrap],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"relay: published [1-9]\d* ledger events", done.stdout), done.stdout
+    printed = [outbound.decode(line.strip().encode()) for line in done.stdout.splitlines() if line.startswith('  {"type":')]
+    assert {e.type for e in printed} >= {"commission.accrued", "commission.settled", "payout.paid"}
