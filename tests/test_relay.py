@@ -57,6 +57,21 @@ def _split_holding_refunds(lines: list[bytes], k: int) -> tuple[list[bytes], lis
     return [raw for raw in lines[:k] if b'"type":"refund"' not in raw], refunds + lines[k:]
 
 
+def ledger_with_every_movement(url: str, events: int, seed: int) -> Books:
+    """A synthetic ledger with every kind of movement: 70% of the events (their
+    refunds held back), a settlement and a payout, the rest (refunds of settled
+    orders claw back), and two adjustments (a bonus and a correction)."""
+    books = Books(Store(url), Rules())
+    first, rest = _split_holding_refunds(list(generate(events, seed=seed)), events * 7 // 10)
+    _ingest(books, first)
+    books.settle("2026-02-01T00:00:00Z")
+    books.payout("2026-02-01T00:00:00Z")
+    _ingest(books, rest, "more")
+    books.adjust("p1", "CNY", 500, "bonus", "test")
+    books.adjust("p2", "CNY", -300, "correction", "test")
+    return books
+
+
 def read_topic(bootstrap: str, topic: str, at_least: int, *, idle_s: float = 2.0, timeout_s: float = 180.0) -> list:
     """Every message of ``topic`` (all partitions, from the start): waits for
     ``at_least``, then until nothing new came for ``idle_s``."""
@@ -149,14 +164,7 @@ def test_schema_ships_with_the_package():
 # ------------------------------------------------------------ pure messages
 def test_money_movements_sum_to_the_balances_of_payouts():
     """Σ into a bucket − Σ out of it = that balance, for every promoter and currency."""
-    books = Books(Store("memory://"), Rules())
-    first, rest = _split_holding_refunds(list(generate(6_000, seed=5)), 4_000)
-    _ingest(books, first)
-    books.settle("2026-02-01T00:00:00Z")
-    books.payout("2026-02-01T00:00:00Z")
-    _ingest(books, rest, "more")
-    books.adjust("p1", "CNY", 500, "bonus", "test")
-    books.adjust("p2", "CNY", -300, "correction", "test")
+    books = ledger_with_every_movement("memory://", 6_000, seed=5)
     events = list(store_events(books.store))
     values = [json.loads(outbound.encode(e)) for e in events]
     assert {v["type"] for v in values} == set(outbound.TYPES.values())
@@ -243,14 +251,7 @@ def test_relay_killed_with_sigkill_resumes_and_skips_nothing(tmp_path, kafka_boo
     are only re-sends of what was not yet acknowledged, and the deduplicated sums
     equal the ledger's balances."""
     url = f"sqlite:///{tmp_path}/ledger.db"
-    books = Books(Store(url), Rules())
-    first, rest = _split_holding_refunds(list(generate(100_000, seed=11)), 60_000)
-    _ingest(books, first)
-    books.settle("2026-02-01T00:00:00Z")
-    books.payout("2026-02-01T00:00:00Z")
-    _ingest(books, rest, "more")  # refunds of settled orders: clawbacks
-    books.adjust("p3", "CNY", 1_000, "bonus", "test")
-    books.adjust("p4", "CNY", -200, "correction", "test")
+    books = ledger_with_every_movement(url, 100_000, seed=11)
     store = books.store
     expected = {e.event_id: json.loads(outbound.encode(e)) for e in store_events(store)}
     per_segment = [sum(1 for _ in ledger_events(j, s)) for _, j, s in segments(store, decode=decode_segment_money)]
@@ -393,15 +394,7 @@ def test_kafkajs_consumer_validates_every_message_against_the_shipped_schema(tmp
         pytest.skip("node/npm not installed: the KafkaJS + ajv interop consumer cannot run")
     if not all((INTEROP / "node_modules" / pkg).is_dir() for pkg in ("kafkajs", "ajv", "ajv-formats")):
         pytest.skip("KafkaJS/ajv not installed in tests/interop (scripts/install.sh --test runs npm install)")
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    books = Books(Store(url), Rules())
-    first, rest = _split_holding_refunds(list(generate(10_000, seed=3)), 7_000)
-    _ingest(books, first)
-    books.settle("2026-02-01T00:00:00Z")
-    books.payout("2026-02-01T00:00:00Z")
-    _ingest(books, rest, "more")
-    books.adjust("p1", "CNY", 300, "bonus", "test")
-    books.adjust("p2", "CNY", -100, "correction", "test")
+    books = ledger_with_every_movement(f"sqlite:///{tmp_path}/ledger.db", 10_000, seed=3)
     topic = f"out-{topics[0]}"
     stats = Relay(books.store, kafka_bootstrap, topic=topic).run(until_idle_s=0.5)
     types = {e.type for e in store_events(books.store)}
