@@ -316,6 +316,7 @@ class Relay:
                     if self.metrics is not None:
                         self.metrics.send_failures.inc()
                     self._close_producer()
+                    self._topic_ready = False  # a broker that came back empty needs the topic again
                     log.warning("%s; nothing after store position %d is marked relayed; retrying in %.1fs",
                                 exc, self.relayed, backoff)
                     if self.stop.wait(backoff):

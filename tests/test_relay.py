@@ -449,3 +449,53 @@ def test_demo_relays_and_prints_published_messages(kafka_bootstrap):
     assert re.search(r"relay: published [1-9]\d* ledger events", done.stdout), done.stdout
     printed = [outbound.decode(line.strip().encode()) for line in done.stdout.splitlines() if line.startswith('  {"type":')]
     assert {e.type for e in printed} >= {"commission.accrued", "commission.settled", "payout.paid"}
+
+
+def test_broker_gone_while_following_is_retried_and_skips_nothing(tmp_path, topics):
+    """The relay is following the store when its broker goes away; new records
+    arrive meanwhile. Its sends fail, it backs off, and its stored position does
+    not move. A broker comes back on the same address (Tansu keeps topics in
+    memory only, so it comes back empty): the relay sends, from its stored
+    position, exactly what was not yet acknowledged — nothing is missing."""
+    import threading
+
+    from devkit.broker import EmbeddedBroker, free_port
+
+    books = ledger_with_every_movement(f"sqlite:///{tmp_path}/ledger.db", 5_000, seed=9)
+    topic = f"out-{topics[0]}"
+    port = free_port()
+    metrics = RelayMetrics()
+    relay = Relay(books.store, f"127.0.0.1:{port}", topic=topic, metrics=metrics,
+                  producer_options={"delivery_timeout_ms": 2_000, "request_timeout_ms": 1_000, "max_block_ms": 2_000})
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(relay.run()), daemon=True)
+
+    def wait_until(condition, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.05)
+
+    try:
+        with EmbeddedBroker(port=port):
+            thread.start()
+            acknowledged = max(nid for nid, _, _ in segments(books.store))
+            wait_until(lambda: relay.relayed == acknowledged)
+        books.settle("2026-03-15T00:00:00Z")  # new movements while the broker is away
+        books.adjust("p3", "CNY", 100, "bonus", "test")
+        wait_until(lambda: metrics.send_failures._value.get() >= 2)
+        assert books.store.position(tracking_name(topic)) == relay.relayed == acknowledged
+        assert metrics.lag_records._value.get() == 2
+        with EmbeddedBroker(port=port) as broker:
+            last = max(nid for nid, _, _ in segments(books.store))
+            wait_until(lambda: relay.relayed == last)
+            relay.stop.set()
+            thread.join(timeout=60)
+            unacknowledged = {e.event_id for e in store_events(books.store, after=acknowledged)}
+            messages = read_topic(broker.bootstrap, topic, len(unacknowledged))
+    finally:
+        relay.stop.set()
+        thread.join(timeout=60)
+    assert {json.loads(m.value)["event_id"] for m in messages} == unacknowledged
+    assert len(unacknowledged) > 100 and result[0].failures >= 2
+    assert books.store.position(tracking_name(topic)) == last
