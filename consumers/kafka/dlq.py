@@ -24,7 +24,9 @@ Delivery — at least once, never blocking:
 - **Given up, counted, logged.** A copy still not written when the budget is
   spent is logged with its source (topic, partition, offset) and reason, and
   counted in ``ledger_dlq_send_failures_total{reason}``. The batch commits;
-  nothing is reopened, nothing is replayed.
+  nothing is reopened, nothing is replayed. (A copy given up on while the
+  client still holds it may yet arrive: the client expires it about one budget
+  after it was sent, not the 2 minutes of its default.)
 - **Sized.** The producer's ``max_request_size`` is the largest fetch
   response the consumer accepts (``receive_message_max_bytes``, at least
   ``fetch_max_bytes + max_partition_fetch_bytes``) plus room for the headers,
@@ -81,6 +83,10 @@ class CopyPolicy:
     def max_block_ms(self) -> int:
         return max(1, int(min(MAX_BLOCK_S, self.budget_s) * 1000))
 
+    @property
+    def request_timeout_ms(self) -> int:
+        return max(1000, int(self.budget_s * 1000))
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> CopyPolicy:
         """The default policy, with ``LEDGER_DLQ_BUDGET_S`` as its budget when set;
@@ -107,8 +113,11 @@ def producer_config(policy: CopyPolicy, largest_fetch_bytes: int) -> dict:
         "linger_ms": 5,
         "max_request_size": largest_fetch_bytes + HEADROOM_BYTES,
         "max_block_ms": policy.max_block_ms,
-        "request_timeout_ms": 30_000,
-        "delivery_timeout_ms": 30_005,  # ≥ linger + request timeout, as the client requires
+        # A record not acknowledged within about the budget is expired by the
+        # client too, rather than delivered long after it was counted as given
+        # up (the client's own default: 2 minutes).
+        "request_timeout_ms": policy.request_timeout_ms,
+        "delivery_timeout_ms": policy.request_timeout_ms + 5,  # ≥ linger + request timeout, as the client requires
     }
 
 

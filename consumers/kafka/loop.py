@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.kafka.clients import BrokerWatch, Clients, connect, wait_for_partitions
-from consumers.kafka.dlq import CopiedShares, CopyPolicy, DeadLetterSink, DeadLetterTopic
+from consumers.kafka.dlq import CopiedShares, CopyPolicy, CopyReport, DeadLetterSink, DeadLetterTopic
 from consumers.kafka.metrics import ConsumerMetrics
 from consumers.kafka.shares import SharesFeed
 from consumers.kafka.tasks import Batch, Task, Tasks
@@ -35,6 +35,7 @@ from ledger.app import IngestCounts
 from ledger.books import Books
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.records import DeadLetter
 from ledger.store import ConcurrentWriteError, Store
 
 log = logging.getLogger("commission_ledger.consume")
@@ -216,18 +217,18 @@ class LedgerConsumer:
         if self.on_batch is not None:
             self.on_batch({"partition": task.partition, "events": len(batch.items), "seconds": time.perf_counter() - started})
 
-    def _copy_dead_letters(self, batch: Batch, letters: list) -> None:
+    def _copy_dead_letters(self, batch: Batch, letters: list[DeadLetter]) -> CopyReport | None:
         """The copies to ``<topic>.dlq``, before the commit (at least once); a
         copy given up on is logged by the sink and counted here."""
         fresh = self.copied_shares.fresh(letters)
         report = self.dlq.write(fresh) if fresh else None
         self.copied_shares.copied({key.partition: n for key, n in batch.advances.items() if key.topic == self.shares_topic})
-        if report is None:
-            return
-        self.stats.dlq_copies += report.sent
-        self.stats.dlq_failures.update(f.reason for f in report.failures)
-        if self.metrics is not None:
-            self.metrics.observe_dlq(report)
+        if report is not None:
+            self.stats.dlq_copies += report.sent
+            self.stats.dlq_failures.update(f.reason for f in report.failures)
+            if self.metrics is not None:
+                self.metrics.observe_dlq(report)
+        return report
 
     def _status_line(self, elapsed_s: float | None) -> str:
         tasks = sorted(self.tasks.by_partition.items()) if self.tasks is not None else []
