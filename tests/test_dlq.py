@@ -230,20 +230,23 @@ def _read_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 15.0) 
         consumer.close()
 
 
-def send_routed(bootstrap: str, topic: str, shares_topic: str, lines: list) -> None:
+def send_routed(bootstrap: str, topic: str, shares_topic: str, lines: list) -> list:
     """Send each line as ``publish`` would (SPEC §1 topics and keys), without
     creating any topic; an item ``(topic, partition, value)`` is sent there
-    as it is (a hostile message, ``value`` None for a tombstone)."""
+    as it is (a hostile message; ``value`` None: a tombstone). Returns the
+    RecordMetadata of those items, in order."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024, acks="all", linger_ms=10)
+    placed = []
     try:
         for item in lines:
             if isinstance(item, tuple):
                 to, partition, value = item
-                producer.send(to, value=value, key=b"k" if value is None else None, partition=partition)
+                placed.append(producer.send(to, value=value, key=b"k" if value is None else None, partition=partition))
                 continue
             is_share, key = route_key(item)
             producer.send(shares_topic if is_share else topic, value=item, key=key)
         producer.flush(timeout=60)
+        return [future.get(timeout=0) for future in placed]
     finally:
         producer.close()
 
