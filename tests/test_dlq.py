@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -308,6 +309,35 @@ def _scrape(port: int) -> dict:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+@dataclass
+class Watched:
+    returncode: int
+    stdout: str
+    stderr: str
+    samples: dict  # the last metrics read before the process exited
+
+
+def consume_watching_metrics(url: str, bootstrap: str, topics, tmp_path: Path, env: dict | None = None) -> Watched:
+    """``commission-ledger consume --until-idle 5 --metrics-port P``, its
+    metrics read over HTTP every 0.3 s while it runs."""
+    port = free_port()
+    log_path = tmp_path / "consume.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([EXE, "--store", url, "consume", "--bootstrap-servers", bootstrap, "--topic", topics[0],
+                                 "--shares-topic", topics[1], "--until-idle", "5", "--max-poll-records", "500",
+                                 "--metrics-port", str(port)],
+                                stdout=subprocess.PIPE, stderr=log_file, env={**os.environ, **(env or {})})
+        samples: dict = {}
+        while proc.poll() is None:
+            try:
+                samples = _scrape(port)
+            except OSError:
+                pass
+            time.sleep(0.3)
+        out = proc.stdout.read().decode()
+    return Watched(proc.returncode, out, log_path.read_text(errors="replace"), samples)
+
+
 def test_a_broker_refusing_every_copy_does_not_hold_up_the_stream(tmp_path, topics):
     """``commission-ledger consume`` against a broker that refuses every
     record of ``<topic>.dlq``: each batch with dead letters gives its copies up
@@ -319,27 +349,12 @@ def test_a_broker_refusing_every_copy_does_not_hold_up_the_stream(tmp_path, topi
         lines = list(generate(4_000, seed=12, malformed_rate=0.01))
         publish(lines, bootstrap, topic=topics[0], shares_topic=topics[1])
         url = f"sqlite:///{tmp_path}/ledger.db"
-        port = free_port()
-        env = {**os.environ, "LEDGER_DLQ_BUDGET_S": "2"}
-        log_path = tmp_path / "consume.log"
         started = time.monotonic()
-        with open(log_path, "wb") as log_file:
-            consume = subprocess.Popen(
-                [EXE, "--store", url, "consume", "--bootstrap-servers", bootstrap, "--topic", topics[0],
-                 "--shares-topic", topics[1], "--until-idle", "5", "--max-poll-records", "500",
-                 "--metrics-port", str(port)], stdout=subprocess.PIPE, stderr=log_file, env=env)
-            samples: dict = {}
-            failed = ("ledger_dlq_send_failures_total", (("reason", "refused"),))
-            while consume.poll() is None:
-                try:
-                    samples = _scrape(port)
-                except OSError:
-                    pass
-                time.sleep(0.3)
-            out = consume.stdout.read().decode()
+        run = consume_watching_metrics(url, bootstrap, topics, tmp_path, {"LEDGER_DLQ_BUDGET_S": "2"})
         elapsed = time.monotonic() - started
-        text = log_path.read_text()
-        assert consume.returncode == 0, text[-3000:]
+        out, text, samples = run.stdout, run.stderr, run.samples
+        assert run.returncode == 0, text[-3000:]
+        failed = ("ledger_dlq_send_failures_total", (("reason", "refused"),))
         dead = file_ingest_dead_letters(lines)
         assert dead > 10 and f"dead_letters={dead}" in out
         assert samples.get(failed) == dead, {k: v for k, v in samples.items() if k[0].startswith("ledger_dlq")}

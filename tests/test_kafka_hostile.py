@@ -16,15 +16,13 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 from collections import Counter
 
 from consumers.kafka import ensure_topics
-from devkit.broker import free_port
 from devkit.synthetic import generate
 from ledger.books import Books
 from ledger.store import Store
-from tests.test_dlq import _read_all, _scrape, send_routed
+from tests.test_dlq import _read_all, consume_watching_metrics, send_routed
 from tests.test_kafka import EXE, _consumed, _nonzero, reference_balances
 
 AT = "2026-01-15T02:00:00Z"
@@ -83,23 +81,9 @@ def test_consume_of_both_topics_with_hostile_messages_spliced_in(tmp_path, kafka
     sources = {f"{m.topic}/{m.partition}@{m.offset}": (value or b"") for (_, _, value), m in zip(hostile, placed)}
 
     url = f"sqlite:///{tmp_path}/ledger.db"
-    port = free_port()
-    log_path = tmp_path / "consume.log"
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen([EXE, "--store", url, "consume", "--bootstrap-servers", kafka_bootstrap,
-                                 "--topic", events_topic, "--shares-topic", shares_topic, "--until-idle", "5",
-                                 "--max-poll-records", "500", "--metrics-port", str(port)],
-                                stdout=subprocess.PIPE, stderr=log_file)
-        samples: dict = {}
-        while proc.poll() is None:
-            try:
-                samples = _scrape(port)
-            except OSError:
-                pass
-            time.sleep(0.3)
-        out = proc.stdout.read().decode()
-    text = log_path.read_text(errors="replace")
-    assert proc.returncode == 0, text[-3000:]
+    run = consume_watching_metrics(url, kafka_bootstrap, topics, tmp_path)
+    out, text, samples = run.stdout, run.stderr, run.samples
+    assert run.returncode == 0, text[-3000:]
     assert "Traceback" not in text and "given up" not in text, text[-3000:]
 
     # The books of a clean ingest, and every events message consumed: no partition stalled.
