@@ -9,6 +9,10 @@ Stages (each in its own process, so peak RSS is per stage):
   consume-2w      the same with two processes, one per core (commission-ledger consume --workers 2);
                   peak RSS is the largest worker's
   replay          audit replay of the ingested store        (commission-ledger audit replay)
+  relay           ledger events out (commission-ledger relay): a relay process follows the
+                  store while the file is ingested (lag at the end of the ingest, time to
+                  drain it), then a relay from scratch over the finished store (messages/s);
+                  "events" counts messages here
   raw-consume     baseline: kafka-python consume + msgspec decode only
   raw-sqlite      baseline: plain SQLite, one row per event, one transaction per 5,000
 
@@ -29,7 +33,7 @@ import sys
 import tempfile
 import time
 
-STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "raw-consume", "raw-sqlite")
+STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-sqlite")
 IDLE_S = 2.0  # consume-2w: workers exit after this long without messages (not counted)
 
 
@@ -111,6 +115,71 @@ def stage_replay(store: str) -> None:
     _report(result.records, time.perf_counter() - started, digest=result.digest)
 
 
+def _relay_metrics(port: int) -> dict[str, float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def stage_relay(path: str, store: str, bootstrap: str, topic: str) -> None:
+    """Live: a relay process follows the store while this process ingests the
+    file; sample its lag when the ingest ends and time how long it takes to
+    drain. Catch-up: a relay from scratch over the finished store (messages/s)."""
+    import logging
+    import signal
+
+    from consumers.jsonl import read_files
+    from consumers.relay import Relay, store_events
+    from devkit.broker import free_port
+    from ledger.books import Books
+    from ledger.store import Store
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    Store(store).close()  # create the schema before the relay opens it
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
+    relay = subprocess.Popen([exe, "--store", store, "relay", "--bootstrap-servers", bootstrap, "--topic", topic,
+                              "--metrics-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _relay_metrics(port)
+                break
+            except OSError:
+                if time.monotonic() > deadline or relay.poll() is not None:
+                    raise RuntimeError("relay did not start")
+                time.sleep(0.1)
+        ledger = Books(Store(store)).ledger("main")
+        started = time.perf_counter()
+        counts = ledger.ingest(read_files([path]))
+        ingest_s = time.perf_counter() - started
+        at_end = _relay_metrics(port)
+        expected = sum(1 for _ in store_events(Store(store)))
+        while True:
+            m = _relay_metrics(port)
+            if m["ledger_relay_lag_records"] == 0 and m["ledger_relay_messages_total"] >= expected:
+                break
+            if time.perf_counter() - started > 600:
+                raise RuntimeError(f"relay did not catch up: {m}")
+            time.sleep(0.05)
+        drain_s = time.perf_counter() - started - ingest_s
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(timeout=60)
+    catch_up = Relay(Store(store), bootstrap, topic=f"{topic}-catch-up").run(until_idle_s=0)
+    assert catch_up.messages == expected, (catch_up.messages, expected)
+    _report(catch_up.messages, catch_up.busy_seconds, messages_per_input_event=expected / counts.total,
+            live_ingest_events_per_s=counts.total / ingest_s,
+            live_lag_records_at_ingest_end=at_end["ledger_relay_lag_records"],
+            live_lag_seconds_at_ingest_end=at_end["ledger_relay_lag_seconds"],
+            live_messages_at_ingest_end=at_end["ledger_relay_messages_total"],
+            live_drain_seconds=drain_s)
+
+
 def stage_raw_consume(bootstrap: str, topic: str, total: int) -> None:
     import msgspec
     from kafka import KafkaConsumer, TopicPartition
@@ -187,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             stage_consume_workers(rest[0], rest[1], rest[2], int(rest[3]))
         elif name == "replay":
             stage_replay(*rest)
+        elif name == "relay":
+            stage_relay(*rest)
         elif name == "raw-consume":
             stage_raw_consume(rest[0], rest[1], int(rest[2]))
         elif name == "raw-sqlite":
@@ -208,10 +279,15 @@ def main(argv: list[str] | None = None) -> int:
             results["replay"] = _run_stage("replay", ingest_store)
         if "raw-sqlite" in wanted:
             results["raw-sqlite"] = _run_stage("raw-sqlite", path, f"{tmp}/raw.db")
-        if {"publish", "consume", "consume-2w", "raw-consume"} & set(wanted):
+        kafka_stages = {"publish", "consume", "consume-2w", "raw-consume"} & set(wanted)
+        if kafka_stages or "relay" in wanted:
             with EmbeddedBroker() as broker:
                 topic = "bench"
-                results["publish"] = _run_stage("publish", path, broker.bootstrap, topic)
+                if "relay" in wanted:
+                    results["relay"] = _run_stage("relay", path, f"sqlite:///{tmp}/relay.db", broker.bootstrap,
+                                                  "bench-ledger-events")
+                if kafka_stages:
+                    results["publish"] = _run_stage("publish", path, broker.bootstrap, topic)
                 if "raw-consume" in wanted:
                     results["raw-consume"] = _run_stage("raw-consume", broker.bootstrap, topic, str(total))
                 if "consume" in wanted:
@@ -235,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         ratio = r.get("ratio_to_raw_consume") or r.get("ratio_to_raw_sqlite")
         print(f"{name:<12} {r['events']:>10,} {r['seconds']:>9.2f} {r['events_per_s']:>10,.0f} {r['peak_rss_mib']:>13.0f} "
               f"{'' if ratio is None else f'{ratio:.2f}':>7}")
+    relay = results.get("relay")
+    if relay:
+        print(f"relay: {relay['events_per_s']:,.0f} messages/s from scratch ({relay['messages_per_input_event']:.2f} "
+              f"messages per input event); following a live ingest ({relay['live_ingest_events_per_s']:,.0f} events/s): "
+              f"lag at its end {relay['live_lag_records_at_ingest_end']:,.0f} records / "
+              f"{relay['live_lag_seconds_at_ingest_end']:.1f} s, drained {relay['live_drain_seconds']:.2f} s later")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "results": results}, f, indent=2)

@@ -3,8 +3,9 @@
 Starts the embedded Kafka broker (Tansu), generates a seeded realistic stream
 (re-share trees, two currencies, partial and full refunds, late, duplicate and
 malformed messages), publishes it, consumes it into a temporary SQLite ledger,
-settles, pays out, and prints the payout lines, the dead letters and the audit
-digest.
+settles, pays out, relays every money movement to a ledger-events topic (and
+prints a few of those messages), and prints the payout lines, the dead letters
+and the audit digest.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from cli.options import Command, config_path
 from cli.render import out
 from consumers.kafka import LedgerConsumer, publish
+from consumers.relay import Relay
 from devkit.broker import EmbeddedBroker
 from devkit.synthetic import generate
 from ledger.books import Books
@@ -72,6 +74,13 @@ def run(args: argparse.Namespace) -> int:
             totals[t.currency] = totals.get(t.currency, 0) + t.amount_minor
         out(f"payout as of {SETTLE_AS_OF}: {len(paid.transfers)} lines, "
             + ", ".join(f"{cur} {amount}" for cur, amount in sorted(totals.items())) + " (minor units)\n\n")
+        relay_topic = f"demo-ledger-events-{suffix}"
+        relayed = Relay(store, bootstrap, topic=relay_topic).run(until_idle_s=0.5)
+        out(f"relay: published {relayed.messages} ledger events (one per money movement) to {relay_topic} "
+            f"in {relayed.busy_seconds:.2f}s, keyed by promoter_id; one of each type:\n")
+        for value in _sample_messages(bootstrap, relay_topic):
+            out(f"  {value}\n")
+        out("\n")
         rows = balance_rows(books.balances())
         top = sorted(rows, key=lambda r: (-r.paid, r.promoter_id, r.currency))[:12]
         out("top balances (minor units):\n")
@@ -87,4 +96,29 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-DEMO = Command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, audit", options, run)
+def _sample_messages(bootstrap: str, topic: str, scan: int = 20_000) -> list[str]:
+    """The first message of each type in partition 0 of ``topic`` (reading at
+    most ``scan`` messages), as published."""
+    import json
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        by_type: dict[str, str] = {}
+        read = 0
+        deadline = time.monotonic() + 10
+        while read < scan and len(by_type) < 6 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500, max_records=5_000).values():
+                read += len(records)
+                for r in records:
+                    by_type.setdefault(json.loads(r.value)["type"], r.value.decode())
+        return list(by_type.values())
+    finally:
+        consumer.close()
+
+
+DEMO = Command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, relay, audit", options, run)

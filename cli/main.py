@@ -11,14 +11,15 @@ import os
 import sys
 from typing import Sequence
 
-from cli import audit, books, demo, ingest, kafka, migrate, project, reads, serve
+from cli import audit, books, demo, ingest, kafka, migrate, project, reads, relay, serve
 from cli.errors import PROG, exit_code
 from cli.options import Command, Parser, global_options
 from ledger.limits import parse_limits
 
 COMMANDS: tuple[Command, ...] = (
     ingest.INGEST, books.SETTLE, books.PAYOUT, reads.PAYOUTS, reads.STATEMENT, reads.EXPLAIN, reads.DEAD_LETTERS,
-    books.ADJUST, audit.AUDIT, migrate.MIGRATE, project.PROJECT, kafka.CONSUME, kafka.PUBLISH, serve.SERVE, demo.DEMO,
+    books.ADJUST, audit.AUDIT, migrate.MIGRATE, project.PROJECT, kafka.CONSUME, kafka.PUBLISH, relay.RELAY, serve.SERVE,
+    demo.DEMO,
 )
 BY_NAME = {command.name: command for command in COMMANDS}
 

@@ -17,6 +17,8 @@ from typing import Callable
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from consumers.kafka.dlq import CopyPolicy, producer_config
+
 log = logging.getLogger("commission_ledger.consume")
 
 RETRY_MAX_S = 10.0
@@ -92,9 +94,13 @@ def connect(
     max_poll_records: int,
     options: dict,
     stopping: Callable[[], bool],
+    dlq_policy: CopyPolicy = CopyPolicy(),
+    producer_options: dict | None = None,
 ) -> Clients | None:
     """Create the clients, waiting with backoff while the broker is down;
-    None when ``stopping()`` turned true first."""
+    None when ``stopping()`` turned true first. The dead-letter producer is
+    sized for the largest fetch response the consumers accept (see ``dlq``);
+    ``producer_options`` override its settings."""
     backoff = Backoff(0.5)
     while not stopping():
         if not reachable(bootstrap):
@@ -110,8 +116,9 @@ def connect(
             events.bootstrap(timeout_ms=int(max(backoff.delay_s, 1.0) * 1000))
             shares = KafkaConsumer(group_id=None, client_id="commission-ledger-shares", **common)
             opened.append(shares)
-            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-                                     client_id="commission-ledger-dlq")
+            largest_fetch = max(c.config["receive_message_max_bytes"] for c in (events, shares))
+            producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="commission-ledger-dlq",
+                                     **{**producer_config(dlq_policy, largest_fetch), **(producer_options or {})})
         except KafkaError as exc:
             log.warning("broker %s unreachable (%s); retrying in %.1fs", bootstrap, type(exc).__name__, backoff.delay_s)
             close_all(opened)

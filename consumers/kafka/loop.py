@@ -1,20 +1,24 @@
 """The long-running Kafka consumer: exactly-once effect over at-least-once delivery.
 
-One iteration = one batch per task (see ``tasks``): apply in memory, send its
-dead letters to ``<topic>.dlq`` (at least once), then write one segment
-together with ``Tracking`` rows for every partition position it advanced (the
-events partition and the shares partitions), in one transaction. On
-(re)assignment a task replays its journal and seeks to the stored positions;
-Kafka's committed offsets are written afterwards for lag monitoring only.
+One iteration = one batch per task (see ``tasks``): apply in memory, copy its
+dead letters to ``<topic>.dlq`` (see ``dlq``: at least once, within a budget
+of a few seconds, never an error), then write one segment together with
+``Tracking`` rows for every partition position it advanced (the events
+partition and the shares partitions), in one transaction — whatever became of
+the copies. On (re)assignment a task replays its journal and seeks to the
+stored positions; Kafka's committed offsets are written afterwards for lag
+monitoring only.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -22,7 +26,7 @@ from typing import Callable, Iterator
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.kafka.clients import BrokerWatch, Clients, connect, wait_for_partitions
-from consumers.kafka.dlq import DeadLetterSink, DeadLetterTopic, DeadLetterWriteError
+from consumers.kafka.dlq import CopiedShares, CopyPolicy, CopyReport, DeadLetterSink, DeadLetterTopic
 from consumers.kafka.metrics import ConsumerMetrics
 from consumers.kafka.shares import SharesFeed
 from consumers.kafka.tasks import Batch, Task, Tasks
@@ -31,6 +35,7 @@ from ledger.app import IngestCounts
 from ledger.books import Books
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.records import DeadLetter
 from ledger.store import ConcurrentWriteError, Store
 
 log = logging.getLogger("commission_ledger.consume")
@@ -38,7 +43,6 @@ log = logging.getLogger("commission_ledger.consume")
 MAX_POLL_RECORDS = 5_000  # default messages per poll (and per task batch): bounds memory and latency
 STATUS_EVERY_S = 5.0
 BROKER_CHECK_EVERY_S = 2.0  # while idle
-DLQ_RETRY_PAUSE_S = 0.5
 
 
 @dataclass
@@ -47,6 +51,8 @@ class ConsumeStats:
     counts: IngestCounts = field(default_factory=IngestCounts)
     batches: int = 0
     conflicts: int = 0
+    dlq_copies: int = 0  # dead letters copied to <topic>.dlq
+    dlq_failures: Counter = field(default_factory=Counter)  # copies given up on, by reason
 
 
 class LedgerConsumer:
@@ -68,9 +74,14 @@ class LedgerConsumer:
         max_poll_records: int = MAX_POLL_RECORDS,
         member: tuple[int, int] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        dlq_policy: CopyPolicy = CopyPolicy(),
+        dlq_producer_options: dict | None = None,
     ) -> None:
         """``member=(i, n)`` without a group: take the events partitions p with
-        p % n == i (a static split among n processes; see ``consume --workers``)."""
+        p % n == i (a static split among n processes; see ``consume --workers``).
+        ``dlq_policy``: the budget of a batch's dead-letter copies;
+        ``dlq_producer_options``: settings of the dead-letter producer (e.g.
+        security), over those ``dlq.producer_config`` chooses."""
         if max_poll_records < 1:
             raise ValueError(f"max_poll_records must be ≥ 1: {max_poll_records}")
         if member is not None and not (group is None and 0 <= member[0] < member[1]):
@@ -84,6 +95,8 @@ class LedgerConsumer:
         self.shares_topic = shares_topic
         self.group = group
         self.client_options = client_options or {}
+        self.dlq_policy = dlq_policy
+        self.dlq_producer_options = dlq_producer_options or {}
         self.status = status
         self.on_batch = on_batch  # instrumentation hook (tests, metrics)
         self.metrics: ConsumerMetrics | None = None  # when exposed (--metrics-port)
@@ -94,6 +107,7 @@ class LedgerConsumer:
         self.shares: SharesFeed | None = None
         self.tasks: Tasks | None = None
         self.dlq: DeadLetterSink | None = None
+        self.copied_shares = CopiedShares(shares_topic)
 
     def stop(self) -> None:
         self.stopping = True
@@ -103,7 +117,8 @@ class LedgerConsumer:
         ``max_messages`` consumed; the batch in hand is always finished."""
         stop_on_signals(self.stop)
         clients = connect(self.bootstrap, group=self.group, max_poll_records=self.max_poll_records,
-                          options=self.client_options, stopping=lambda: self.stopping)
+                          options=self.client_options, stopping=lambda: self.stopping,
+                          dlq_policy=self.dlq_policy, producer_options=self.dlq_producer_options)
         if clients is None or self.stopping:
             if clients is not None:
                 clients.close()
@@ -111,7 +126,7 @@ class LedgerConsumer:
         self.clients = clients
         self.shares = SharesFeed(clients.shares, self.shares_topic, self.max_poll_records)
         self.tasks = Tasks(self.books, clients.events, self.topic, self.shares)
-        self.dlq = DeadLetterTopic(clients.producer, dlq_topic(self.topic))
+        self.dlq = DeadLetterTopic(clients.producer, dlq_topic(self.topic), self.dlq_policy)
         try:
             with young_garbage_collected_rarely():
                 self._assign()
@@ -183,14 +198,9 @@ class LedgerConsumer:
         started = time.perf_counter()
         task.ledger.catch_up()  # e.g. a settle written by a command
         records, counts, letters = task.ledger.apply(batch.items)
+        self._copy_dead_letters(batch, letters)  # never raises; bounded by the policy's budget
         try:
-            self.dlq.write(letters)
             task.ledger.commit(records, batch.trackings())
-        except DeadLetterWriteError as exc:
-            log.warning("partition %d: dead-letter topic unavailable (%s); batch will be retried", task.partition, exc.cause)
-            self.tasks.open(task.partition)  # the applied batch is dropped with the old task
-            time.sleep(DLQ_RETRY_PAUSE_S)
-            return
         except ConcurrentWriteError as exc:
             self.stats.conflicts += 1
             log.warning("partition %d: %s; reopening from the store", task.partition, exc)
@@ -207,14 +217,29 @@ class LedgerConsumer:
         if self.on_batch is not None:
             self.on_batch({"partition": task.partition, "events": len(batch.items), "seconds": time.perf_counter() - started})
 
+    def _copy_dead_letters(self, batch: Batch, letters: list[DeadLetter]) -> CopyReport | None:
+        """The copies to ``<topic>.dlq``, before the commit (at least once); a
+        copy given up on is logged by the sink and counted here."""
+        fresh = self.copied_shares.fresh(letters)
+        report = self.dlq.write(fresh) if fresh else None
+        self.copied_shares.copied({key.partition: n for key, n in batch.advances.items() if key.topic == self.shares_topic})
+        if report is not None:
+            self.stats.dlq_copies += report.sent
+            self.stats.dlq_failures.update(f.reason for f in report.failures)
+            if self.metrics is not None:
+                self.metrics.observe_dlq(report)
+        return report
+
     def _status_line(self, elapsed_s: float | None) -> str:
         tasks = sorted(self.tasks.by_partition.items()) if self.tasks is not None else []
         positions = {p: t.events_next for p, t in tasks}
         lag = sum(self.tasks.lag(t) or 0 for _, t in tasks)
         rate = f" {self.stats.messages / elapsed_s:,.0f} msg/s" if elapsed_s else ""
         c = self.stats.counts
+        failed = sum(self.stats.dlq_failures.values())
+        dlq = f" dlq_copies_failed={failed}" if failed else ""
         return (f"[consume] partitions {sorted(positions)} positions {positions} lag {lag}{rate} "
-                f"accepted={c.accepted} duplicates={c.duplicates} parked={c.parked} dead_letters={c.dead_letters}")
+                f"accepted={c.accepted} duplicates={c.duplicates} parked={c.parked} dead_letters={c.dead_letters}{dlq}")
 
 
 @contextmanager
@@ -243,7 +268,9 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
 
 
 def consume_main(store_url: str, bootstrap: str, **kwargs) -> ConsumeStats:
-    """Entry point used by the CLI."""
+    """Entry point used by the CLI; the dead-letter copy budget from
+    ``LEDGER_DLQ_BUDGET_S`` unless given."""
+    kwargs.setdefault("dlq_policy", CopyPolicy.from_environ(os.environ))
     until_idle_s = kwargs.pop("until_idle_s", None)
     max_messages = kwargs.pop("max_messages", None)
     metrics_port = kwargs.pop("metrics_port", None)

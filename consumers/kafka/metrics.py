@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from consumers.kafka.dlq import CopyReport
 from ledger.app import IngestCounts
 
 
@@ -24,6 +25,13 @@ class ConsumerMetrics:
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=registry)
         self.events = Counter("ledger_consumer_events", "Events applied, by outcome", ["outcome"], registry=registry)
         self.dead_letters = Counter("ledger_consumer_dead_letters", "Dead letters, by reason", ["reason"], registry=registry)
+        # The copies to <topic>.dlq (see consumers.kafka.dlq): written, given up on, and retry rounds.
+        self.dlq_copies = Counter("ledger_dlq_copies_sent", "Dead-letter copies written to the dead-letter topic",
+                                  registry=registry)
+        self.dlq_failures = Counter("ledger_dlq_send_failures", "Dead-letter copies given up on after their batch's budget, "
+                                    "by reason", ["reason"], registry=registry)
+        self.dlq_retries = Counter("ledger_dlq_send_retries", "Rounds of dead-letter sends retried after a pause",
+                                   registry=registry)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
@@ -35,6 +43,14 @@ class ConsumerMetrics:
                 self.events.labels(outcome).inc(n)
         for reason, n in counts.reasons.items():
             self.dead_letters.labels(reason).inc(n)
+
+    def observe_dlq(self, report: CopyReport) -> None:
+        if report.sent:
+            self.dlq_copies.inc(report.sent)
+        for failure in report.failures:
+            self.dlq_failures.labels(failure.reason).inc()
+        if report.retries:
+            self.dlq_retries.inc(report.retries)
 
     def observe_position(self, topic: str, partition: int, next_offset: int, lag: int | None) -> None:
         labels = (topic, str(partition))
