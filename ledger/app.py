@@ -185,7 +185,7 @@ class Ledger:
             try:
                 self._check_head(cache, self.store.last(2))
                 break
-            except IntegrityError:
+            except (IntegrityError, MigrationNeeded):
                 if attempt == OPEN_ATTEMPTS - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
