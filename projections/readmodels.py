@@ -332,3 +332,8 @@ def pay_out(books: Books, as_of: str) -> tuple[PaidOut, list[BatchLine]]:
         require(batch is not None, f"payout at treasury position {treasury.position} missing from the read models")
         return record, batch  # type: ignore[return-value]
     raise ConcurrentWriteError("payout: the treasury kept changing; try again")
+
+
+def caught_up_position(store: Store) -> int:
+    """The store position the tables reflect, caught up."""
+    return catch_up(store).position
