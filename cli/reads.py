@@ -16,7 +16,6 @@ from projections import readmodels
 from projections.explain import Explainer
 from projections.readmodels import Page
 from projections.render import render, render_json
-from schemas.timestamps import parse_timestamp_us
 
 BALANCE_COLUMNS = ("promoter_id", "currency", "pending", "payable", "paid")
 AMOUNTS = ("pending", "payable", "paid", "amount", "amount_minor")
@@ -113,15 +112,6 @@ def merchant_statement_options(parser: argparse.ArgumentParser) -> None:
     format_option(parser)
 
 
-def _instant(option: str, text: str | None) -> int | None:
-    if text is None:
-        return None
-    instant = parse_timestamp_us(text)
-    if instant is None:
-        raise UsageError(f"{option} {text!r} is not an RFC 3339 timestamp (e.g. 2026-01-31T16:00:00Z)")
-    return instant
-
-
 def render_merchant_statement(view: dict, fmt: str) -> str:
     """SPEC §13's JSON as is; a table of orders and one of totals; CSV rows of
     orders, then one per currency total (its order_id empty)."""
@@ -137,9 +127,9 @@ def render_merchant_statement(view: dict, fmt: str) -> str:
 
 
 def merchant_statement(args: argparse.Namespace) -> int:
-    from_us, to_us = _instant("--from", args.from_), _instant("--to", args.to)
+    bounds = readmodels.period(args.from_, args.to)
     with Bars() as bars:
-        view = readmodels.merchant_statement(bars.store(store_url(args)), args.merchant_id, from_us=from_us, to_us=to_us)
+        view = readmodels.merchant_statement(bars.store(store_url(args)), args.merchant_id, **bounds)
     out(render_merchant_statement(view, args.format))
     return 0
 

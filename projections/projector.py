@@ -2,7 +2,8 @@
 (``projections.tables``), with tracking.
 
 It reads the segments after its tracked position (``rm_tracking``) and folds
-them ``CHUNK_SEGMENTS`` at a time. For each chunk:
+them a chunk at a time (``CHUNK_SEGMENTS`` segments, fewer once they hold
+``CHUNK_RECORDS`` records: a writer waits for the transaction). For each chunk:
 
 1. read what the chunk needs of the tables (the balances, statement counters
    and orders it touches) and the tracked position P they reflect;
@@ -40,7 +41,8 @@ except ImportError:  # segments are stored unframed
     def unframe(stored: bytes) -> tuple[bytes | None, bytes]:
         return None, stored
 
-CHUNK_SEGMENTS = 20  # segments per transaction (each holds a batch of up to 5,000 records)
+CHUNK_SEGMENTS = 20  # segments per transaction at most (each holds a batch of up to 5,000 records)…
+CHUNK_RECORDS = 25_000  # …and no more once this many records are in (a writer waits for the transaction)
 IN_CHUNK = 500  # keys per IN (…) list
 _BUCKET = {"pending": 0, "payable": 1, "paid": 2}
 
@@ -94,7 +96,7 @@ def catch_up(store: Store, progress: Callable[[int, int], None] | None = None) -
         position = tracked_position(db)
         while True:
             lost = False
-            for chunk in _chunks(log.segments(store, after=position, decode=decode_segment_facts), CHUNK_SEGMENTS):
+            for chunk in _segment_chunks(log.segments(store, after=position, decode=decode_segment_facts)):
                 folded = _Fold(db, position, chunk).run()
                 if folded is None:  # another process folded it first
                     position = tracked_position(db)
@@ -123,6 +125,21 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         if len(chunk) == size:
             yield chunk
             chunk = []
+    if chunk:
+        yield chunk
+
+
+def _segment_chunks(segments: Iterable[tuple[int, str, SegmentFacts]]) -> Iterator[Chunk]:
+    """Segments in chunks of at most CHUNK_SEGMENTS, closed once they hold
+    CHUNK_RECORDS records (one segment, however large, is never split)."""
+    chunk: Chunk = []
+    records = 0
+    for item in segments:
+        chunk.append(item)
+        records += len(item[2].records)
+        if len(chunk) == CHUNK_SEGMENTS or records >= CHUNK_RECORDS:
+            yield chunk
+            chunk, records = [], 0
     if chunk:
         yield chunk
 
@@ -156,10 +173,12 @@ class _Fold:
         for _, journal, segment in self.chunk:
             wanted = orders.setdefault(journal, set())
             for record in segment.records:
-                for t in record.transfers:
-                    promoters.add(t.promoter_id)
-                    if t.order_id is not None:
-                        wanted.add(t.order_id)
+                if record.transfers:
+                    settle = record.type == "settled"  # needs no order rows: see _fold
+                    for t in record.transfers:
+                        promoters.add(t.promoter_id)
+                        if t.order_id is not None and not settle:
+                            wanted.add(t.order_id)
         return promoters, orders
 
     def _load(self) -> bool:
@@ -169,7 +188,7 @@ class _Fold:
             if row is None or row[0] != self.start:
                 return False
             self.next = dict(c.execute("SELECT label, n FROM rm_counts WHERE metric = 'next'").fetchall())
-            for keys in _in_lists(sorted(promoters)):
+            for keys in _in_lists(promoters):
                 c.execute("SELECT promoter_id, currency, pending_minor, payable_minor, paid_minor, carried_minor, "
                           f"paid_through_entry FROM rm_balances WHERE promoter_id IN ({_marks(len(keys))})", keys)
                 for p, cur, pending, payable, paid, carried, through in c.fetchall():
@@ -178,7 +197,7 @@ class _Fold:
                 c.execute(f"SELECT promoter_id, entries FROM rm_promoters WHERE promoter_id IN ({_marks(len(keys))})", keys)
                 self.entries.update(c.fetchall())
             for journal, ids in orders.items():
-                for keys in _in_lists(sorted(ids)):
+                for keys in _in_lists(ids):
                     c.execute("SELECT order_id, store_position, position, occurred_us, merchant_id, currency, "
                               "accrued_minor, reversed_minor, settled FROM rm_orders "
                               f"WHERE journal = ? AND order_id IN ({_marks(len(keys))})", [journal, *keys])
@@ -205,13 +224,18 @@ class _Fold:
         payout_rows: list[tuple] = []
         line_rows: list[tuple] = []
         settled: list[tuple[str, str]] = []
+        history_rows: list[tuple] = []
         dirty_orders: set[tuple[str, str]] = set()
+        kinds: dict[str, int] = {}
         for store_position, journal, segment in self.chunk:
             segment_rows.append((store_position, journal, segment.first, len(segment.records), segment.recorded_us))
-            for offset, record in enumerate(segment.records):
-                position = segment.first + offset
+            moved: set[tuple[str, str]] = set()
+            position = segment.first - 1
+            for record in segment.records:
+                position += 1
                 kind = record.type
-                counts[("records", kind)] = counts.get(("records", kind), 0) + 1
+                kinds[kind] = kinds.get(kind, 0) + 1
+                transfers = record.transfers
                 when: Union[int, None] = None
                 if kind == "ingested":
                     when = record.occurred_us
@@ -223,16 +247,24 @@ class _Fold:
                         elif order[0] is None:
                             order[0:3] = [store_position, position, when]
                         dirty_orders.add(key)
+                    if not transfers and not record.released:
+                        continue  # most clicks and shares: nothing more to fold
                 elif kind == "settled" or kind == "paid_out":
                     when = record.as_of_us
-                cause = None
-                for line, t in enumerate(record.transfers):
+                # A settle moves pending to payable (no merchant money) of orders
+                # with occurred_at + lock period ≤ its as-of (SPEC §7; the lock
+                # period is ≥ 0): its entries' event time is its as-of, and it
+                # needs no order row (its orders' ``settled`` flag is set below).
+                orders_touched = kind != "settled"
+                cause = cause_of(record) if transfers else None
+                for line, t in enumerate(transfers):
                     promoter, currency, amount = t.promoter_id, t.currency, t.amount_minor
                     bkey = (promoter, currency)
                     balance = balances.get(bkey)
                     if balance is None:
                         balance = balances[bkey] = [0, 0, 0]
                         payout_state[bkey] = [0, 0]
+                    moved.add(bkey)
                     i = _BUCKET.get(t.debit)
                     if i is not None:
                         balance[i] -= amount
@@ -243,23 +275,24 @@ class _Fold:
                     seq += 1
                     at_us = when
                     order_id = t.order_id
-                    if order_id is not None:
+                    if order_id is not None and orders_touched:
                         okey = (journal, order_id)
                         order = orders.get(okey)
                         if order is None:  # a transfer of an order whose event the journal lacks
                             order = orders[okey] = [None, None, None, None, None, 0, 0, 0]
+                            dirty_orders.add(okey)
                         # Event time: the later of the cause's and the order's.
                         if order[2] is not None and (at_us is None or order[2] > at_us):
                             at_us = order[2]
-                        if t.merchant_id is not None:
+                        if order[3] is None and t.merchant_id is not None:
                             order[3], order[4] = t.merchant_id, currency
+                            dirty_orders.add(okey)
                         if t.debit == EXPENSE:
                             order[5] += amount
+                            dirty_orders.add(okey)
                         elif t.credit == EXPENSE:
                             order[6] += amount
-                        dirty_orders.add(okey)
-                    if cause is None:
-                        cause = cause_of(record)
+                            dirty_orders.add(okey)
                     statement_rows.append((
                         promoter, entry, seq, store_position, journal, position, t.kind, currency, amount, t.debit,
                         t.credit, order_id, t.level, t.rules_version, cause, balance[0], balance[1], balance[2], at_us,
@@ -270,8 +303,7 @@ class _Fold:
                         line_rows.append((journal, position, line, promoter, currency, amount, state[0], state[1], entry - 1))
                         state[0], state[1] = balance[1], entry
                 if kind == "paid_out":
-                    payout_rows.append((journal, position, store_position, record.as_of, record.as_of_us,
-                                        len(record.transfers)))
+                    payout_rows.append((journal, position, store_position, record.as_of, record.as_of_us, len(transfers)))
                 elif kind == "settled":
                     for order_id in record.order_ids:
                         settled.append((journal, order_id))
@@ -284,11 +316,15 @@ class _Fold:
                                         letter.source.text(), letter.raw, letter.event_id, letter.order_id))
                     counts[("dead_letters", letter.reason)] = counts.get(("dead_letters", letter.reason), 0) + 1
             counts[("records", "")] = counts.get(("records", ""), 0) + len(segment.records)
+            history_rows += [(p, cur, store_position, *balances[(p, cur)]) for p, cur in moved]
+        for kind, n in kinds.items():
+            counts[("records", kind)] = n
         self.next = {"statement_seq": seq, "dead_letter": letter_n}
         return {
-            "statement": statement_rows, "letters": letter_rows, "segments": segment_rows, "payouts": payout_rows,
+            "statement": statement_rows, "history": history_rows, "letters": letter_rows, "segments": segment_rows,
+            "payouts": payout_rows,
             "lines": line_rows, "settled": settled,
-            "orders": [(j, o, *orders[(j, o)]) for j, o in sorted(dirty_orders)],
+            "orders": [(j, o, *orders[(j, o)]) for j, o in dirty_orders],
         }
 
     # ----------------------------------------------------------------- write
@@ -306,6 +342,8 @@ class _Fold:
                 "amount_minor, debit, credit, order_id, level, rules_version, cause, pending_minor, payable_minor, "
                 "paid_minor, event_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows["statement"])
+            c.executemany("INSERT INTO rm_balance_history (promoter_id, currency, store_position, pending_minor, "
+                          "payable_minor, paid_minor) VALUES (?, ?, ?, ?, ?, ?)", rows["history"])
             c.executemany(
                 "INSERT INTO rm_dead_letters (n, store_position, journal, position, reason, detail, source, raw, "
                 "event_id, order_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["letters"])

@@ -7,16 +7,17 @@ age of the ledger. Nothing here folds the notification log.
 
 **Time travel** (``--at-position N``, ``--as-of TS``): statement rows carry the
 store position of the segment that wrote them, so a statement as of N is the
-promoter's rows with ``store_position ≤ N``. Payouts as of N use the same rows
-as a *position-stamped balance history*: each row holds the running balances
-of its (promoter, currency) after it, so the balances as of N are, per key,
-those of its last row at or before N — one index seek per key
-(``rm_statement_at``), whatever N. The alternative, a fold of the log's prefix
-up to N, costs the whole prefix (the full history for a recent N) and decodes
-every record again; the history costs nothing extra to keep, since statements
-need the rows anyway. ``--as-of TS`` (recorded time) is first turned into the
-store position of the longest prefix of segments recorded at or before TS
-(``rm_segments``), as the log-reading code did.
+promoter's rows with ``store_position ≤ N``. Payouts as of N read a
+*position-stamped balance history* (``rm_balance_history``: a key's balances
+after each segment that moved them), so the balances as of N are, per key, its
+last row at or before N — one index seek per key, whatever N. The alternative,
+a fold of the log's prefix up to N, costs the whole prefix (the full history
+for a recent N) and decodes every record again, on every such request; the
+history costs one row per key and segment at write time (fewer rows than the
+statements: a settle of 200,000 orders adds one per promoter). ``--as-of TS``
+(recorded time) is first turned into the store position of the longest prefix
+of segments recorded at or before TS (``rm_segments``), as the log-reading
+code did.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Generic, Iterable, TypeVar
 
-from ledger.app import AsOf
+from ledger.app import AsOf, CommandError
 from ledger.books import MAX_PAYOUT_ATTEMPTS, TREASURY, Books
 from ledger.invariants import require
 from ledger.records import PaidOut, decode_segment
@@ -37,7 +38,7 @@ from projections.projector import catch_up
 from projections.statements import StatementEntry
 from projections.tables import Database, database
 from schemas import reasons
-from schemas.timestamps import format_timestamp_us
+from schemas.timestamps import format_timestamp_us, parse_timestamp_us
 
 T = TypeVar("T")
 REJECTED_REFUNDS = (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER)
@@ -65,6 +66,16 @@ def _limit(limit: int | None) -> str:
     return "" if limit is None else f" LIMIT {int(limit) + 1}"
 
 
+def _where(sql: str, params: list[Any], *conditions: tuple[str, Any]) -> str:
+    """``sql`` with `` AND clause`` for each condition whose value is given
+    (a tuple value fills several placeholders)."""
+    for clause, value in conditions:
+        if value is not None:
+            sql += f" AND {clause}"
+            params.extend(value if isinstance(value, tuple) else (value,))
+    return sql
+
+
 # ------------------------------------------------------------------ time travel
 def cap_position(store: Store, *, until_position: int | None = None, recorded_until_us: int | None = None) -> int | None:
     """The store position a time-travel window ends at (None: no end)."""
@@ -80,12 +91,12 @@ def cap_position(store: Store, *, until_position: int | None = None, recorded_un
 
 # ---------------------------------------------------------------------- balances
 _BALANCE_NOW = "SELECT promoter_id, currency, pending_minor, payable_minor, paid_minor FROM rm_balances b WHERE 1 = 1"
-# The running balances of each key's last statement row at or before a store position.
+# Each key's balances after the last segment at or before a store position that moved them.
 _BALANCE_AT = (
-    "SELECT b.promoter_id, b.currency, s.pending_minor, s.payable_minor, s.paid_minor FROM rm_balances b "
-    "JOIN rm_statement s ON s.promoter_id = b.promoter_id AND s.entry = ("
-    "SELECT x.entry FROM rm_statement x WHERE x.promoter_id = b.promoter_id AND x.currency = b.currency "
-    "AND x.store_position <= ? ORDER BY x.store_position DESC, x.entry DESC LIMIT 1) WHERE 1 = 1"
+    "SELECT b.promoter_id, b.currency, h.pending_minor, h.payable_minor, h.paid_minor FROM rm_balances b "
+    "JOIN rm_balance_history h ON h.promoter_id = b.promoter_id AND h.currency = b.currency AND h.store_position = ("
+    "SELECT MAX(x.store_position) FROM rm_balance_history x WHERE x.promoter_id = b.promoter_id "
+    "AND x.currency = b.currency AND x.store_position <= ?) WHERE 1 = 1"
 )
 
 
@@ -96,15 +107,8 @@ def balances(store: Store, *, currency: str | None = None, after: tuple[str, str
     the next page's cursor is ``promoter|currency``."""
     cap = cap_position(store, **window) if window else None
     sql, params = (_BALANCE_NOW, []) if cap is None else (_BALANCE_AT, [cap])
-    if currency is not None:
-        sql += " AND b.currency = ?"
-        params.append(currency)
-    if promoter_id is not None:
-        sql += " AND b.promoter_id = ?"
-        params.append(promoter_id)
-    if after is not None:
-        sql += " AND (b.promoter_id, b.currency) > (?, ?)"
-        params += list(after)
+    sql = _where(sql, params, ("b.currency = ?", currency), ("b.promoter_id = ?", promoter_id),
+                 ("(b.promoter_id, b.currency) > (?, ?)", tuple(after) if after is not None else None))
     sql += " ORDER BY b.promoter_id, b.currency" + _limit(limit)
     with _fresh(store).read() as c:
         rows = [BalanceRow(*row) for row in c.execute(sql, params).fetchall()]
@@ -139,11 +143,8 @@ def statement(store: Store, promoter_id: str, *, after: int = 0, limit: int | No
     """One promoter's entries in commit order, with running balances per
     currency, after the ``after``-th entry; the next cursor is the number of
     the page's last entry."""
-    cap = cap_position(store, **window) if window else None
-    sql, params = _STATEMENT, [promoter_id, after]
-    if cap is not None:
-        sql += " AND store_position <= ?"
-        params.append(cap)
+    params: list[Any] = [promoter_id, after]
+    sql = _where(_STATEMENT, params, ("store_position <= ?", cap_position(store, **window) if window else None))
     sql += " ORDER BY entry" + _limit(limit)
     with _fresh(store).read() as c:
         rows = c.execute(sql, params).fetchall()
@@ -262,14 +263,9 @@ def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = 
     orders selected by ``from_us ≤ occurred_at < to_us``. Orders that never
     earned commission (unattributed, self-referral, zero rates) owe nothing
     and are not listed."""
-    sql, params = ("SELECT order_id, currency, accrued_minor, reversed_minor, settled FROM rm_orders "
-                   "WHERE merchant_id = ?"), [merchant_id]
-    if from_us is not None:
-        sql += " AND occurred_us >= ?"
-        params.append(from_us)
-    if to_us is not None:
-        sql += " AND occurred_us < ?"
-        params.append(to_us)
+    params: list[Any] = [merchant_id]
+    sql = _where("SELECT order_id, currency, accrued_minor, reversed_minor, settled FROM rm_orders WHERE merchant_id = ?",
+                 params, ("occurred_us >= ?", from_us), ("occurred_us < ?", to_us))
     with _fresh(store).read() as c:
         rows = c.execute(sql + " ORDER BY occurred_us, order_id, journal", params).fetchall()
     orders = [
@@ -278,6 +274,18 @@ def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = 
         for order_id, currency, accrued, reversed_, settled in rows
     ]
     return {"merchant_id": merchant_id, "orders": orders, "totals": merchant_totals(orders)}
+
+
+def period(from_text: str | None, to_text: str | None) -> dict[str, int | None]:
+    """``--from``/``--to`` (``?from=&to=``) as merchant_statement's bounds;
+    CommandError (one line) when one is not an RFC 3339 timestamp."""
+    bounds: dict[str, int | None] = {}
+    for name, text in (("from", from_text), ("to", to_text)):
+        instant = None if text is None else parse_timestamp_us(text)
+        if text is not None and instant is None:
+            raise CommandError(f"{name} {text!r} is not an RFC 3339 timestamp (e.g. 2026-01-31T16:00:00Z)")
+        bounds[f"{name}_us"] = instant
+    return bounds
 
 
 def merchant_totals(orders: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

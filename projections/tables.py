@@ -35,7 +35,7 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger.store import Store, StoreError, one_line, redact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PROJECTOR = f"readmodels/v{SCHEMA_VERSION}"  # its row in rm_tracking
 SQLITE_TIMEOUT_S = 30
 SQLITE_CACHE_KIB = 32 * 1024
@@ -71,8 +71,12 @@ TABLES = (
     "pending_minor BIGINT NOT NULL, payable_minor BIGINT NOT NULL, paid_minor BIGINT NOT NULL, event_us BIGINT, "
     "PRIMARY KEY (promoter_id, entry)){wr}",
     "CREATE INDEX IF NOT EXISTS rm_statement_order ON rm_statement (journal, order_id, seq) WHERE order_id IS NOT NULL",
-    # Balances as of a past store position: the last entry at or before it, per key.
-    "CREATE INDEX IF NOT EXISTS rm_statement_at ON rm_statement (promoter_id, currency, store_position, entry)",
+    # The balance history, position-stamped: a key's balances after each
+    # segment that moved them. Balances as of a past store position are, per
+    # key, its last row at or before it (time travel).
+    "CREATE TABLE IF NOT EXISTS rm_balance_history (promoter_id {key} NOT NULL, currency {key} NOT NULL, "
+    "store_position BIGINT NOT NULL, pending_minor BIGINT NOT NULL, payable_minor BIGINT NOT NULL, "
+    "paid_minor BIGINT NOT NULL, PRIMARY KEY (promoter_id, currency, store_position)){wr}",
     # Orders: where the order event is (its raw bytes, for explanations), its
     # instant (statements' event time, the merchant statement's period) and
     # what its merchant owes (SPEC §13). merchant_id and currency are known
@@ -97,7 +101,8 @@ TABLES = (
     "carried_over_minor BIGINT NOT NULL, after_entry BIGINT NOT NULL, through_entry BIGINT NOT NULL, "
     "PRIMARY KEY (journal, position, line)){wr}",
 )
-DROP_ORDER = ("rm_payout_lines", "rm_payouts", "rm_dead_letters", "rm_orders", "rm_statement", "rm_promoters",
+DROP_ORDER = ("rm_payout_lines", "rm_payouts", "rm_dead_letters", "rm_orders", "rm_balance_history", "rm_statement",
+              "rm_promoters",
               "rm_balances", "rm_segments", "rm_counts", "rm_tracking")
 
 # PostgreSQL text cannot hold NUL, which wire ids may contain: an order-

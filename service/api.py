@@ -30,7 +30,6 @@ from ledger.store import StoreError
 from projections import readmodels
 from projections.audit import audit_replay
 from projections.readmodels import Page
-from schemas.timestamps import parse_timestamp_us
 from service import metrics, pages
 from service.auth import OWN, READ, READ_OR_OWN, WRITE, Principal, TokenAuthentication, load_tokens
 from service.blocking import threaded
@@ -130,17 +129,11 @@ def merchant_statement(service: Service, merchant_id: str, from_: str | None = P
                        to: str | None = None) -> Response:
     """SPEC §13: what the merchant owes per order and currency, with totals;
     ``?from=&to=`` select orders by occurred_at (from inclusive, to exclusive)."""
-    window = {"from_us": _instant("from", from_), "to_us": _instant("to", to)}
-    return _json(readmodels.merchant_statement(service.store, merchant_id, **window))
-
-
-def _instant(name: str, text: str | None) -> int | None:
-    if text is None:
-        return None
-    instant = parse_timestamp_us(text)
-    if instant is None:
-        raise ClientException(f"{name} {text!r} is not an RFC 3339 timestamp (e.g. 2026-01-31T16:00:00Z)")
-    return instant
+    try:
+        bounds = readmodels.period(from_, to)
+    except CommandError as exc:
+        raise ClientException(str(exc)) from None
+    return _json(readmodels.merchant_statement(service.store, merchant_id, **bounds))
 
 
 @get("/v1/orders/{order_id:str}/explanation", guards=[READ])

@@ -28,8 +28,8 @@ from schemas.timestamps import format_timestamp_us, parse_timestamp_us
 from tests.helpers import click, feed, new_ledger, order, refund, share
 
 EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
-RM_TABLES = ("rm_tracking", "rm_counts", "rm_segments", "rm_balances", "rm_promoters", "rm_statement", "rm_orders",
-             "rm_dead_letters", "rm_payouts", "rm_payout_lines")
+RM_TABLES = ("rm_tracking", "rm_counts", "rm_segments", "rm_balances", "rm_balance_history", "rm_promoters",
+             "rm_statement", "rm_orders", "rm_dead_letters", "rm_payouts", "rm_payout_lines")
 
 
 def build(url: str, events: int = 6_000, seed: int = 3, batch: int = 300, settle_again: bool = True) -> Store:
@@ -329,7 +329,7 @@ def test_a_schema_change_rebuilds_the_tables(tmp_path):
     feed(new_ledger(store_url=url), list(generate(1_000, seed=2)))
     before = readmodels.balance_map(Store(url))
     with sqlite3.connect(url[len("sqlite:///"):]) as db:
-        db.execute("UPDATE rm_tracking SET name = 'readmodels/v0'")
+        db.execute("UPDATE rm_tracking SET name = 'readmodels/v1'")
         db.execute("DELETE FROM rm_balances")
     assert readmodels.balance_map(Store(url)) == before
     with sqlite3.connect(url[len("sqlite:///"):]) as db:
