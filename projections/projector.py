@@ -42,7 +42,7 @@ except ImportError:  # segments are stored unframed
         return None, stored
 
 CHUNK_SEGMENTS = 20  # segments per transaction at most (each holds a batch of up to 5,000 records)…
-CHUNK_RECORDS = 25_000  # …and no more once this many records are in (a writer waits for the transaction)
+CHUNK_RECORDS = 50_000  # …and no more once this many records are in (a writer waits for the transaction)
 IN_CHUNK = 500  # keys per IN (…) list
 _BUCKET = {"pending": 0, "payable": 1, "paid": 2}
 
@@ -170,14 +170,18 @@ class _Fold:
     def _wanted(self) -> tuple[set[str], dict[str, set[str]]]:
         promoters: set[str] = set()
         orders: dict[str, set[str]] = {}
+        created_in: dict[str, set[str]] = {}  # orders made known in this chunk: not in the tables yet
         for _, journal, segment in self.chunk:
             wanted = orders.setdefault(journal, set())
+            created = created_in.setdefault(journal, set())
             for record in segment.records:
+                if record.order_id is not None and record.outcome != "duplicate":
+                    created.add(record.order_id)
                 if record.transfers:
                     settle = record.type == "settled"  # needs no order rows: see _fold
                     for t in record.transfers:
                         promoters.add(t.promoter_id)
-                        if t.order_id is not None and not settle:
+                        if t.order_id is not None and not settle and t.order_id not in created:
                             wanted.add(t.order_id)
         return promoters, orders
 
