@@ -10,6 +10,7 @@ import time
 from cli.options import Command, store_url
 from cli.progress import Bars
 from cli.render import out
+from ledger.store import Store
 from projections.projector import catch_up
 from projections.readmodels import figures
 
@@ -27,12 +28,14 @@ def run(args: argparse.Namespace) -> int:
     segments = records = 0
     seconds = 0.0
     with Bars() as bars:
-        store = bars.store(store_url(args))
+        store = bars.store(store_url(args))  # the first catch-up shows its progress on a terminal…
+        following: Store | None = None
         while True:
-            done = catch_up(store)
+            done = catch_up(following or store)
             segments, records, seconds = segments + done.segments, records + done.records, seconds + done.seconds
             if not args.follow or stop:
                 break
+            following = following or Store(store.url)  # …the following ones do not (a bar each second)
             time.sleep(args.every)
         now = figures(store)
     rate = f", {records / seconds:,.0f} records/s" if records and seconds > 0 else ""

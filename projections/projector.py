@@ -32,7 +32,7 @@ import msgspec
 
 from ledger import log
 from ledger.records import EXPENSE, RecordMoney, cause_of, dead_letters_of
-from ledger.store import Store
+from ledger.store import Store, StoreError
 from projections.tables import PROJECTOR, Database, database
 
 try:  # the journals' hash-chain framing (issue F), once it has landed in ledger.records
@@ -189,7 +189,9 @@ class _Fold:
         promoters, orders = self._wanted()
         with self.db.read() as c:
             row = c.execute("SELECT position FROM rm_tracking WHERE name = ?", (PROJECTOR,)).fetchone()
-            if row is None or row[0] != self.start:
+            if row is None:
+                raise StoreError(f"read models: rm_tracking has no row {PROJECTOR!r}; drop the rm_* tables to rebuild them")
+            if row[0] != self.start:
                 return False
             self.next = dict(c.execute("SELECT label, n FROM rm_counts WHERE metric = 'next'").fetchall())
             for keys in _in_lists(promoters):

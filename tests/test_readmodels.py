@@ -374,3 +374,23 @@ def test_postgres_tables_equal_sqlite_including_nul_in_ids(postgres_url, tmp_pat
         ids = [r.promoter_id for r in rows]
         assert ids == sorted(ids) and "p\x00a" in ids and "p\x01b" in ids
     assert answers[0] == answers[1]
+
+
+def test_project_follow_keeps_up_and_stops_on_sigterm(tmp_path):
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = new_ledger(store_url=url)
+    feed(ledger, [share("s1", "p1", "2026-01-01T00:00:00Z")])
+    proc = subprocess.Popen([EXE, "--store", url, "project", "--follow", "--every", "0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        feed(ledger, [click("b1", "s1", "2026-01-02T00:00:00Z"), order("o1", "b1", "2026-01-02T01:00:00Z")])
+        last = max(n for n, _, _, _ in Store(url).notifications())
+        deadline = time.monotonic() + 60
+        while projector.tracked_position(database(Store(url))) != last and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert projector.tracked_position(database(Store(url))) == last
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and f"read models at store position {last}" in out, err
+    assert readmodels.balance_map(Store(url)) == {("p1", "CNY"): [1_500, 0, 0]}
