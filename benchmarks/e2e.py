@@ -56,7 +56,7 @@ def stage_ingest(path: str, store: str) -> None:
 
 def stage_publish(path: str, bootstrap: str, topic: str) -> None:
     from consumers.jsonl import read_files
-    from consumers.kafka_publish import publish
+    from consumers.kafka import publish
 
     started = time.perf_counter()
     counts = publish((raw for raw, _ in read_files([path])), bootstrap, topic=topic, shares_topic=f"{topic}-shares")
@@ -66,7 +66,7 @@ def stage_publish(path: str, bootstrap: str, topic: str) -> None:
 def stage_consume(store: str, bootstrap: str, topic: str, total: int) -> None:
     import logging
 
-    from consumers.kafka_consumer import LedgerConsumer
+    from consumers.kafka import LedgerConsumer
     from ledger.store import Store
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)

@@ -17,8 +17,7 @@ import time
 
 from cli.options import Command, config_path
 from cli.render import out
-from consumers.kafka_consumer import LedgerConsumer
-from consumers.kafka_publish import publish
+from consumers.kafka import LedgerConsumer, publish
 from devkit.broker import EmbeddedBroker
 from devkit.synthetic import generate
 from ledger.books import Books

@@ -12,8 +12,7 @@ from cli.options import Command, config_path, kafka_options, rules, store_url
 from cli.render import out
 from cli.supervisor import supervise
 from consumers.jsonl import STDIN, read_files
-from consumers.kafka_consumer import consume_main
-from consumers.kafka_publish import publish
+from consumers.kafka import consume_main, publish
 from ledger.limits import parse_limits
 from ledger.store import Store
 

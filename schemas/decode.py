@@ -1,20 +1,24 @@
 """Bytes → validated event, or a dead-letter reason (SPEC §1, §9). No I/O.
 
-The fast path is one generic msgspec decode plus ``msgspec.convert`` into the
-tagged union. Only when that fails do we walk the SPEC §9 order by hand to find
-the *first* applicable reason code, so the fast path never decides a reason.
+``decode_event`` never raises: whatever the bytes, it returns ``Decoded`` or a
+``Rejected`` with a reason code of ``schemas.reasons``. Whether the bytes are one
+I-JSON value at all (``malformed_json``) is ``schemas.ijson``'s question. The fast
+path is then one ``msgspec.convert`` into the tagged union; only when that fails
+do we walk the SPEC §9 order by hand to find the *first* applicable reason code,
+so the fast path never decides a reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any, Union
 
 import msgspec
 import orjson
 
-from schemas import reasons
+from schemas import ijson, reasons
 from schemas.events import (
     EVENT_TYPES,
     MAX_SAFE_INT,
@@ -24,18 +28,11 @@ from schemas.events import (
 )
 from schemas.timestamps import parse_timestamp_us
 
-# Did the last parse_json see a float? Floats (and bools) are the only values
-# whose JSON text can differ while Python == holds (1 == 1.0 == True), so only
-# then does the fingerprint take the slower exact path.
-_saw_float = [False]
+log = logging.getLogger(__name__)
 
-
-def _note_float(text: str) -> float:
-    _saw_float[0] = True
-    return float(text)
-
-
-_json_decoder = msgspec.json.Decoder(float_hook=_note_float)
+# How often decode_event's last-resort guard turned an unexpected exception into
+# a dead letter: a bug each time (the fuzz tests assert it stays 0).
+unexpected_errors = 0
 
 
 class Decoded(msgspec.Struct, frozen=True, gc=False):
@@ -51,29 +48,6 @@ class Rejected(msgspec.Struct, frozen=True, gc=False):
 
     reason: str
     detail: str
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json(raw: bytes) -> Any:
-    """Parse UTF-8 JSON. Raises ValueError when it is not (→ malformed_json).
-
-    msgspec is the fast path; Python's json module is the fallback for the few
-    inputs that are valid JSON but that msgspec declines (escaped lone
-    surrogates, numbers beyond float range), so no valid JSON is dead-lettered.
-    """
-    _saw_float[0] = False
-    try:
-        return _json_decoder.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        pass
-    try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_note_float)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError(str(exc).splitlines()[0][:200]) from None
 
 
 class _NotFinite(ValueError):
@@ -96,24 +70,53 @@ def _python_equality_form(value: Any) -> Any:
     return value
 
 
+_INF = orjson.Fragment(b"1e999")  # no finite float is written so; 1e999 parses to inf
+_MINUS_INF = orjson.Fragment(b"-1e999")
+_INT64 = range(-(2**63), 2**64)  # what orjson writes itself
+
+
+def _exact_form(value: Any) -> Any:
+    """``_python_equality_form`` for values holding an integer too long for
+    int() (an ``orjson.Fragment`` of its digits): everything orjson cannot write
+    becomes the Fragment of its exact JSON text, so one serialiser covers it."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if value in (float("inf"), float("-inf")):
+            return _INF if value > 0 else _MINUS_INF
+        if not value.is_integer():
+            return value
+        value = int(value)
+    if isinstance(value, int):
+        return value if value in _INT64 else orjson.Fragment(str(value).encode())
+    if isinstance(value, dict):
+        return {k: _exact_form(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_exact_form(v) for v in value]
+    return value
+
+
 def _sorted_json(value: Any) -> bytes:
     """Compact JSON with sorted keys; one serialiser for every path, so equal
     values always give equal bytes."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    except orjson.JSONEncodeError:  # integers beyond 64 bits
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def content_fingerprint(obj: dict) -> bytes:
     """Digest of the parsed JSON value: key order and whitespace ignored, no
     defaults filled in, and equal exactly when the values are equal under
-    Python ``==`` (SPEC §8 "same content"). Call right after parse_json(obj)."""
+    Python ``==`` (SPEC §8 "same content"). Call right after ijson.parse gave ``obj``."""
+    if ijson.last.saw_huge_int:  # malformed_json before issue 11: no stored fingerprint to keep
+        canonical = b"#" + orjson.dumps(_exact_form(obj), option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(canonical, digest_size=16).digest()
     canonical = _sorted_json(obj)
-    if _saw_float[0] or b"true" in canonical or b"false" in canonical:
+    if ijson.last.saw_float or b"true" in canonical or b"false" in canonical:
         try:
             canonical = _sorted_json(_python_equality_form(obj))
-        except _NotFinite:  # only from the json fallback (e.g. 1e400 → inf)
+        except _NotFinite:  # a float beyond the double range (e.g. 1e400 → inf)
             canonical = b"!" + json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
@@ -136,18 +139,27 @@ def _post_checks(event: Event) -> str | None:
     return None
 
 
+def _show(value: Any) -> str:
+    """A value for a one-line detail: its repr, cut; never an address."""
+    if isinstance(value, orjson.Fragment):
+        return "an integer too long to show"
+    return repr(value)[:100]
+
+
 def _classify(obj: Any, convert_error: str) -> Rejected:
     """The first SPEC §9 reason that applies to a parsed value that failed."""
     if not isinstance(obj, dict):
         return Rejected(reasons.SCHEMA_VIOLATION, "event is not a JSON object")
     type_name = obj.get("type")
     if not isinstance(type_name, str) or type_name not in EVENT_TYPES:
-        return Rejected(reasons.UNKNOWN_TYPE, f"type {type_name!r} is not one of share, click, order, refund"[:200])
+        return Rejected(reasons.UNKNOWN_TYPE, f"type {_show(type_name)} is not one of share, click, order, refund")
     event_id = obj.get("event_id")
     if not isinstance(event_id, str) or not 1 <= len(event_id) <= 128:
         return Rejected(reasons.SCHEMA_VIOLATION, "event_id must be a string of 1-128 characters")
     version = obj.get("schema_version")
     if version is not None:
+        if isinstance(version, orjson.Fragment):  # an integer too long for int()
+            return Rejected(reasons.UNSUPPORTED_SCHEMA_VERSION, "schema_version is not 1")
         if not _is_int(version):
             return Rejected(reasons.SCHEMA_VIOLATION, "schema_version must be an integer")
         if version != 1:
@@ -156,32 +168,47 @@ def _classify(obj: Any, convert_error: str) -> Rejected:
     if occurred_at is None:
         return Rejected(reasons.SCHEMA_VIOLATION, "occurred_at is required")
     if not isinstance(occurred_at, str) or parse_timestamp_us(occurred_at) is None:
-        return Rejected(reasons.INVALID_TIMESTAMP, f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp"[:200])
+        return Rejected(reasons.INVALID_TIMESTAMP, f"occurred_at {_show(occurred_at)} is not an RFC 3339 timestamp")
     return Rejected(reasons.SCHEMA_VIOLATION, convert_error)
 
 
 def decode_event(raw: bytes) -> Union[Decoded, Rejected]:
-    """Decode and validate one wire event. Never raises for bad input."""
+    """Decode and validate one wire event. Never raises, whatever ``raw`` is."""
     try:
-        obj = parse_json(raw)
-    except ValueError as exc:
-        return Rejected(reasons.MALFORMED_JSON, str(exc) or "not UTF-8 JSON")
-    if not isinstance(obj, dict):
-        return _classify(obj, "")
-    type_name = obj.get("type")
-    event_type = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
-    if event_type is None:
-        return _classify(obj, "")
+        try:
+            obj = ijson.parse(raw)
+        except ijson.NotIJSON as exc:
+            return Rejected(reasons.MALFORMED_JSON, str(exc))
+        if not isinstance(obj, dict):
+            return _classify(obj, "")
+        type_name = obj.get("type")
+        event_type = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
+        if event_type is None:
+            return _classify(obj, "")
+        try:
+            event = msgspec.convert(obj, event_type)
+        except msgspec.ValidationError as exc:
+            return _classify(obj, str(exc)[:200])
+        if event.schema_version is not None and event.schema_version != 1:
+            return _classify(obj, "")
+        occurred_us = parse_timestamp_us(event.occurred_at)
+        if occurred_us is None:
+            return _classify(obj, "")
+        problem = _post_checks(event)
+        if problem is not None:
+            return Rejected(reasons.SCHEMA_VIOLATION, problem)
+        return Decoded(event, occurred_us, content_fingerprint(obj))
+    except Exception as exc:  # last resort: a bug, never bad input (tests/test_fuzz.py)
+        global unexpected_errors
+        unexpected_errors += 1
+        log.error("decode_event: unexpected %s (a bug: the event is dead-lettered)", type(exc).__name__, exc_info=True)
+        return Rejected(reasons.SCHEMA_VIOLATION, _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """``<ExceptionType>: <message>``, one line, never raising itself."""
     try:
-        event = msgspec.convert(obj, event_type)
-    except msgspec.ValidationError as exc:
-        return _classify(obj, str(exc)[:200])
-    if event.schema_version is not None and event.schema_version != 1:
-        return _classify(obj, "")
-    occurred_us = parse_timestamp_us(event.occurred_at)
-    if occurred_us is None:
-        return _classify(obj, "")
-    problem = _post_checks(event)
-    if problem is not None:
-        return Rejected(reasons.SCHEMA_VIOLATION, problem)
-    return Decoded(event, occurred_us, content_fingerprint(obj))
+        message = str(exc).splitlines()[0] if str(exc) else ""
+    except Exception:
+        message = "(unprintable)"
+    return f"{type(exc).__name__}: {message}"[:200]

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.kafka_consumer import LedgerConsumer
-from consumers.kafka_publish import ensure_topics, publish
+from consumers.kafka import LedgerConsumer, ensure_topics, publish
 from devkit.synthetic import generate
 from ledger.app import Ledger
 from ledger.books import Books

@@ -9,7 +9,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.kafka_publish import ensure_topics, publish
+from consumers.kafka import ensure_topics, publish
 from devkit.synthetic import generate
 from ledger.books import Books
 from ledger.records import PaidOut

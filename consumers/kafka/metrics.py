@@ -1,8 +1,14 @@
-"""Prometheus metrics of a running consumer (``consume --metrics-port``)."""
+"""Prometheus metrics of a running consumer (``consume --metrics-port``).
+
+Its own registry, not prometheus-client's global one: a second consumer in
+one process (tests, embedding) would clash there.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from ledger.app import IngestCounts
 
 
 class ConsumerMetrics:
@@ -21,3 +27,17 @@ class ConsumerMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
+
+    def observe_batch(self, seconds: float, counts: IngestCounts) -> None:
+        self.batch_seconds.observe(seconds)
+        for outcome, n in (("accepted", counts.accepted), ("duplicate", counts.duplicates), ("parked", counts.parked)):
+            if n:
+                self.events.labels(outcome).inc(n)
+        for reason, n in counts.reasons.items():
+            self.dead_letters.labels(reason).inc(n)
+
+    def observe_position(self, topic: str, partition: int, next_offset: int, lag: int | None) -> None:
+        labels = (topic, str(partition))
+        self.position.labels(*labels).set(next_offset)
+        if lag is not None:
+            self.lag.labels(*labels).set(lag)

@@ -1,0 +1,257 @@
+"""The long-running Kafka consumer: exactly-once effect over at-least-once delivery.
+
+One iteration = one batch per task (see ``tasks``): apply in memory, send its
+dead letters to ``<topic>.dlq`` (at least once), then write one segment
+together with ``Tracking`` rows for every partition position it advanced (the
+events partition and the shares partitions), in one transaction. On
+(re)assignment a task replays its journal and seeks to the stored positions;
+Kafka's committed offsets are written afterwards for lag monitoring only.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from consumers.kafka.clients import BrokerWatch, Clients, connect, wait_for_partitions
+from consumers.kafka.dlq import DeadLetterSink, DeadLetterTopic, DeadLetterWriteError
+from consumers.kafka.metrics import ConsumerMetrics
+from consumers.kafka.shares import SharesFeed
+from consumers.kafka.tasks import Batch, Task, Tasks
+from consumers.kafka.topics import DEFAULT_SHARES_TOPIC, DEFAULT_TOPIC, dlq_topic
+from ledger.app import IngestCounts
+from ledger.books import Books
+from ledger.config import Rules
+from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.store import ConcurrentWriteError, Store
+
+log = logging.getLogger("commission_ledger.consume")
+
+MAX_POLL_RECORDS = 5_000  # default messages per poll (and per task batch): bounds memory and latency
+STATUS_EVERY_S = 5.0
+BROKER_CHECK_EVERY_S = 2.0  # while idle
+DLQ_RETRY_PAUSE_S = 0.5
+
+
+@dataclass
+class ConsumeStats:
+    messages: int = 0
+    counts: IngestCounts = field(default_factory=IngestCounts)
+    batches: int = 0
+    conflicts: int = 0
+
+
+class LedgerConsumer:
+    """This process's events partitions (one task each) and the whole shares
+    topic, applied to the store; one per process, run() once."""
+
+    def __init__(
+        self,
+        store: Store,
+        bootstrap: str,
+        *,
+        topic: str = DEFAULT_TOPIC,
+        shares_topic: str = DEFAULT_SHARES_TOPIC,
+        group: str | None = None,
+        rules: Rules | None = None,
+        client_options: dict | None = None,
+        status: Callable[[str], None] | None = None,
+        on_batch: Callable[[dict], None] | None = None,
+        max_poll_records: int = MAX_POLL_RECORDS,
+        member: tuple[int, int] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        """``member=(i, n)`` without a group: take the events partitions p with
+        p % n == i (a static split among n processes; see ``consume --workers``)."""
+        if max_poll_records < 1:
+            raise ValueError(f"max_poll_records must be ≥ 1: {max_poll_records}")
+        if member is not None and not (group is None and 0 <= member[0] < member[1]):
+            raise ValueError(f"member (i, n) needs 0 ≤ i < n and no group: {member}, group {group!r}")
+        self.member = member
+        self.store = store
+        self.max_poll_records = max_poll_records
+        self.books = Books(store, rules, limits)
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.shares_topic = shares_topic
+        self.group = group
+        self.client_options = client_options or {}
+        self.status = status
+        self.on_batch = on_batch  # instrumentation hook (tests, metrics)
+        self.metrics: ConsumerMetrics | None = None  # when exposed (--metrics-port)
+        self.stats = ConsumeStats()
+        self.stopping = False
+        # Set by run() once connected:
+        self.clients: Clients | None = None
+        self.shares: SharesFeed | None = None
+        self.tasks: Tasks | None = None
+        self.dlq: DeadLetterSink | None = None
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def run(self, *, until_idle_s: float | None = None, max_messages: int | None = None) -> ConsumeStats:
+        """Consume until stopped (SIGTERM/SIGINT), idle for ``until_idle_s``, or
+        ``max_messages`` consumed; the batch in hand is always finished."""
+        stop_on_signals(self.stop)
+        clients = connect(self.bootstrap, group=self.group, max_poll_records=self.max_poll_records,
+                          options=self.client_options, stopping=lambda: self.stopping)
+        if clients is None or self.stopping:
+            if clients is not None:
+                clients.close()
+            return self.stats
+        self.clients = clients
+        self.shares = SharesFeed(clients.shares, self.shares_topic, self.max_poll_records)
+        self.tasks = Tasks(self.books, clients.events, self.topic, self.shares)
+        self.dlq = DeadLetterTopic(clients.producer, dlq_topic(self.topic))
+        try:
+            with young_garbage_collected_rarely():
+                self._assign()
+                self._loop(until_idle_s, max_messages)
+        finally:
+            if self.status is not None:
+                self.status(self._status_line(None))
+            clients.close()
+        return self.stats
+
+    def _assign(self) -> None:
+        """In a group the coordinator assigns (tasks open in its callback);
+        otherwise take every partition, or this member's share of them."""
+        if self.group is not None:
+            self.clients.events.subscribe([self.topic], listener=self.tasks.rebalance_listener())
+            return
+        partitions = wait_for_partitions(self.clients.events, self.topic, lambda: self.stopping)
+        if self.member is not None:
+            i, n = self.member
+            partitions = [p for p in partitions if p % n == i]
+            log.info("member %d/%d: partitions %s", i, n, partitions)
+            if not partitions:
+                log.warning("member %d/%d: no partitions of %s to consume; exiting", i, n, self.topic)
+                self.stopping = True
+                return
+        self.tasks.assign(partitions)
+
+    def _loop(self, until_idle_s: float | None, max_messages: int | None) -> None:
+        broker = BrokerWatch(self.bootstrap)
+        started = last_message = last_status = last_check = time.monotonic()
+        known_share_partitions = self.shares.partitions()
+        while not self.stopping:
+            if self.shares.partitions() != known_share_partitions:  # the shares topic grew
+                known_share_partitions = self.shares.partitions()
+                self.shares.rewind(self.tasks.shares_needed)
+            got = self.shares.poll()
+            polled = self.clients.events.poll(timeout_ms=200 if not got else 0, max_records=self.max_poll_records)
+            events = {tp.partition: msgs for tp, msgs in polled.items()}
+            got += sum(len(m) for m in events.values())
+            self._process(events)
+            now = time.monotonic()
+            if got:
+                last_message = now
+                self.stats.messages += got
+            elif now - last_check >= BROKER_CHECK_EVERY_S:
+                last_check = now
+                broker.check()
+            if self.status is not None and now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                self.status(self._status_line(now - started))
+            if not self.tasks.by_partition:
+                last_message = now  # idle time counts from the first assignment
+            if until_idle_s is not None and now - last_message >= until_idle_s:
+                break
+            if max_messages is not None and self.stats.messages >= max_messages:
+                break
+
+    def _process(self, events: dict[int, list[ConsumerRecord]]) -> None:
+        for partition in sorted(self.tasks.by_partition):
+            task = self.tasks.by_partition.get(partition)
+            if task is None:
+                continue
+            batch = task.batch(events.get(partition, ()), self.shares)
+            if batch.items:
+                self._commit(task, batch)
+        self.shares.trim(self.tasks.shares_needed)
+
+    def _commit(self, task: Task, batch: Batch) -> None:
+        started = time.perf_counter()
+        task.ledger.catch_up()  # e.g. a settle written by a command
+        records, counts, letters = task.ledger.apply(batch.items)
+        try:
+            self.dlq.write(letters)
+            task.ledger.commit(records, batch.trackings())
+        except DeadLetterWriteError as exc:
+            log.warning("partition %d: dead-letter topic unavailable (%s); batch will be retried", task.partition, exc.cause)
+            self.tasks.open(task.partition)  # the applied batch is dropped with the old task
+            time.sleep(DLQ_RETRY_PAUSE_S)
+            return
+        except ConcurrentWriteError as exc:
+            self.stats.conflicts += 1
+            log.warning("partition %d: %s; reopening from the store", task.partition, exc)
+            self.tasks.open(task.partition)
+            return
+        task.advance(batch)
+        self.stats.counts.merge(counts)
+        self.stats.batches += 1
+        if self.metrics is not None:
+            self.metrics.observe_batch(time.perf_counter() - started, counts)
+            self.metrics.observe_position(self.topic, task.partition, task.events_next, self.tasks.lag(task))
+        if self.group is not None:
+            self.clients.events.commit_async()  # for lag monitoring only
+        if self.on_batch is not None:
+            self.on_batch({"partition": task.partition, "events": len(batch.items), "seconds": time.perf_counter() - started})
+
+    def _status_line(self, elapsed_s: float | None) -> str:
+        tasks = sorted(self.tasks.by_partition.items()) if self.tasks is not None else []
+        positions = {p: t.events_next for p, t in tasks}
+        lag = sum(self.tasks.lag(t) or 0 for _, t in tasks)
+        rate = f" {self.stats.messages / elapsed_s:,.0f} msg/s" if elapsed_s else ""
+        c = self.stats.counts
+        return (f"[consume] partitions {sorted(positions)} positions {positions} lag {lag}{rate} "
+                f"accepted={c.accepted} duplicates={c.duplicates} parked={c.parked} dead_letters={c.dead_letters}")
+
+
+@contextmanager
+def young_garbage_collected_rarely() -> Iterator[None]:
+    """The ledger state is acyclic and frozen out of the collector after each
+    commit; collect young garbage rarely instead of every 700 allocations."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT finish the batch in hand, then return from ``run``."""
+    def handler(signum, frame):
+        log.info("signal %s: finishing the batch in hand, then exiting", signum)
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, handler)
+        except ValueError:  # not the main thread (embedded use)
+            pass
+
+
+def consume_main(store_url: str, bootstrap: str, **kwargs) -> ConsumeStats:
+    """Entry point used by the CLI."""
+    until_idle_s = kwargs.pop("until_idle_s", None)
+    max_messages = kwargs.pop("max_messages", None)
+    metrics_port = kwargs.pop("metrics_port", None)
+    member = kwargs.get("member")
+    prefix = f"[member {member[0]}/{member[1]}] " if member else ""
+    consumer = LedgerConsumer(Store(store_url), bootstrap, status=lambda line: print(prefix + line, file=sys.stderr, flush=True), **kwargs)
+    if metrics_port:
+        consumer.metrics = ConsumerMetrics()
+        consumer.metrics.serve(metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+    return consumer.run(until_idle_s=until_idle_s, max_messages=max_messages)

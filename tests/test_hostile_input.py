@@ -1,0 +1,302 @@
+"""Hostile input never stops the ledger (issue 11, SPEC §9).
+
+Decoding: every I-JSON rule of ``malformed_json``, the two decisions where RFC
+7493 and SPEC §9 differ, and the regression tests the fuzzers left behind
+(``test_regression_*``: each with the exact input that was found). Ingest: the
+issue's three-line reproduction, and ``commission-ledger ingest`` over a
+realistic stream with hostile lines spliced in.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devkit.synthetic import generate
+from fuzz.properties import check_decode, is_ijson
+from schemas import decode as decode_module
+from schemas import ijson
+from schemas.decode import Decoded, Rejected, decode_event
+from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, share
+
+EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
+AT = "2026-01-15T02:00:00Z"
+SHARE = b'{"type":"share","event_id":"e-s1","occurred_at":"2026-01-15T02:00:00Z","share_id":"s1","promoter_id":"p1"'
+CLICK = b'{"type":"click","event_id":"e-c1","occurred_at":"2026-01-15T02:00:00Z","buyer_id":"b1","share_id":"s1"'
+ORDER = (b'{"type":"order","event_id":"e-o1","occurred_at":"2026-01-15T02:00:00Z","order_id":"o1","buyer_id":"b1",'
+         b'"merchant_id":"m1","lines":[{"sku":"k","quantity":1,"unit_price":100}]')
+
+
+def with_field(base: bytes, name: str, value: bytes) -> bytes:
+    """``base`` (an event without its closing brace) plus one member, as raw text."""
+    return base + b',"' + name.encode() + b'":' + value + b"}"
+
+
+def reason(raw: bytes) -> str:
+    result = check_decode(raw)
+    assert isinstance(result, Rejected), result
+    return result.reason
+
+
+def nested(depth: int, inner: bytes = b"1") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+# ---------------------------------------------------------- malformed_json (§9)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # an empty value: a Kafka tombstone (no value) reaches decode_event as b""
+        b"", b" ", b"\n", b"\r\n\t ",
+        # invalid UTF-8, in values, names and outside strings
+        with_field(SHARE, "x", b'"\xff"'), SHARE + b',"\xff":1}',
+        SHARE.replace(b"p1", b"p\xc0\xaf") + b"}",  # overlong "/"
+        SHARE.replace(b"p1", b"p\xed\xa0\x80") + b"}",  # an encoded surrogate
+        SHARE.replace(b"p1", b"p\xf4\x90\x80\x80") + b"}",  # past U+10FFFF
+        b"\xef\xbb\xbf" + SHARE + b"}",  # a byte-order mark is not JSON
+        # an escaped lone surrogate in any string, names included
+        SHARE.replace(b"e-s1", b"e\\ud800") + b"}",
+        SHARE.replace(b"p1", b"p\\udfff") + b"}",
+        ORDER.replace(b'"m1"', b'"m\\udc00"') + b"}",
+        with_field(SHARE, "x", b'"\\ude00\\ud83d"'),  # low before high
+        with_field(SHARE, "x", b'"\\ud83d\\u0041"'),  # high before a non-surrogate
+        with_field(SHARE, "x", b'"\\ud83d"'),
+        with_field(SHARE, "x", b'["a", "\\ud800"]'),
+        SHARE + b',"\\ud800":1}',
+        # a raw control character inside a string (names included)
+        SHARE.replace(b"p1", b"p\x01") + b"}",
+        SHARE.replace(b"p1", b"p\x00") + b"}",
+        SHARE.replace(b"p1", b"p\t") + b"}",
+        SHARE.replace(b"p1", b"p\x1f") + b"}",
+        SHARE + b',"a\x0bb":1}',
+        # NaN, Infinity
+        with_field(SHARE, "x", b"NaN"), with_field(SHARE, "x", b"Infinity"), with_field(SHARE, "x", b"-Infinity"),
+        # trailing data after the value
+        SHARE + b"} x", SHARE + b"}{}", SHARE + b"}\x00", SHARE + b"}}", SHARE + b"}\xc2\xa0",
+        # nested more than 128 deep (the top level is depth 1)
+        nested(129), nested(5000), b"[" * 100_000, b'{"a":' * 200 + b"1" + b"}" * 200,
+        with_field(SHARE, "x", nested(128)),  # 1 (the event) + 128 = 129
+        with_field(CLICK, "meta", b'{"a":' + nested(5000) + b"}"),
+    ],
+    ids=lambda raw: raw[:50].decode("utf-8", "replace"),
+)
+def test_not_one_ijson_value_is_malformed_json(raw):
+    assert reason(raw) == "malformed_json"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        with_field(SHARE, "x", nested(127)),  # 1 + 127 = 128
+        with_field(SHARE, "x", b'"' + b"[" * 1000 + b'{\\"' + b"{" * 1000 + b'"'),  # brackets in strings are text
+        with_field(SHARE, "x", b'"\\\\ud800"'),  # an escaped backslash, then the letters ud800
+        with_field(SHARE, "x", b'"\\ud83d\\ude00 \\u0000\\u001f\\u007f"'),  # a real pair; escaped controls are fine
+        with_field(SHARE, "x", b'"\x7f\xc2\x80\xef\xbf\xbf"'),  # DEL, C1 controls and noncharacters are not U+0000–U+001F
+        SHARE + b"} \t\r\n",  # trailing whitespace is not data
+    ],
+    ids=lambda raw: raw[-40:].decode("utf-8", "replace"),
+)
+def test_valid_ijson_around_the_limits_decodes(raw):
+    assert isinstance(check_decode(raw), Decoded)
+
+
+def test_depth_limit_is_exact_and_counts_without_recursion():
+    assert ijson.nesting_depth(b"{}") == 1 and ijson.nesting_depth(b"1") == 0
+    assert ijson.nesting_depth(nested(128)) == 128
+    assert ijson.nesting_depth(b'["]]]]", {"a": "[[[\\"[["}]') == 2
+    assert ijson.nesting_depth(b'"\\"[[[[[') == 0  # an unterminated string runs to the end
+    assert isinstance(decode_event(nested(128, b'"x"')), Rejected)  # an array: schema_violation, not malformed
+    assert decode_event(nested(128)).reason == "schema_violation"
+    assert decode_event(nested(129)).reason == "malformed_json"
+    started = time.perf_counter()
+    for raw in (b"[" * 100_000, b"{" * 100_000, b'{"a":' * 200_000, b'[{"a":' * 100_000):
+        assert decode_event(raw).reason == "malformed_json"
+    assert time.perf_counter() - started < 2  # linear: no RecursionError, no quadratic scan
+    started = time.perf_counter()
+    assert decode_event(b'"' + b'\\"' * 1_000_000).reason == "malformed_json"  # many quotes, one string
+    assert time.perf_counter() - started < 2
+
+
+# ------------------------------------------------------ the two decisions (§9)
+def test_numbers_beyond_float_range_or_2_53_in_unknown_fields_are_valid():
+    """RFC 7493 says SHOULD NOT; SPEC's integer rules apply to known fields only."""
+    for value in (b"1e400", b"-1e400", b"9007199254740993", b"18446744073709551616", b"9" * 4300, b"9" * 4301,
+                  b"-" + b"9" * 100_000, b"1" + b"0" * 400 + b".5", b"[1e400, " + b"7" * 5000 + b"]"):
+        assert isinstance(check_decode(with_field(SHARE, "x", value)), Decoded), value[:20]
+
+
+def test_numbers_beyond_2_53_in_known_fields_are_schema_violations():
+    assert reason(ORDER.replace(b'"unit_price":100', b'"unit_price":' + b"9" * 5000) + b"}") == "schema_violation"
+    assert reason(ORDER.replace(b'"unit_price":100', b'"unit_price":1e400') + b"}") == "schema_violation"
+    assert reason(with_field(SHARE, "schema_version", b"9" * 5000)) == "unsupported_schema_version"
+    assert reason(with_field(SHARE, "schema_version", b"1e400")) == "schema_violation"
+    assert reason(b'{"type":' + b"9" * 5000 + b"}") == "unknown_type"
+    assert reason(b'{"type":"share","event_id":' + b"9" * 5000 + b"}") == "schema_violation"
+
+
+def test_huge_numbers_keep_an_exact_fingerprint():
+    """Same content is equal parsed values (§8): exact for numbers of any size."""
+    def fp(value: bytes) -> bytes:
+        return check_decode(with_field(SHARE, "x", value)).fingerprint
+
+    huge = b"9" * 5000
+    assert fp(huge) == fp(huge) != fp(b"9" * 4999 + b"8")
+    assert fp(b"[" + huge + b", 1e400]") == fp(b"[" + huge + b", 2e400]")  # both +inf
+    assert fp(b"[" + huge + b", 1]") == fp(b"[" + huge + b", 1.0]") == fp(b"[" + huge + b", true]")
+    assert fp(b"[" + huge + b", 1e400]") != fp(b"[" + huge + b", -1e400]")
+    assert fp(b"[" + huge + b", 18446744073709551616]") == fp(b"[" + huge + b", 18446744073709551616.0]")
+    assert fp(huge) != fp(b'"' + huge + b'"')
+
+
+def test_duplicate_member_names_are_accepted_and_the_last_wins():
+    result = check_decode(b'{"type":"gift","type":"share","event_id":"e","occurred_at":"2026-01-15T02:00:00Z",'
+                          b'"share_id":"s1","promoter_id":"p1","promoter_id":"p2"}')
+    assert result.event.promoter_id == "p2"
+    assert reason(with_field(SHARE, "promoter_id", b"5")) == "schema_violation"  # the last one is checked
+
+
+def test_the_last_resort_guard_turns_a_bug_into_a_schema_violation(monkeypatch):
+    def broken(obj):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(decode_module, "content_fingerprint", broken)
+    before = decode_module.unexpected_errors
+    result = decode_event(SHARE + b"}")
+    assert result == Rejected("schema_violation", "KeyError: 'boom'")
+    assert decode_module.unexpected_errors == before + 1
+    assert isinstance(decode_event(None), Rejected)  # not even bytes: a tombstone's None
+    assert decode_event(None).reason == "malformed_json"
+
+
+# ------------------------------------------- regressions left by the fuzzers
+def test_regression_atheris_lone_surrogate_in_a_member_a_duplicate_name_replaces():
+    """atheris, 20 s into the first run: a lone surrogate escape (\\udbff) in an
+    object whose name "lines" comes again later. decode_event said
+    malformed_json (right: the text holds a lone surrogate); the oracle looked
+    at the parsed value, where the later duplicate had replaced it."""
+    raw = (b'{"t": "b1", "merchant_id": "m1", "currency": "&CNY", "shipping": 0, "lines": [{"sku": "k<", "quantity": 2, '
+           b'"unit_price": 500, "disgount": 10, "level0_rate_bp": 1500, "leype":"g\\udbff-0-","shvel2_rate_bp": 500}], '
+           b'"schema_vecount": 10, "level1_rate_bp": 1500, "levely": "CNY", "sh": "CNY", "shipping": 0, "lines": [{"sku": '
+           b'"k1", "quantity": 2, "unit_price": 500, "disgounerchantng": 0, "lines": [{"sku": "k1", "quantity": 2, '
+           b'"unit_price": 500, "discount": 10, "level1_rate_bp": 1500, "levely": "CNY", "sh": "order", "event_idquantity": '
+           b'2, "unit_price": 500, "disgount": 10, "level1_rate_bp": 1500, "l1_rate_bp": 1500, "levely": "CNY", "sh": "CNY", '
+           b'"shipping": 0, "lines": [{"sku": "k1", "quantity": 2, "unit_price": 500, "disgount": 10, "level1_rate_bp": 1500, '
+           b'"leval2_rate_bp": 500}], "schema_versioipping": 0, "li2_rate_bp": 500}], "scrsioipping": 0, "li2_rate_bp": 500}], '
+           b'"schema_version": 1}')
+    assert not is_ijson(raw)
+    assert reason(raw) == "malformed_json"
+
+
+def test_regression_slow_path_finds_a_lone_surrogate_that_a_duplicate_replaces():
+    """The same blind spot in decode_event itself, on its slow path (an integer
+    over 4300 digits makes msgspec decline, Python's json parses instead): it
+    checked the parsed value, so a replaced member's lone surrogate passed."""
+    raw = SHARE + b',"x":' + b"9" * 4400 + b',"a":"\\ud800","a":"ok"}'
+    assert reason(raw) == "malformed_json"
+    raw = SHARE + b',"x":' + b"9" * 4400 + b',"a":["\\\\ud800"],"a":"ok"}'  # an escaped backslash: valid
+    assert isinstance(check_decode(raw), Decoded)
+
+
+# --------------------------------------------------------------------- ingest
+def test_issue_reproduction_share_deep_array_click():
+    """ingest died with RecursionError on line 2; nothing after it was applied."""
+    ledger = new_ledger()
+    counts = feed(ledger, [share("s1", "p1", AT), b"[" * 5000 + b"]" * 5000, click("b1", "s1", AT, event_id="c1"),
+                           order("o1", "b1", "2026-01-16T00:00:00Z", amount=10_000)])
+    assert (counts.accepted, counts.dead_letters, counts.reasons) == (3, 1, {"malformed_json": 1})
+    assert balances(ledger) == {("p1", "CNY"): (1500, 0, 0)}
+
+
+@pytest.mark.parametrize("field", ["event_id", "promoter_id", "share_id", "parent_share_id", "target", "x"])
+def test_lone_surrogate_in_any_field_is_a_dead_letter_not_a_crashed_write(field):
+    """Accepted before, the event then crashed the journal write (UnicodeEncodeError)."""
+    ledger = new_ledger()
+    bad = json.dumps({**share("s9", "p9", AT), field: "v\ud800"}).encode()  # json.dumps escapes it: \ud800
+    assert b"\\ud800" in bad
+    counts = feed(ledger, [share("s1", "p1", AT), bad, click("b1", "s1", AT, event_id="c1"),
+                           order("o1", "b1", "2026-01-16T00:00:00Z", amount=10_000)])
+    assert (counts.accepted, counts.reasons) == (3, {"malformed_json": 1})
+    assert dead_reasons(ledger) == ["malformed_json"]
+    assert balances(ledger) == {("p1", "CNY"): (1500, 0, 0)}
+
+
+def _hostile_lines() -> list[tuple[bytes, str]]:
+    """Hostile JSONL lines (no newline inside) and the §9 reason each must get."""
+    valid_deep = {"type": "click", "event_id": "hx-deep", "occurred_at": AT, "buyer_id": "hx-b", "share_id": "hx-s"}
+    deep_text = json.dumps(valid_deep)[:-1].encode()
+    return [
+        # the issue's three-line reproduction (share and click are valid, new, and pay nothing)
+        (json.dumps(share("hx-s", "hx-p", AT)).encode(), "accepted"),
+        (b"[" * 5000 + b"]" * 5000, "malformed_json"),
+        (json.dumps(click("hx-b", "hx-s", AT, event_id="hx-c")).encode(), "accepted"),
+        # lone surrogates in event_id / promoter_id / merchant_id
+        (json.dumps(share("hx-s2", "hx-p2", AT, event_id="hx-\ud800")).encode(), "malformed_json"),
+        (json.dumps(share("hx-s3", "hx-p\udfff", AT)).encode(), "malformed_json"),
+        (json.dumps(order("hx-o1", "hx-b", AT, merchant_id="m\udc00")).encode(), "malformed_json"),
+        # control characters, raw in strings
+        (json.dumps(click("hx-b\x01", "hx-s", AT)).encode().replace(b"\\u0001", b"\x01"), "malformed_json"),
+        (json.dumps(share("hx-s4", "hx-p4", AT, target="a\tb")).encode().replace(b"\\t", b"\t"), "malformed_json"),
+        # invalid UTF-8
+        (b'{"type":"click","event_id":"hx-\xff","occurred_at":"2026-01-15T02:00:00Z","buyer_id":"b","share_id":"s"}', "malformed_json"),
+        (json.dumps(share("hx-s5", "hx-pX", AT)).encode().replace(b"hx-pX", b"hx-p\xed\xa0\x80"), "malformed_json"),
+        # a 10 MB line (a string that never ends)
+        (b'{"type":"share","event_id":"hx-big","note":"' + b"x" * 10_000_000, "malformed_json"),
+        # NaN
+        (json.dumps({**share("hx-s6", "hx-p6", AT), "score": float("nan")}).encode(), "malformed_json"),
+        # tombstone-like empty JSON (an empty line carries no message and is skipped)
+        (b"   ", "malformed_json"), (b"null", "schema_violation"), (b'""', "schema_violation"), (b"{}", "unknown_type"),
+        # deep nesting inside an unknown field of an otherwise valid event
+        (deep_text + b',"meta":' + b"[" * 5000 + b"]" * 5000 + b"}", "malformed_json"),
+        (deep_text + b',"meta":' + b"[" * 128 + b"]" * 128 + b"}", "malformed_json"),
+        # an integer too big for a known field
+        (json.dumps(order("hx-o2", "hx-b", AT, amount=2**53)).encode(), "schema_violation"),
+    ]
+
+
+def _ingest(store: str, path) -> str:
+    done = subprocess.run([EXE, "--store", store, "ingest", str(path)], capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in done.stderr
+    return done.stdout.decode()
+
+
+def _json(store: str, *argv: str):
+    done = subprocess.run([EXE, "--store", store, *argv, "--format", "json"], capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_ingest_of_a_stream_with_hostile_lines_spliced_in(tmp_path):
+    clean = list(generate(3000, seed=11))
+    hostile = _hostile_lines()
+    spliced: list[bytes] = []
+    expected: dict[int, tuple[bytes, str]] = {}  # line number → (bytes, reason)
+    step = len(clean) // len(hostile)
+    for i, raw in enumerate(clean):
+        if i % step == 0 and i // step < len(hostile):
+            line, why = hostile[i // step]
+            spliced.append(line)
+            if why != "accepted":
+                expected[len(spliced)] = (line, why)
+        spliced.append(raw)
+    assert all(b"\n" not in line for line in spliced)
+    (tmp_path / "clean.jsonl").write_bytes(b"\n".join(clean) + b"\n")
+    (tmp_path / "hostile.jsonl").write_bytes(b"\n".join(spliced) + b"\n")
+    clean_store, hostile_store = f"sqlite:///{tmp_path}/clean.db", f"sqlite:///{tmp_path}/hostile.db"
+
+    _ingest(clean_store, tmp_path / "clean.jsonl")
+    _ingest(hostile_store, tmp_path / "hostile.jsonl")
+
+    assert _json(hostile_store, "payouts") == _json(clean_store, "payouts")
+    letters = {row["source"]: row for row in _json(hostile_store, "dead-letters")}
+    for number, (line, why) in expected.items():
+        row = letters[f"{tmp_path / 'hostile.jsonl'}:{number}"]
+        assert (row["reason"], base64.b64decode(row["raw_base64"])) == (why, line), (number, row["detail"])
+    clean_letters = _json(clean_store, "dead-letters")
+    assert len(letters) == len(clean_letters) + len(expected)

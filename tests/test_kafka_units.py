@@ -1,0 +1,96 @@
+"""The Kafka consumer's pure parts, without a broker: the stored position names
+(existing stores depend on their format), a batch's positions and order, the
+shares buffer's trim, and the dead-letter headers. tests/test_kafka.py runs the
+whole consumer against a real broker."""
+
+from __future__ import annotations
+
+import pytest
+from kafka.consumer.fetcher import ConsumerRecord
+
+from consumers.kafka.clients import Backoff
+from consumers.kafka.dlq import headers
+from consumers.kafka.positions import PositionKey, journal_name
+from consumers.kafka.shares import SharesFeed
+from consumers.kafka.tasks import Task
+from ledger.records import DeadLetter, Source
+
+
+# ------------------------------------------------------------------ positions
+def test_stored_position_names_keep_their_format():
+    key = PositionKey(journal_name("commission-events", 3), "commission-shares", 1)
+    assert key.stored_name == "kafka:commission-events:3|commission-shares|1"
+    assert PositionKey.from_stored_name(key.stored_name) == key
+    tracking = key.tracking(42)
+    assert (tracking.application_name, tracking.notification_id) == (key.stored_name, 42)
+
+
+@pytest.mark.parametrize("name", ["kafka:t:0|t", "a|b|c|0", "kafka:t:0|t|x", "kafka:t:0|t|-1", "kafka:t:0|t|"])
+def test_a_name_that_is_not_a_stored_position_is_refused(name):
+    with pytest.raises(ValueError):
+        PositionKey.from_stored_name(name)
+
+
+@pytest.mark.parametrize(("journal", "topic", "partition"), [("a|b", "t", 0), ("j", "t|u", 0), ("j", "t", -1), ("j", "t", True)])
+def test_a_position_that_would_read_back_as_another_is_refused(journal, topic, partition):
+    with pytest.raises(ValueError):
+        PositionKey(journal, topic, partition)
+
+
+# ------------------------------------------------------- a task's next batch
+def _share(event_id: str, at: str) -> bytes:
+    return (f'{{"type":"share","event_id":"{event_id}","occurred_at":"{at}",'
+            f'"share_id":"s-{event_id}","promoter_id":"P"}}').encode()
+
+
+def _message(offset: int, value: bytes | None) -> ConsumerRecord:
+    return ConsumerRecord("ev", 2, None, offset, 0, 0, None, value, [], None, 0, 0, 0)
+
+
+def _task(next_offsets: dict[PositionKey, int]) -> Task:
+    journal = journal_name("ev", 2)
+    return Task(2, None, PositionKey(journal, "ev", 2), "sh", next_offsets)  # batch() does not touch the ledger
+
+
+def test_a_batch_takes_unrecorded_shares_in_event_time_order_then_events_after_the_position():
+    feed = SharesFeed(None, "sh", 100)
+    feed.buffer = {
+        0: [(5, _share("b", "2026-03-01T12:00:02Z")), (6, b"garbage"), (7, _share("a", "2026-03-01T12:00:03Z"))],
+        1: [(0, _share("c", "2026-03-01T20:00:01+08:00")), (1, _share("d", "2026-03-01T12:00:02Z"))],
+    }
+    journal = journal_name("ev", 2)
+    task = _task({PositionKey(journal, "sh", 0): 5, PositionKey(journal, "sh", 1): 1, PositionKey(journal, "ev", 2): 10})
+    batch = task.batch([_message(9, b"old"), _message(10, b"e10"), _message(11, None)], feed)
+    assert [src.text() for _, src in batch.items] == ["sh/0@5", "sh/1@1", "sh/0@7", "sh/0@6", "ev/2@10", "ev/2@11"]
+    assert batch.items[-1][0] == b""  # a message without a value is fed as empty bytes (malformed_json)
+    assert {t.application_name: t.notification_id for t in batch.trackings()} == {
+        "kafka:ev:2|sh|0": 8, "kafka:ev:2|sh|1": 2, "kafka:ev:2|ev|2": 12}
+    task.advance(batch)
+    assert (task.events_next, task.shares_next(0), task.shares_next(1), task.shares_next(2)) == (12, 8, 2, 0)
+    assert not task.batch([_message(11, b"again")], feed).items
+
+
+def test_the_shares_buffer_keeps_what_some_task_still_needs():
+    feed = SharesFeed(None, "sh", 100)
+    feed.buffer = {0: [(o, b"x") for o in range(5)], 1: [(o, b"y") for o in range(3)]}
+    feed.trim(lambda sp: {0: 3}.get(sp))  # no task needs partition 1: left alone
+    assert [o for o, _ in feed.buffer[0]] == [3, 4] and len(feed.buffer[1]) == 3
+
+
+# -------------------------------------------------------------- dead letters
+def test_dead_letter_headers_say_why_and_where_from():
+    letter = DeadLetter("schema_violation", "é" * 400, Source(topic="ev", partition=2, offset=7), b"{}")
+    h = dict(headers(letter))
+    assert h["reason"] == b"schema_violation" and h["detail"] == ("é" * 250).encode()
+    assert (h["source.topic"], h["source.partition"], h["source.offset"]) == (b"ev", b"2", b"7")
+
+
+def test_backoff_doubles_up_to_its_cap(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr("consumers.kafka.clients.time.sleep", slept.append)
+    backoff = Backoff(0.5, 3.0)
+    for _ in range(5):
+        backoff.wait()
+    assert slept == [0.5, 1.0, 2.0, 3.0, 3.0]
+    with pytest.raises(ValueError):
+        Backoff(0)
