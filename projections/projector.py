@@ -229,7 +229,7 @@ class _Fold:
         segment_rows: list[tuple] = []
         payout_rows: list[tuple] = []
         line_rows: list[tuple] = []
-        settled: list[tuple[str, str]] = []
+        settled: dict[str, list[str]] = {}  # journal → the orders a settle froze
         history_rows: list[tuple] = []
         dirty_orders: set[tuple[str, str]] = set()
         kinds: dict[str, int] = {}
@@ -311,8 +311,8 @@ class _Fold:
                 if kind == "paid_out":
                     payout_rows.append((journal, position, store_position, record.as_of, record.as_of_us, len(transfers)))
                 elif kind == "settled":
+                    settled.setdefault(journal, []).extend(record.order_ids)
                     for order_id in record.order_ids:
-                        settled.append((journal, order_id))
                         order = orders.get((journal, order_id))
                         if order is not None:
                             order[7] = 1
@@ -341,45 +341,38 @@ class _Fold:
                       (new_position, PROJECTOR, self.start))
             if c.rowcount != 1:
                 return None
-            c.executemany("INSERT INTO rm_segments (store_position, journal, first_position, records, recorded_us) "
-                          "VALUES (?, ?, ?, ?, ?)", rows["segments"])
-            c.executemany(
-                "INSERT INTO rm_statement (promoter_id, entry, seq, store_position, journal, position, kind, currency, "
-                "amount_minor, debit, credit, order_id, level, rules_version, cause, pending_minor, payable_minor, "
-                "paid_minor, event_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows["statement"])
-            c.executemany("INSERT INTO rm_balance_history (promoter_id, currency, store_position, pending_minor, "
-                          "payable_minor, paid_minor) VALUES (?, ?, ?, ?, ?, ?)", rows["history"])
-            c.executemany(
-                "INSERT INTO rm_dead_letters (n, store_position, journal, position, reason, detail, source, raw, "
-                "event_id, order_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["letters"])
-            c.executemany("INSERT INTO rm_payouts (journal, position, store_position, as_of, as_of_us, lines) "
-                          "VALUES (?, ?, ?, ?, ?, ?)", rows["payouts"])
-            c.executemany(
-                "INSERT INTO rm_payout_lines (journal, position, line, promoter_id, currency, amount_minor, "
-                "carried_over_minor, after_entry, through_entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["lines"])
-            c.executemany(
-                "INSERT INTO rm_balances (promoter_id, currency, pending_minor, payable_minor, paid_minor, "
-                "carried_minor, paid_through_entry) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (promoter_id, currency) "
-                "DO UPDATE SET pending_minor = excluded.pending_minor, payable_minor = excluded.payable_minor, "
-                "paid_minor = excluded.paid_minor, carried_minor = excluded.carried_minor, "
-                "paid_through_entry = excluded.paid_through_entry",
-                [(p, cur, *b, *self.payout_state[(p, cur)]) for (p, cur), b in self.balances.items()])
-            c.executemany(
-                "INSERT INTO rm_promoters (promoter_id, entries) VALUES (?, ?) ON CONFLICT (promoter_id) "
-                "DO UPDATE SET entries = excluded.entries", list(self.entries.items()))
-            c.executemany(
-                "INSERT INTO rm_orders (journal, order_id, store_position, position, occurred_us, merchant_id, currency, "
-                "accrued_minor, reversed_minor, settled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (journal, order_id) DO UPDATE SET store_position = excluded.store_position, "
-                "position = excluded.position, occurred_us = excluded.occurred_us, merchant_id = excluded.merchant_id, "
-                "currency = excluded.currency, accrued_minor = excluded.accrued_minor, "
-                "reversed_minor = excluded.reversed_minor, settled = excluded.settled", rows["orders"])
-            c.executemany("UPDATE rm_orders SET settled = 1 WHERE journal = ? AND order_id = ?", rows["settled"])
-            c.executemany(
-                "INSERT INTO rm_counts (metric, label, n) VALUES (?, ?, ?) ON CONFLICT (metric, label) "
-                "DO UPDATE SET n = rm_counts.n + excluded.n", [(m, lbl, n) for (m, lbl), n in self.counts.items()])
-            c.executemany(
-                "INSERT INTO rm_counts (metric, label, n) VALUES ('next', ?, ?) ON CONFLICT (metric, label) "
-                "DO UPDATE SET n = excluded.n", list(self.next.items()))
+            c.insert("rm_segments", "store_position, journal, first_position, records, recorded_us", rows["segments"])
+            c.insert("rm_statement", "promoter_id, entry, seq, store_position, journal, position, kind, currency, "
+                     "amount_minor, debit, credit, order_id, level, rules_version, cause, pending_minor, payable_minor, "
+                     "paid_minor, event_us", rows["statement"])
+            c.insert("rm_balance_history", "promoter_id, currency, store_position, pending_minor, payable_minor, "
+                     "paid_minor", rows["history"])
+            c.insert("rm_dead_letters", "n, store_position, journal, position, reason, detail, source, raw, event_id, "
+                     "order_id", rows["letters"])
+            c.insert("rm_payouts", "journal, position, store_position, as_of, as_of_us, lines", rows["payouts"])
+            c.insert("rm_payout_lines", "journal, position, line, promoter_id, currency, amount_minor, "
+                     "carried_over_minor, after_entry, through_entry", rows["lines"])
+            c.insert("rm_balances", "promoter_id, currency, pending_minor, payable_minor, paid_minor, carried_minor, "
+                     "paid_through_entry",
+                     [(p, cur, *b, *self.payout_state[(p, cur)]) for (p, cur), b in self.balances.items()],
+                     " ON CONFLICT (promoter_id, currency) DO UPDATE SET pending_minor = excluded.pending_minor, "
+                     "payable_minor = excluded.payable_minor, paid_minor = excluded.paid_minor, "
+                     "carried_minor = excluded.carried_minor, paid_through_entry = excluded.paid_through_entry")
+            c.insert("rm_promoters", "promoter_id, entries", list(self.entries.items()),
+                     " ON CONFLICT (promoter_id) DO UPDATE SET entries = excluded.entries")
+            c.insert("rm_orders", "journal, order_id, store_position, position, occurred_us, merchant_id, currency, "
+                     "accrued_minor, reversed_minor, settled", rows["orders"],
+                     " ON CONFLICT (journal, order_id) DO UPDATE SET store_position = excluded.store_position, "
+                     "position = excluded.position, occurred_us = excluded.occurred_us, "
+                     "merchant_id = excluded.merchant_id, currency = excluded.currency, "
+                     "accrued_minor = excluded.accrued_minor, reversed_minor = excluded.reversed_minor, "
+                     "settled = excluded.settled")
+            for journal, order_ids in rows["settled"].items():
+                for keys in _in_lists(order_ids):
+                    c.execute(f"UPDATE rm_orders SET settled = 1 WHERE journal = ? AND order_id IN ({_marks(len(keys))})",
+                              [journal, *keys])
+            c.insert("rm_counts", "metric, label, n", [(m, lbl, n) for (m, lbl), n in self.counts.items()],
+                     " ON CONFLICT (metric, label) DO UPDATE SET n = rm_counts.n + excluded.n")
+            c.insert("rm_counts", "metric, label, n", [("next", label, n) for label, n in self.next.items()],
+                     " ON CONFLICT (metric, label) DO UPDATE SET n = excluded.n")
         return new_position

@@ -149,6 +149,28 @@ class Cursor:
             rows = [[_pg_in(p) for p in row] for row in rows]
         self.raw.executemany(self._sql(sql), rows)
 
+    def insert(self, table: str, columns: str, rows: Sequence[Sequence[Any]], conflict: str = "") -> None:
+        """``INSERT INTO table (columns) VALUES (…) conflict`` for every row:
+        one prepared statement run per row on SQLite (``executemany`` is
+        fast there); on PostgreSQL, where a statement per row costs a round
+        trip, ``COPY`` — straight into the table, or with a ``conflict``
+        clause into a temporary table inserted from."""
+        if not rows:
+            return
+        if not self.postgres:
+            marks = ",".join("?" * (columns.count(",") + 1))
+            self.raw.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}){conflict}", rows)
+            return
+        target = f"{table}_incoming" if conflict else table
+        if conflict:
+            self.raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target} AS SELECT {columns} FROM {table} WITH NO DATA")
+        with self.raw.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([_pg_in(v) for v in row])
+        if conflict:
+            self.raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {target}{conflict}")
+            self.raw.execute(f"TRUNCATE {target}")
+
     def fetchall(self) -> list[tuple]:
         rows = self.raw.fetchall()
         if self.postgres:
