@@ -102,8 +102,7 @@ TABLES = (
     "PRIMARY KEY (journal, position, line)){wr}",
 )
 DROP_ORDER = ("rm_payout_lines", "rm_payouts", "rm_dead_letters", "rm_orders", "rm_balance_history", "rm_statement",
-              "rm_promoters",
-              "rm_balances", "rm_segments", "rm_counts", "rm_tracking")
+              "rm_promoters", "rm_balances", "rm_segments", "rm_counts", "rm_tracking")
 
 # PostgreSQL text cannot hold NUL, which wire ids may contain: an order-
 # preserving, prefix-free escape (NUL → \x01\x01, \x01 → \x01\x02) for text
@@ -141,13 +140,6 @@ class Cursor:
             params = [_pg_in(p) for p in params]
         self.raw.execute(self._sql(sql), params)
         return self
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
-        if self.postgres:
-            rows = [[_pg_in(p) for p in row] for row in rows]
-        self.raw.executemany(self._sql(sql), rows)
 
     def insert(self, table: str, columns: str, rows: Sequence[Sequence[Any]], conflict: str = "") -> None:
         """``INSERT INTO table (columns) VALUES (…) conflict`` for every row:
