@@ -18,8 +18,8 @@ from ledger.limits import parse_limits
 
 COMMANDS: tuple[Command, ...] = (
     ingest.INGEST, books.SETTLE, books.PAYOUT, reads.PAYOUTS, reads.STATEMENT, reads.EXPLAIN, reads.DEAD_LETTERS,
-    books.ADJUST, audit.AUDIT, migrate.MIGRATE, project.PROJECT, kafka.CONSUME, kafka.PUBLISH, relay.RELAY, serve.SERVE,
-    demo.DEMO,
+    reads.MERCHANT_STATEMENT, books.ADJUST, audit.AUDIT, migrate.MIGRATE, project.PROJECT, kafka.CONSUME, kafka.PUBLISH,
+    relay.RELAY, serve.SERVE, demo.DEMO,
 )
 BY_NAME = {command.name: command for command in COMMANDS}
 

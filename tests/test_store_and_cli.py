@@ -331,23 +331,27 @@ def test_time_travel_equals_ingesting_only_the_prefix(capsys, tmp_path, store):
 
 
 def test_projection_process_stops_restarts_and_catches_up(capsys, store):
+    """``project`` folds what was committed since its tracked position, and
+    nothing twice: after each run the tables equal a fold of the whole log."""
     from ledger.books import Books
     from ledger.store import Store
-    from projections.live import TRACKING_NAME, LiveBalances
+    from projections.projector import tracked_position
+    from projections.readmodels import balance_map
+    from projections.tables import database
 
     ledger = new_ledger(store_url=store)
     feed(ledger, EVENTS[:4])
     done = subprocess.run([EXE, "--store", store, "project"], capture_output=True, text=True, check=True)
-    first = Store(store).position(TRACKING_NAME)
-    assert first is not None and f"store position {first}" in done.stdout
-    feed(ledger, EVENTS[4:])  # committed after the snapshot: readers fold only this tail
-    live = LiveBalances(Store(store)).current()
-    assert live.snapshot_version == 1 and live.position > first
-    assert live.balances == Books(Store(store)).balances()
-    subprocess.run([EXE, "--store", store, "project"], capture_output=True, check=True)
-    assert Store(store).position(TRACKING_NAME) == live.position
-    subprocess.run([EXE, "--store", store, "project"], capture_output=True, check=True)  # nothing new: no snapshot
-    assert LiveBalances(Store(store)).current().snapshot_version == 2
+    first = tracked_position(database(Store(store)))
+    assert first > 0 and f"store position {first}" in done.stdout and "folded 2 segments, 5 records" in done.stdout
+    feed(ledger, EVENTS[4:])  # committed after that run
+    assert tracked_position(database(Store(store))) == first
+    again = subprocess.run([EXE, "--store", store, "project"], capture_output=True, text=True, check=True)
+    assert "folded 1 segments, 3 records" in again.stdout
+    idle = subprocess.run([EXE, "--store", store, "project"], capture_output=True, text=True, check=True)
+    assert "folded 0 segments, 0 records" in idle.stdout  # nothing new: nothing folded
+    fresh = Store(store)
+    assert tracked_position(database(fresh)) > first and balance_map(fresh) == Books(fresh).balances()
     code, out, _ = cli(capsys, "--store", store, "payouts", "--format", "json")
     assert {(r["promoter_id"], r["currency"]): r["pending"] for r in json.loads(out)} == {
         ("alice", "CNY"): 750, ("alice", "HKD"): 150, ("bob", "CNY"): 2250}
