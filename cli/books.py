@@ -35,7 +35,7 @@ def payout_options(parser: argparse.ArgumentParser) -> None:
 
 def payout(args: argparse.Namespace) -> int:
     with Bars() as bars:
-        _, lines = pay_out(books(args, bars), args.as_of)
+        _, _, lines = pay_out(books(args, bars), args.as_of)
     out(render_json(lines) + "\n" if args.format == "json" else render_batch(lines, args.format))
     return 0
 

@@ -245,17 +245,17 @@ class Ledger:
         self.store.append(pending.stored, pending.after_version, trackings or (), pending.flush.ops, also)
         self.cache.committed(pending.flush)
 
-    def _append(self, records: list[Record], also: Callable[[int], Sequence[Row]] | None = None) -> list[Record]:
+    def _append(self, records: list[Record], also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> list[Record]:
         """Append records as one segment; if another writer got there first,
         reopen from the store and re-execute them (optimistic concurrency).
-        ``also(first_position)`` gives rows written in the same transaction.
+        ``also(first_position, records)`` gives rows written in the same transaction.
         Returns the records as finally written."""
         for attempt in range(MAX_WRITE_ATTEMPTS):
             if not records:
                 return records
             first = self.position + 1
             pending = self._seal(records)
-            rows = also(first) if also is not None else ()
+            rows = also(first, records) if also is not None else ()
             try:
                 self._write(pending, also=rows)
                 return records
@@ -401,7 +401,7 @@ class Ledger:
         return self._append([record])[0]  # type: ignore[return-value]
 
     def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
-                          also: Callable[[int], Sequence[Row]] | None = None) -> tuple[int, Adjusted]:
+                          also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> tuple[int, Adjusted]:
         """Append a manual adjustment (the treasury journal's job: see ledger.books);
         return its position and record."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
@@ -412,7 +412,7 @@ class Ledger:
         return self.position, written[0]  # type: ignore[return-value]
 
     def record_payout(self, as_of: AsOf, payables: dict[tuple[str, str], int], *, expected_version: int,
-                      balances_at: int, also: Callable[[int], Sequence[Row]] | None = None) -> tuple[int, PaidOut]:
+                      balances_at: int, also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> tuple[int, PaidOut]:
         """Append one payout of ``payables`` (computed by the caller from every
         journal up to store position ``balances_at``, while this journal was at
         ``expected_version``); if this journal moved since, raise
@@ -424,7 +424,7 @@ class Ledger:
         position = self.position + 1
         pending = self._seal([record])
         try:
-            self._write(pending, also=also(position) if also is not None else ())
+            self._write(pending, also=also(position, [record]) if also is not None else ())
         except BaseException:
             self.reload()
             raise

@@ -20,6 +20,7 @@ from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment, f
 from ledger.store import ConcurrentWriteError, JournalStore, Row, Store
 
 TREASURY = "treasury"
+Also = Callable[[int, list[Record]], Sequence[Row]]  # (treasury position, records) → rows committed with them
 MAX_PAYOUT_ATTEMPTS = 20
 
 
@@ -57,6 +58,22 @@ class Books:
                 for segment in (decode_segment(stored.state),)
                 for i, record in enumerate(segment.records) if isinstance(record, PaidOut)]
 
+    def record_at(self, journal: str, position: int) -> Record | None:
+        """The record at ``position`` of ``journal`` (a binary search over its segments)."""
+        store = JournalStore(self.store, journal)
+        newest = store.last()
+        lo, hi = 1, newest[0].version if newest else 0
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            segment = decode_segment(store.segment(mid).state)
+            if position < segment.first:
+                hi = mid - 1
+            elif position >= segment.first + len(segment.records):
+                lo = mid + 1
+            else:
+                return segment.records[position - segment.first]
+        return None
+
     def balances(self, **as_of) -> dict[tuple[str, str], list[int]]:
         """(promoter, currency) → [pending, payable, paid], over every journal."""
         return fold_records(record for _, _, record in self.records(**as_of))
@@ -67,29 +84,45 @@ class Books:
         when = AsOf.parse(as_of)
         return [self.ledger(name).settle(when) for name in self.journals() if name != TREASURY]
 
-    def payout(self, as_of: str, also: Callable[[int], Sequence[Row]] | None = None) -> PaidOut:
+    def payout(self, as_of: str, also: Also | None = None) -> PaidOut:
+        """SPEC §7's payout from the balances folded from every journal (see ``pay``)."""
+        return self.pay(as_of, also=also)[1]
+
+    def pay(self, as_of: str, payables: Callable[[], tuple[int, dict[tuple[str, str], int]]] | None = None,
+            also: Also | None = None) -> tuple[int, PaidOut]:
         """Pay every balance ≥ min_payout, exactly once even under concurrency:
-        the payout is computed from all journals and appended at the treasury
-        version it was computed against; a concurrent payout forces a retry.
-        ``also(treasury position)`` gives rows committed with it (an
-        idempotency key's record: the payout and its key commit together)."""
+        the payout is computed from every journal's balances (``payables()``:
+        the store position they stand at and the payable per promoter and
+        currency; by default a fold of the log) and appended at the treasury
+        version fixed before they were read; a concurrent payout forces a retry.
+        ``also(position, records)`` gives rows committed with it (an
+        idempotency key's record: the payout and its key commit together).
+        Returns the payout's treasury position and record."""
         when = AsOf.parse(as_of)
         for _ in range(MAX_PAYOUT_ATTEMPTS):
             treasury = self.ledger(TREASURY)
             treasury.ensure_rules()  # may write: do it before fixing the version
             version = treasury.version
-            position = self.store.recorder.max_notification_id() or 0
-            payables = {key: row[1] for key, row in self.balances(until_position=position).items()}
+            position, amounts = (payables or self._folded_payables)()
             try:
-                return treasury.record_payout(when, payables, expected_version=version, balances_at=position, also=also)[1]
+                return treasury.record_payout(when, amounts, expected_version=version, balances_at=position, also=also)
             except ConcurrentWriteError:
-                if also is not None and self.store.exists(also(0)):
+                if also is not None and self.store.exists(also(0, [])):
                     raise  # the key was recorded by another request: its caller replays the first response
                 continue
         raise ConcurrentWriteError("payout: the treasury kept changing; try again")
 
+    def _folded_payables(self) -> tuple[int, dict[tuple[str, str], int]]:
+        position = self.store.recorder.max_notification_id() or 0
+        return position, {key: row[1] for key, row in self.balances(until_position=position).items()}
+
     def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
-               also: Callable[[int], Sequence[Row]] | None = None) -> Adjusted:
-        """A manual adjustment in the treasury journal; ``also`` as for ``payout``."""
+               also: Also | None = None) -> Adjusted:
+        """A manual adjustment in the treasury journal; ``also`` as for ``pay``."""
+        return self.adjust_at(promoter_id, currency, amount_minor, reason, actor, also)[1]
+
+    def adjust_at(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
+                  also: Also | None = None) -> tuple[int, Adjusted]:
+        """``adjust``, with the adjustment's treasury position."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
-        return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor, also)[1]
+        return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor, also)

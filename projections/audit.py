@@ -36,7 +36,9 @@ from ledger.records import PAYABLE, RecordMoney, SegmentView, dead_letters_of, d
 from ledger.replay import replay_journal
 from ledger.store import JournalStore, Row, Store
 from projections.balances import BalanceRow, balance_rows, fold_transfer
-from projections.live import LiveBalances
+from projections.projector import tracked_position
+from projections.readmodels import balance_map_as_is
+from projections.tables import database
 
 BUCKETS = frozenset({"expense", "pending", "payable", "paid", "adjustment"})
 LOOKBACK_SEGMENTS = 4_096
@@ -85,8 +87,12 @@ class _Rebuild:
         self.letters = hashlib.sha256()
         self.records = 0
         self.position = 0
+        self.snapshot_at = 0  # copy the balances as they stand at this store position
+        self.balances_at_live: dict[tuple[str, str], list[int]] | None = None
 
     def add_segment(self, notification_id: int, segment: SegmentView[RecordMoney]) -> None:
+        if self.balances_at_live is None and notification_id > self.snapshot_at:
+            self.balances_at_live = {key: list(row) for key, row in self.balances.items()}
         for record in segment.records:
             for t in record.transfers:
                 fold_transfer(self.balances, t)
@@ -173,6 +179,12 @@ def audit_replay(
     anchors_met: set[tuple[str, int]] = set()
     offsets: dict[str, int] = {}  # "journal|topic|partition" → highest offset recorded
     payouts = _Payouts()
+    # The live read models as they stand (not caught up: what readers were
+    # served), compared with the rebuild at the position they reflect.
+    db = database(store)
+    live_position = tracked_position(db)
+    live_balances = balance_map_as_is(db) if live_position else {}
+    rebuild.snapshot_at = live_position
     for notification_id, journal, version, stored in store.notifications():
         segment = decode_segment_money(unframe(stored)[1])
         chain = chains.setdefault(journal, Chain(journal))
@@ -205,9 +217,8 @@ def audit_replay(
             failures.append(f"journal {journal} position {position}: the anchored head is gone (the journal now ends at {end})")
     failures += _state_rows(store, chains, broken)
     failures += _kafka_positions(store, offsets)
-    live = LiveBalances(store)
-    snapshot_version, _ = live.latest()
-    differences = _compare(rebuild.balances, live.current().balances) if snapshot_version else []
+    at_live = rebuild.balances_at_live if rebuild.balances_at_live is not None else rebuild.balances
+    differences = _compare(at_live, live_balances) if live_position else []
     if not fast:
         for name in sorted(chains):
             if name in broken:

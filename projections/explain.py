@@ -21,6 +21,7 @@ from ledger.records import (
     DeadLetter, Ingested, Record, cause_of, dead_letters_of, decode_segment, record_transfers,
 )
 from ledger.store import JournalStore, Store
+from projections.readmodels import order_history
 from schemas.decode import Decoded, decode_event
 from schemas.events import Order
 from schemas.timestamps import format_timestamp_us
@@ -99,11 +100,19 @@ def _rejected_refunds(record: Record) -> Iterator[tuple[DeadLetter, str]]:
 
 
 def explain(engine: Engine, records: Iterable[tuple[int, Record]], order_id: str) -> dict[str, Any] | None:
-    """The explanation of ``order_id``, or None when the order is not known."""
+    """The explanation of ``order_id`` citing ``records`` (a journal read
+    through), or None when the order is not known."""
     state = engine.orders.get(order_id)
     if state is None:
         return None
-    raw, history, rejected = _journal_facts(records, state)
+    return explain_with(engine, state, _journal_facts(records, state))
+
+
+def explain_with(engine: Engine, state: OrderState, facts: tuple[bytes | None, list, list]) -> dict[str, Any]:
+    """The explanation of ``state``'s order, citing ``facts``: the order's raw
+    event, the transfers that touched it, its rejected refunds."""
+    order_id = state.order_id
+    raw, history, rejected = facts
     decoded = decode_event(raw) if raw is not None else None
     if not (isinstance(decoded, Decoded) and isinstance(decoded.event, Order)):
         raise InvariantError(f"order {order_id!r}: its order event is missing from the journal")
@@ -209,16 +218,7 @@ class Explainer:
                 continue
             journal = JournalStore(self.store, name)
             engine = Engine(StateCache(journal.state, journal.number, self.limits.cache_bytes), self.limits)
-            if engine.orders.get(order_id) is not None:
-                view = explain(engine, _journal_records(journal), order_id)
-                if view is None:
-                    raise InvariantError(f"order {order_id!r} known to the engine but not explained")
-                return {"journal": name, **view}
+            state = engine.orders.get(order_id)
+            if state is not None:
+                return {"journal": name, **explain_with(engine, state, order_history(self.store, name, order_id))}
         return None
-
-
-def _journal_records(journal: JournalStore) -> Iterator[tuple[int, Record]]:
-    for stored in journal.read():
-        segment = decode_segment(stored.state)
-        for offset, record in enumerate(segment.records):
-            yield segment.first + offset, record

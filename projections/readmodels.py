@@ -26,15 +26,15 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Generic, Iterable, TypeVar
 
-from ledger.app import AsOf, CommandError
-from ledger.books import MAX_PAYOUT_ATTEMPTS, TREASURY, Books
+from ledger.app import CommandError
+from ledger.books import TREASURY, Also, Books
 from ledger.invariants import require
 from ledger.records import PaidOut, decode_segment
-from ledger.store import ConcurrentWriteError, Store
+from ledger.store import Store
 from projections.balances import BalanceRow
 from projections.dead_letters import DeadLetterRow
 from projections.payout_batch import BatchEntry, BatchLine
-from projections.projector import catch_up
+from projections.projector import PROJECTOR, catch_up, tracked_position
 from projections.statements import StatementEntry
 from projections.tables import Database, database
 from schemas import reasons
@@ -118,6 +118,13 @@ def balances(store: Store, *, currency: str | None = None, after: tuple[str, str
 def balance_map(store: Store, **window: Any) -> dict[tuple[str, str], list[int]]:
     """(promoter, currency) → [pending, payable, paid], like ``Books.balances``."""
     return {(r.promoter_id, r.currency): [r.pending, r.payable, r.paid] for r in balances(store, **window).items}
+
+
+def balance_map_as_is(db: Database) -> dict[tuple[str, str], list[int]]:
+    """The balances table as it stands, without catching up (what the audit compares)."""
+    with db.read() as c:
+        rows = c.execute("SELECT promoter_id, currency, pending_minor, payable_minor, paid_minor FROM rm_balances").fetchall()
+    return {(p, cur): [pending, payable, paid] for p, cur, pending, payable, paid in rows}
 
 
 def payables(store: Store) -> dict[tuple[str, str], int]:
@@ -322,24 +329,32 @@ def figures(store: Store) -> Figures:
 
 
 # ------------------------------------------------------------------ paying out
-def pay_out(books: Books, as_of: str) -> tuple[PaidOut, list[BatchLine]]:
-    """SPEC §7's payout, paying the payables of the balances table, and its
-    batch. Exactly once under concurrency as in ``Books.payout``: the payables
-    are read after the treasury version is fixed (the tables are caught up
-    past it) and the payout is appended at that version, or retried."""
-    when = AsOf.parse(as_of)
-    for _ in range(MAX_PAYOUT_ATTEMPTS):
-        treasury = books.ledger(TREASURY)
-        treasury.ensure_rules()  # may write: do it before fixing the version
-        version = treasury.version
-        try:
-            record = treasury.record_payout(when, payables(books.store), expected_version=version)
-        except ConcurrentWriteError:
-            continue
-        batch = payout_batch(books.store, treasury.position)
-        require(batch is not None, f"payout at treasury position {treasury.position} missing from the read models")
-        return record, batch  # type: ignore[return-value]
-    raise ConcurrentWriteError("payout: the treasury kept changing; try again")
+def payout_as_of(store: Store, position: int, journal: str = TREASURY) -> str | None:
+    """The as-of text of the payout recorded at ``journal``:``position``."""
+    with _fresh(store).read() as c:
+        row = c.execute("SELECT as_of FROM rm_payouts WHERE journal = ? AND position = ?", (journal, position)).fetchone()
+    return row[0] if row else None
+
+
+def payables_at(store: Store) -> tuple[int, dict[tuple[str, str], int]]:
+    """The store position the balances table stands at and every positive
+    payable there (what a payout may pay), caught up; one statement, so one
+    snapshot, on both databases."""
+    db = _fresh(store)
+    with db.read() as c:
+        rows = c.execute("SELECT (SELECT position FROM rm_tracking WHERE name = ?), promoter_id, currency, payable_minor "
+                         "FROM rm_balances WHERE payable_minor > 0", (PROJECTOR,)).fetchall()
+    position = rows[0][0] if rows else tracked_position(db)
+    return position, {(p, cur): payable for _, p, cur, payable in rows}
+
+
+def pay_out(books: Books, as_of: str, also: Also | None = None) -> tuple[int, PaidOut, list[BatchLine]]:
+    """SPEC §7's payout, paying the payables of the balances table (``Books.pay``
+    with ``payables_at``), its treasury position and its batch."""
+    position, record = books.pay(as_of, lambda: payables_at(books.store), also)
+    batch = payout_batch(books.store, position)
+    require(batch is not None, f"payout at treasury position {position} missing from the read models")
+    return position, record, batch  # type: ignore[return-value]
 
 
 def caught_up_position(store: Store) -> int:

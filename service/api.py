@@ -24,16 +24,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 
 from ledger.app import CommandError, parse_as_of, validate_adjustment
-from ledger.books import Books
+from ledger.books import TREASURY, Also, Books
 from ledger.config import ConfigError
 from ledger.store import StoreError
 from projections import readmodels
-from projections.audit import audit_replay
+from projections.audit import current_heads, last_audit
 from projections.readmodels import Page
 from service import metrics, pages
 from service.auth import OWN, READ, READ_OR_OWN, WRITE, Principal, TokenAuthentication, load_tokens
 from service.blocking import threaded
-from service.idempotency import KeyConflict, KeyInProgress, run_once
+from service.idempotency import Claim, KeyConflict, Render, run_once
 from service.state import Service
 
 MAX_BODY_BYTES = 64 * 1024
@@ -157,9 +157,18 @@ def list_dead_letters(service: Service, limit: int = DEFAULT_LIMIT, after: int =
 @get("/v1/audit/digest", guards=[READ])
 @threaded
 def audit_digest(service: Service) -> Response:
-    result = audit_replay(service.store)
-    return _json({"records": result.records, "store_position": result.position, "digest": f"sha256:{result.digest}",
-                  "matches_live": not result.differences and not result.unbalanced, "differences": result.differences})
+    """The last completed ``audit replay`` (as recorded in the store) and the
+    journals' current heads; never an audit inside the request (SPEC §12)."""
+    last = last_audit(service.store)
+    heads = [{"journal": h.journal, "position": h.position, "sha256": h.sha256.hex(), "line": h.line()}
+             for h in current_heads(service.store)]
+    if last is None:
+        return _json({"last_audit": None, "current_heads": heads})
+    return _json({"last_audit": {"ok": last.ok, "records": last.records, "store_position": last.store_position,
+                                 "digest": f"sha256:{last.digest}", "balances_digest": f"sha256:{last.balances_digest}",
+                                 "reexecuted": last.reexecuted, "failures": last.failures, "differences": last.differences,
+                                 "heads": [{"journal": j, "position": p, "sha256": h} for j, p, h in last.heads]},
+                  "current_heads": heads})
 
 
 @get("/metrics", guards=[READ])
@@ -169,17 +178,15 @@ def metrics_endpoint(service: Service) -> Response:
 
 
 # ------------------------------------------------------------------ writes
-def _idempotent(request: Request, service: Service, body: bytes, execute: Callable[[], tuple[int, bytes]]) -> Response:
+def _idempotent(request: Request, service: Service, body: bytes, execute: Callable[[Also], int], render: Render) -> Response:
     key = request.headers.get("idempotency-key")
     if not key or len(key) > 200:
         raise ClientException("an Idempotency-Key header (1-200 characters) is required")
     fingerprint = request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
     try:
-        status, payload = run_once(service.store, key, fingerprint, execute)
+        status, payload = run_once(service.store, key, fingerprint, request.user.name, execute, render)
     except KeyConflict:
         raise HTTPException(status_code=409, detail="Idempotency-Key already used with another request") from None
-    except KeyInProgress:
-        raise HTTPException(status_code=409, detail="a request with this Idempotency-Key is still in progress") from None
     return Response(payload, status_code=status, media_type=MediaType.JSON)
 
 
@@ -189,14 +196,19 @@ def create_payout(request: Request[Principal, Any, Any], service: Service, body:
     payload: PayoutRequest = _decode_body(body, PayoutRequest)
     _as_of(payload.as_of)
 
-    def execute() -> tuple[int, bytes]:
+    def execute(also: Also) -> int:
         with service.write_lock:
-            record, lines = readmodels.pay_out(Books(service.store), payload.as_of)
+            position, _, lines = readmodels.pay_out(Books(service.store), payload.as_of, also)
         metrics.PAYOUTS.inc()
         metrics.PAYOUT_LINES.inc(len(lines))
-        return 201, msgspec.json.encode({"as_of": record.as_of, "paid_by": request.user.name, "lines": lines})
+        return position
 
-    return _idempotent(request, service, body, execute)
+    def render(claim: Claim) -> tuple[int, bytes]:
+        lines = readmodels.payout_batch(service.store, claim.position)
+        as_of = readmodels.payout_as_of(service.store, claim.position)
+        return 201, msgspec.json.encode({"as_of": as_of, "paid_by": claim.actor, "lines": lines})
+
+    return _idempotent(request, service, body, execute, render)
 
 
 @post("/v1/adjustments", guards=[WRITE])
@@ -208,14 +220,17 @@ def create_adjustment(request: Request[Principal, Any, Any], service: Service, b
     except CommandError as exc:
         raise ClientException(str(exc)) from None
 
-    def execute() -> tuple[int, bytes]:
+    def execute(also: Also) -> int:
         with service.write_lock:
-            record = Books(service.store).adjust(payload.promoter_id, payload.currency, payload.amount, payload.reason,
-                                                 request.user.name)
+            position, _ = Books(service.store).adjust_at(payload.promoter_id, payload.currency, payload.amount,
+                                                         payload.reason, request.user.name, also)
         metrics.ADJUSTMENTS.inc()
-        return 201, msgspec.json.encode(record)
+        return position
 
-    return _idempotent(request, service, body, execute)
+    def render(claim: Claim) -> tuple[int, bytes]:
+        return 201, msgspec.json.encode(Books(service.store).record_at(TREASURY, claim.position))
+
+    return _idempotent(request, service, body, execute, render)
 
 
 # --------------------------------------------------------------- the app
