@@ -76,10 +76,14 @@ class Table(Generic[K, V]):
 
     def prefetch(self, keys: Iterable[K]) -> None:
         """Load the values of ``keys`` not in the cache, in one query."""
-        wanted = {k: self._prefix + self._key(k) for k in keys if k not in self._values}
+        values, prefix, key_of = self._values, self._prefix, self._key
+        wanted = {k: prefix + key_of(k) for k in keys if k not in values}
         if not wanted:
             return
         stored = self._cache.reader.get_many(self._cache.journal, list(wanted.values()))
+        if not stored:  # all new (every new event id): nothing to decode
+            values.update(dict.fromkeys(wanted, _ABSENT))
+            return
         for key, raw_key in wanted.items():
             self._remember(key, stored.get(raw_key))
 
@@ -110,7 +114,10 @@ class Table(Generic[K, V]):
         keys = self._dirty
         self._dirty = set()
         values, prefix, key_of, encode = self._values, self._prefix, self._key, self._encode
-        ops.extend([(prefix + key_of(k), None if (v := values[k]) is _ABSENT else encode(v)) for k in keys])
+        if encode is bytes:  # values stored as they are (fingerprints, markers)
+            ops.extend([(prefix + key_of(k), None if (v := values[k]) is _ABSENT else v) for k in keys])
+        else:
+            ops.extend([(prefix + key_of(k), None if (v := values[k]) is _ABSENT else encode(v)) for k in keys])
         self._pinned.update(dict.fromkeys(keys, generation))  # the newest flush holding each key
         return list(keys)
 
