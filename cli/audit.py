@@ -71,4 +71,4 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-AUDIT = Command("audit", "audit tools", options, run)
+AUDIT = Command(options, run)

@@ -121,4 +121,4 @@ def _sample_messages(bootstrap: str, topic: str, scan: int = 20_000) -> list[str
         consumer.close()
 
 
-DEMO = Command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, relay, audit", options, run)
+DEMO = Command(options, run)

@@ -134,9 +134,8 @@ def merchant_statement(args: argparse.Namespace) -> int:
     return 0
 
 
-PAYOUTS = Command("payouts", "current balances per promoter and currency", payouts_options, payouts)
-STATEMENT = Command("statement", "every entry of one promoter, with order, level, rules version", statement_options, statement_of)
-EXPLAIN = Command("explain", "why an order went to whom, and how each amount was computed", explain_options, explain)
-DEAD_LETTERS = Command("dead-letters", "the dead letters: reason, source, original bytes", dead_letters_options, dead_letters_of)
-MERCHANT_STATEMENT = Command("merchant-statement", "the commission one merchant owes, per order and currency, with totals",
-                             merchant_statement_options, merchant_statement)
+PAYOUTS = Command(payouts_options, payouts)
+STATEMENT = Command(statement_options, statement_of)
+EXPLAIN = Command(explain_options, explain)
+DEAD_LETTERS = Command(dead_letters_options, dead_letters_of)
+MERCHANT_STATEMENT = Command(merchant_statement_options, merchant_statement)
