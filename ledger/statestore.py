@@ -142,15 +142,18 @@ class PostgresState:
 
 
 def postgres_write(cursor: Any, journal: int, ops: Sequence[Op]) -> None:
-    """Apply writes inside the caller's PostgreSQL transaction (pipelined)."""
-    deletes = [(journal, k) for k, v in ops if v is None]
-    puts = [(journal, k, v) for k, v in ops if v is not None]
+    """Apply writes inside the caller's PostgreSQL transaction: one statement
+    for the deletes and one for the upserts, the keys and values sent as
+    arrays (a statement per row costs a round trip each, even pipelined)."""
+    deletes = [k for k, v in ops if v is None]
+    keys = [k for k, v in ops if v is not None]
     if deletes:
-        cursor.executemany("DELETE FROM ledger_state WHERE journal = %s AND k = %s", deletes)
-    if puts:
-        cursor.executemany(
-            "INSERT INTO ledger_state (journal, k, v) VALUES (%s, %s, %s) "
-            "ON CONFLICT (journal, k) DO UPDATE SET v = EXCLUDED.v", puts)
+        cursor.execute("DELETE FROM ledger_state WHERE journal = %s AND k = ANY(%s)", (journal, deletes))
+    if keys:
+        values = [v for _, v in ops if v is not None]
+        cursor.execute(
+            "INSERT INTO ledger_state (journal, k, v) SELECT %s, k, v FROM unnest(%s::bytea[], %s::bytea[]) AS t(k, v) "
+            "ON CONFLICT (journal, k) DO UPDATE SET v = EXCLUDED.v", (journal, keys, values))
 
 
 class MemoryState:
