@@ -39,9 +39,9 @@ def payouts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _paging_options(parser: argparse.ArgumentParser, what: str) -> None:
+def _paging_options(parser: argparse.ArgumentParser, what: str, one: str) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help=f"at most N {what} (default: all)")
-    parser.add_argument("--after", type=int, default=0, metavar="N", help=f"start after the N-th {what[:-1]} (default 0)")
+    parser.add_argument("--after", type=int, default=0, metavar="N", help=f"start after the N-th {one} (default 0)")
 
 
 def _paging(args: argparse.Namespace) -> dict:
@@ -60,7 +60,7 @@ def _more(page: Page) -> None:
 
 def statement_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("promoter_id", metavar="PROMOTER_ID")
-    _paging_options(parser, "entries")
+    _paging_options(parser, "entries", "entry")
     time_travel_options(parser)
     format_option(parser)
 
@@ -89,7 +89,7 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def dead_letters_options(parser: argparse.ArgumentParser) -> None:
-    _paging_options(parser, "letters")
+    _paging_options(parser, "dead letters", "dead letter")
     format_option(parser)
 
 

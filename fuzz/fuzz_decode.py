@@ -8,7 +8,7 @@ Every input must come back as ``Decoded`` or ``Rejected`` with a reason code of
 ``malformed_json`` exactly when an independent oracle says the bytes are not one
 I-JSON value (fuzz/properties.py). A failure is a crash: libFuzzer writes the
 input to ``crash-…``; each one becomes a named regression test in
-tests/test_hostile_input.py. tests/test_fuzz.py runs this for 30 s.
+tests/test_hostile_input.py. tests/test_atheris.py runs this for 30 s.
 """
 
 from __future__ import annotations
