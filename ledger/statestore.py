@@ -34,7 +34,7 @@ POSTGRES_STATE_TABLE = (
 )
 GET_CHUNK = 8_000  # keys per IN (…) query: a batch's keys in one query, under SQLite's 32,766 variables
 SIGN_BIT = 1 << 63
-SQLITE_PAGE_CACHE_KIB = 65_536  # per connection: the state table's B-tree stays in memory while batches hit it
+SQLITE_PAGE_CACHE_KIB = 16_384  # per connection (a pool holds several): the hot part of the state B-tree
 _tuned: set[int] = set()
 
 
