@@ -164,13 +164,13 @@ def test_duplicate_member_names_are_accepted_and_the_last_wins():
 
 
 def test_the_last_resort_guard_turns_a_bug_into_a_schema_violation(monkeypatch):
-    def broken(event):
+    def broken(text):
         raise KeyError("boom")
 
-    # The fast path fails on it (and decides nothing), the careful path's guard answers.
-    monkeypatch.setattr(decode_module, "_post_checks", broken)
+    # Both paths call it: the fast path fails (and decides nothing), the careful path's guard answers.
+    monkeypatch.setattr(decode_module, "parse_timestamp_us", broken)
     before = decode_module.unexpected_errors
-    result = decode_event(ORDER + b"}")
+    result = decode_event(SHARE + b"}")
     assert result == Rejected("schema_violation", "KeyError: 'boom'")
     assert decode_module.unexpected_errors == before + 1
     assert isinstance(decode_event(None), Rejected)  # not even bytes: a tombstone's None
