@@ -92,18 +92,14 @@ def parse_timestamp_us(text: str) -> int | None:
     hour cache)."""
     try:
         seconds = _hour_cache[text[:13]] + _MINUTE_SECONDS[text[13:19]]
-        tail = text[19:]
-        offset = _ZONES.get(tail)
-        if offset is not None:
-            return (seconds + offset) * US_PER_SECOND
-        if tail[0] == ".":
-            if tail[-1] in "Zz":
-                fraction, offset = tail[1:-1], 0
-            else:
-                fraction, offset = tail[1:-6], _ZONES[tail[-6:]]
-            if fraction.isdigit() and fraction.isascii():
-                scale = _FRACTION_SCALE[len(fraction)]  # IndexError past 6 digits
-                return (seconds + offset) * US_PER_SECOND + int(fraction) * scale
+        if text[19] != ".":  # no fraction: the rest is the zone
+            return (seconds + _ZONES[text[19:]]) * US_PER_SECOND
+        if text[-1] in "Zz":
+            fraction, offset = text[20:-1], 0
+        else:  # a 6-character window holding text[19] holds ".", so a valid zone starts past it
+            fraction, offset = text[20:-6], _ZONES[text[-6:]]
+        if fraction.isdigit() and fraction.isascii():  # ASCII digits only, at least one
+            return (seconds + offset) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[len(fraction)]  # IndexError past 6
     except (KeyError, IndexError):
         pass
     return _parse_careful(text)
