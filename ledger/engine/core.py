@@ -90,36 +90,36 @@ class Engine:
     def apply(self, decoded: Decoded, raw: bytes, source: Source) -> Outcome:
         event = decoded.event
         event_id = event.event_id
-        seen = self.dedupe.check(event_id, decoded.fingerprint)
+        seen = self.dedupe.check(event_id, decoded.fingerprint())
         if seen != NEW:
             if seen == SAME:
                 return Outcome(DUPLICATE, event_id, [])
             return _dead(reasons.CONFLICTING_DUPLICATE, "event_id already accepted with other content", raw, source, None)
         if isinstance(event, Click):
-            self.dedupe.claim(event_id, decoded.fingerprint)
+            self.dedupe.claim(event_id, decoded.fingerprint())
             return self._click(event, decoded.occurred_us)
         if isinstance(event, Order):
             if self.orders.get(event.order_id) is not None:
                 return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"order_id {event.order_id!r} already used", raw, source, decoded)
-            self.dedupe.claim(event_id, decoded.fingerprint)
+            self.dedupe.claim(event_id, decoded.fingerprint())
             return self._order(event, decoded.occurred_us)
         if isinstance(event, Share):
             if self.network.shares.get(event.share_id) is not None:
                 return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"share_id {event.share_id!r} already used", raw, source, decoded)
-            self.dedupe.claim(event_id, decoded.fingerprint)
+            self.dedupe.claim(event_id, decoded.fingerprint())
             return self._share(event, decoded.occurred_us)
         if not isinstance(event, Refund):
             raise InvariantError(f"unknown event type {type(event).__name__}")
         if self.dedupe.refund_claimed(event.refund_id):
             return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"refund_id {event.refund_id!r} already used", raw, source, decoded)
-        self.dedupe.claim(event_id, decoded.fingerprint)
+        self.dedupe.claim(event_id, decoded.fingerprint())
         return self._refund(event, raw, source)
 
     def _dead_keep(self, reason: str, detail: str, raw: bytes, source: Source, decoded: Decoded) -> Outcome:
         """A dead letter that keeps its event_id (SPEC §8)."""
         require(reason in reasons.KEEPS_EVENT_ID, f"{reason} does not keep its event_id")
         event_id = decoded.event.event_id
-        self.dedupe.claim(event_id, decoded.fingerprint)
+        self.dedupe.claim(event_id, decoded.fingerprint())
         return _dead(reason, detail, raw, source, event_id)
 
     # --------------------------------------------------------------- prefetch
