@@ -176,7 +176,7 @@ class Ledger:
         # first occurrence: the batch being applied, the one being written.
         self._applying: tuple[int, list[Record]] | None = None
         self._writing: Pending | None = None
-        self._segments: dict[int, list[Record]] = {}  # a few stored segments read for repeats
+        self._recent = RecentSegments(store)  # a few stored segments read for repeats
         self._open()
 
     # -------------------------------------------------------------- opening
@@ -229,12 +229,7 @@ class Ledger:
         elif self._writing is not None and self._writing.after_version + 1 == version:
             records = self._writing.records
         else:
-            records = self._segments.get(version)  # type: ignore[assignment]
-            if records is None:
-                records = decode_segment(self.store.segment(version).state).records
-                if len(self._segments) >= SEGMENTS_KEPT:
-                    self._segments.pop(next(iter(self._segments)))
-                self._segments[version] = records
+            records = self._recent.records(version)
         return raw_of(records[index])
 
     def reload(self) -> None:
@@ -526,6 +521,25 @@ def validate_adjustment(promoter_id: str, currency: str, amount_minor: int, reas
         raise CommandError("amount must be a non-zero integer of minor units, |amount| ≤ 2^53 − 1")
     if not reason.strip():
         raise CommandError("--reason must not be empty")
+
+
+class RecentSegments:
+    """The last few stored segments read, kept decoded: a repeated event id's
+    first occurrence is usually close behind it, and is read again."""
+
+    def __init__(self, store: JournalStore, kept: int = SEGMENTS_KEPT) -> None:
+        self.store = store
+        self.kept = kept
+        self._records: dict[int, list[Record]] = {}
+
+    def records(self, version: int) -> list[Record]:
+        records = self._records.get(version)
+        if records is None:
+            records = decode_segment(self.store.segment(version).state).records
+            if len(self._records) >= self.kept:
+                self._records.pop(next(iter(self._records)))
+            self._records[version] = records
+        return records
 
 
 def raw_of(record: Record) -> bytes:

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import msgspec
 
-from ledger.app import SEGMENTS_KEPT, IntegrityError, apply_record, raw_of
+from ledger.app import IntegrityError, RecentSegments, apply_record, raw_of
 from ledger.chain import Chain, ChainError
 from ledger.engine import Engine
 from ledger.engine.tables import StateCache
@@ -111,18 +111,12 @@ class StoredRecords:
     def __init__(self, store: JournalStore) -> None:
         self.store = store
         self.current: tuple[int, list[Record]] = (0, [])
-        self._segments: dict[int, list[Record]] = {}
+        self._recent = RecentSegments(store)
 
     def first_raw(self, version: int, index: int) -> bytes:
         if version == self.current[0]:
             return raw_of(self.current[1][index])
-        records = self._segments.get(version)
-        if records is None:
-            records = decode_segment(self.store.segment(version).state).records
-            if len(self._segments) >= SEGMENTS_KEPT:
-                self._segments.pop(next(iter(self._segments)))
-            self._segments[version] = records
-        return raw_of(records[index])
+        return raw_of(self._recent.records(version)[index])
 
 
 def replay_segment(engine: Engine, version: int, records: list[Record]) -> list[Record]:
