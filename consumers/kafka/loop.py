@@ -1,7 +1,7 @@
 """The long-running Kafka consumer: exactly-once effect over at-least-once delivery.
 
 One iteration = one batch per task (see ``tasks``): apply in memory, copy its
-dead letters to ``<topic>.dlq`` (see ``dlq``: at least once, within a budget
+dead letters to ``<topic>.dlq`` of the topic each came from (see ``dlq``: at least once, within a budget
 of a few seconds, never an error), then write one segment together with
 ``Tracking`` rows for every partition position it advanced (the events
 partition and the shares partitions), in one transaction — whatever became of
@@ -51,7 +51,7 @@ class ConsumeStats:
     counts: IngestCounts = field(default_factory=IngestCounts)
     batches: int = 0
     conflicts: int = 0
-    dlq_copies: int = 0  # dead letters copied to <topic>.dlq
+    dlq_copies: int = 0  # dead letters copied to <topic>.dlq (events) and <shares-topic>.dlq
     dlq_failures: Counter = field(default_factory=Counter)  # copies given up on, by reason
 
 
@@ -126,7 +126,8 @@ class LedgerConsumer:
         self.clients = clients
         self.shares = SharesFeed(clients.shares, self.shares_topic, self.max_poll_records)
         self.tasks = Tasks(self.books, clients.events, self.topic, self.shares)
-        self.dlq = DeadLetterTopic(clients.producer, dlq_topic(self.topic), self.dlq_policy)
+        self.dlq = DeadLetterTopic(clients.producer, dlq_topic(self.topic), self.dlq_policy,
+                                   routes={self.shares_topic: dlq_topic(self.shares_topic)})
         try:
             with young_garbage_collected_rarely():
                 self._assign()
@@ -218,7 +219,7 @@ class LedgerConsumer:
             self.on_batch({"partition": task.partition, "events": len(batch.items), "seconds": time.perf_counter() - started})
 
     def _copy_dead_letters(self, batch: Batch, letters: list[DeadLetter]) -> CopyReport | None:
-        """The copies to ``<topic>.dlq``, before the commit (at least once); a
+        """The copies to ``<topic>.dlq`` and ``<shares-topic>.dlq``, before the commit (at least once); a
         copy given up on is logged by the sink and counted here."""
         fresh = self.copied_shares.fresh(letters)
         report = self.dlq.write(fresh) if fresh else None
