@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -444,21 +443,6 @@ def test_a_dead_letter_topic_the_client_cannot_name_is_counted_not_retried(tmp_p
     assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)
 
 
-class Proxy(FlakyProxy):
-    """FlakyProxy whose outage also wakes its listener: closing a listening
-    socket that another thread is blocked in accept() on leaves it accepting
-    one more connection (Linux), and a reconnecting client gets it; shutting
-    it down first makes the port refuse at once."""
-
-    def outage(self) -> None:
-        if self.server is not None:
-            try:
-                self.server.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        super().outage()
-
-
 def test_the_broker_going_away_during_the_copies_costs_one_budget(tmp_path, topics):
     """The broker disappears (through a proxy that is every client's only
     route to it) just as the first batch's copies are sent: they are not
@@ -485,7 +469,7 @@ def test_the_broker_going_away_during_the_copies_costs_one_budget(tmp_path, topi
             return report
 
     with EmbeddedBroker(advertised_port=proxy_port) as broker:
-        proxy = Proxy(broker.bootstrap, proxy_port)
+        proxy = FlakyProxy(broker.bootstrap, proxy_port)
         via_proxy = f"127.0.0.1:{proxy_port}"
         try:
             publish(lines, via_proxy, topic=topics[0], shares_topic=topics[1], partitions=1)
