@@ -14,6 +14,7 @@ Stages (each in its own process, so peak RSS is per stage):
                   drain it), then a relay from scratch over the finished store (messages/s);
                   "events" counts messages here
   raw-consume     baseline: kafka-python consume + msgspec decode only
+  raw-consume-fast  the same with our record reader (consumers/kafka/fastrecords) installed
   raw-confluent   the same with confluent-kafka (librdkafka), in its own virtualenv
                   (benchmarks/confluent_baseline.py): what a C client's record reading costs
   quix            baseline: a Quix Streams app (exactly-once, RocksDB state with changelog,
@@ -50,8 +51,8 @@ import sys
 import tempfile
 import time
 
-STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-confluent", "quix",
-          "raw-sqlite")
+STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-consume-fast",
+          "raw-confluent", "quix", "raw-sqlite")
 # quix and raw-confluent install into their own virtualenvs from PyPI: only when asked for.
 DEFAULT_STAGES = tuple(s for s in STAGES if s not in ("quix", "raw-confluent"))
 IDLE_S = 2.0  # consume-2w: workers exit after this long without messages (not counted)
@@ -226,12 +227,16 @@ def stage_relay(path: str, store: str, bootstrap: str, topic: str) -> None:
             live_drain_seconds=drain_s)
 
 
-def stage_raw_consume(bootstrap: str, topic: str, total: int) -> None:
+def stage_raw_consume(bootstrap: str, topic: str, total: int, fast: bool = False) -> None:
     import msgspec
     from kafka import KafkaConsumer, TopicPartition
 
     decoder = msgspec.json.Decoder()
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    if fast:
+        from consumers.kafka import fastrecords
+
+        assert fastrecords.install(consumer)
     tps = [TopicPartition(t, p) for t in (topic, f"{topic}-shares") for p in consumer.partitions_for_topic(t)]
     consumer.assign(tps)
     consumer.seek_to_beginning()
@@ -372,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             stage_relay(*rest)
         elif name == "raw-consume":
             stage_raw_consume(rest[0], rest[1], int(rest[2]))
+        elif name == "raw-consume-fast":
+            stage_raw_consume(rest[0], rest[1], int(rest[2]), fast=True)
         elif name == "raw-sqlite":
             stage_raw_sqlite(*rest)
         return 0
@@ -391,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             results["replay"] = _run_stage("replay", ingest_store)
         if "raw-sqlite" in wanted:
             results["raw-sqlite"] = _run_stage("raw-sqlite", path, f"{tmp}/raw.db")
-        kafka_stages = {"publish", "consume", "consume-2w", "raw-consume", "raw-confluent", "quix"} & set(wanted)
+        kafka_stages = {"publish", "consume", "consume-2w", "raw-consume", "raw-consume-fast", "raw-confluent", "quix"} & set(wanted)
         if kafka_stages or "relay" in wanted:
             with EmbeddedBroker() as broker:
                 topic = "bench"
@@ -402,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["publish"] = _run_stage("publish", path, broker.bootstrap, topic)
                 if "raw-consume" in wanted:
                     results["raw-consume"] = _run_stage("raw-consume", broker.bootstrap, topic, str(total))
+                if "raw-consume-fast" in wanted:
+                    results["raw-consume-fast"] = _run_stage("raw-consume-fast", broker.bootstrap, topic, str(total))
                 if "raw-confluent" in wanted:
                     results["raw-confluent"] = _in_driver(lambda: stage_raw_confluent(broker.bootstrap, topic, total))
                 if "consume" in wanted:
@@ -413,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["consume-2w"] = _run_stage("consume-2w", f"sqlite:///{tmp}/consume2.db", broker.bootstrap, topic, str(total))
     raw_consume = results.get("raw-consume", {}).get("events_per_s")
     raw_sqlite = results.get("raw-sqlite", {}).get("events_per_s")
-    for name in ("consume", "consume-2w", "raw-confluent"):
+    for name in ("consume", "consume-2w", "raw-consume-fast", "raw-confluent"):
         if raw_consume and name in results:
             results[name]["ratio_to_raw_consume"] = results[name]["events_per_s"] / raw_consume
     quix = results.get("quix")
@@ -424,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         results["ingest"]["ratio_to_raw_sqlite"] = results["ingest"]["events_per_s"] / raw_sqlite
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
                "events_requested": args.events, "events_in_file": total}
-    print(f"{'stage':<13} {'events':>10} {'seconds':>9} {'events/s':>10} {'ev/CPU-s':>9} {'start s':>8} "
+    print(f"{'stage':<16} {'events':>10} {'seconds':>9} {'events/s':>10} {'ev/CPU-s':>9} {'start s':>8} "
           f"{'peak RSS MiB':>13} {'ratio':>7} {'load before/after':>18}")
     for name in STAGES:
         r = results.get(name)
@@ -434,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         per_cpu = r.get("events_per_cpu_s")
         start = r.get("seconds_from_process_start")
         load = f"{r['load_before'][0]:.2f}/{r['load_after'][0]:.2f}" if "load_before" in r else ""
-        print(f"{name:<13} {r['events']:>10,} {r['seconds']:>9.2f} {r['events_per_s']:>10,.0f} "
+        print(f"{name:<16} {r['events']:>10,} {r['seconds']:>9.2f} {r['events_per_s']:>10,.0f} "
               f"{'' if not per_cpu else f'{per_cpu:,.0f}':>9} {'' if start is None else f'{start:.2f}':>8} "
               f"{r.get('peak_rss_mib', 0):>13.0f} {'' if ratio is None else f'{ratio:.2f}':>7} {load:>18}")
     if quix:

@@ -111,7 +111,7 @@ def producer_config(policy: CopyPolicy, largest_fetch_bytes: int) -> dict:
         "acks": "all",
         "enable_idempotence": False,
         "retries": 0,
-        "linger_ms": 5,
+        "linger_ms": 0,  # a batch's copies are awaited at once: lingering would only add to the wait
         "max_request_size": largest_fetch_bytes + HEADROOM_BYTES,
         "max_block_ms": policy.max_block_ms,
         # A record not acknowledged within about the budget is expired by the
