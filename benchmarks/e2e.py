@@ -290,13 +290,14 @@ def stage_raw_confluent(bootstrap: str, topic: str, total: int) -> dict:
     return result
 
 
-def stage_quix(bootstrap: str, topic: str, total: int, state_dir: str) -> dict:
+def stage_quix(bootstrap: str, topic: str, total: int, state_dir: str, deserializer: str = "json") -> dict:
     """Quix Streams from process start to its last event; "seconds" is that
     clock (it is what the issue compares), the in-app figures beside it."""
     from benchmarks.quix_baseline import QUIX_VERSION
 
     python = ensure_venv("quix-venv", [f"quixstreams=={QUIX_VERSION}"])
-    result = _run_baseline(python, "quix_baseline.py", bootstrap, f"{topic},{topic}-shares", str(total), state_dir)
+    result = _run_baseline(python, "quix_baseline.py", bootstrap, f"{topic},{topic}-shares", str(total), state_dir,
+                           deserializer)
     seconds = result["seconds"]
     steady = result["seconds_to_last_event"] - result["seconds_to_first_event"]
     return {**result, "events_per_s": result["events"] / seconds, "seconds_from_process_start": seconds,
@@ -359,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, of: {','.join(STAGES)} (default: all but quix and raw-confluent)")
     parser.add_argument("--profile", default="", help="write a cProfile of the consume stage here")
     parser.add_argument("--consume-options", default="{}", help="LedgerConsumer keyword arguments (JSON) for consume")
+    parser.add_argument("--quix-deserializer", default="json", choices=("json", "bytes"),
+                        help="the Quix app's value deserializer (json: Quix's default; bytes: no decoding at all)")
     parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
@@ -417,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["consume"] = _run_stage("consume", f"sqlite:///{tmp}/consume.db", broker.bootstrap, topic, str(total),
                                                     args.consume_options, os.path.abspath(args.profile) if args.profile else "")
                 if "quix" in wanted:
-                    results["quix"] = _in_driver(lambda: stage_quix(broker.bootstrap, topic, total, f"{tmp}/quix-state"))
+                    results["quix"] = _in_driver(lambda: stage_quix(broker.bootstrap, topic, total, f"{tmp}/quix-state",
+                                                                             args.quix_deserializer))
                 if "consume-2w" in wanted:
                     results["consume-2w"] = _run_stage("consume-2w", f"sqlite:///{tmp}/consume2.db", broker.bootstrap, topic, str(total))
     raw_consume = results.get("raw-consume", {}).get("events_per_s")

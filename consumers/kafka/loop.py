@@ -8,6 +8,12 @@ partition and the shares partitions), in one transaction — whatever became of
 the copies. On (re)assignment a task replays its journal and seeks to the
 stored positions; Kafka's committed offsets are written afterwards for lag
 monitoring only.
+
+One thread: polling and reading the records happen in the apply loop. A
+fetcher thread handing polled batches to it through a bounded queue was
+measured (300k events, 3 rounds): the same CPU per event and no steadier wall
+time — the record reading is Python and holds the GIL, so it only overlaps
+the SQLite commit and the network waits, which are small (see issue 13).
 """
 
 from __future__ import annotations
@@ -40,7 +46,10 @@ from ledger.store import ConcurrentWriteError, Store
 
 log = logging.getLogger("commission_ledger.consume")
 
-MAX_POLL_RECORDS = 5_000  # default messages per poll (and per task batch): bounds memory and latency
+# Default messages per poll (and per task batch): bounds memory and latency.
+# Measured (300k events, Tansu, events per CPU-second): 2 000 is ~5% worse;
+# 10 000, 20 000 and 4 MiB partition fetches are within the noise of 5 000.
+MAX_POLL_RECORDS = 5_000
 STATUS_EVERY_S = 5.0
 BROKER_CHECK_EVERY_S = 2.0  # while idle
 
