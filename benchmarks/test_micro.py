@@ -14,7 +14,7 @@ from devkit.synthetic import generate
 from ledger.attribution import ClickRef, last_click, lock_binding
 from ledger.commission import order_totals
 from ledger.config import Rules
-from ledger.engine import Engine
+from ledger.engine import memory_engine
 from ledger.records import Segment, Source, encode_segment
 from ledger.store import JournalStore, Store
 from projections.balances import fold_records
@@ -58,7 +58,7 @@ def test_apply_batch_to_engine(benchmark, lines):
     source = Source(file="bench", line=0)
 
     def run():
-        engine = Engine()
+        engine = memory_engine()
         engine.adopt_rules(Rules())
         return [engine.ingest(raw, source) for raw in lines]
 
@@ -67,7 +67,7 @@ def test_apply_batch_to_engine(benchmark, lines):
 
 
 def test_store_batch_sqlite(benchmark, lines, tmp_path):
-    engine = Engine()
+    engine = memory_engine()
     engine.adopt_rules(Rules())
     from ledger.app import record_for
 
@@ -85,7 +85,7 @@ def test_store_batch_sqlite(benchmark, lines, tmp_path):
 
 
 def test_payout_projection(benchmark, lines):
-    engine = Engine()
+    engine = memory_engine()
     engine.adopt_rules(Rules())
     from ledger.app import record_for
 

@@ -9,7 +9,8 @@ from cli.errors import UsageError
 from cli.options import Command, books, format_option
 from cli.progress import Bars
 from cli.render import out
-from projections.payout_batch import payout_batch, render_batch
+from projections.payout_batch import render_batch
+from projections.readmodels import pay_out
 from projections.render import render_json
 
 
@@ -34,9 +35,7 @@ def payout_options(parser: argparse.ArgumentParser) -> None:
 
 def payout(args: argparse.Namespace) -> int:
     with Bars() as bars:
-        paying = books(args, bars)
-        record = paying.payout(args.as_of)
-        lines = payout_batch(paying.records(), record)
+        _, _, lines = pay_out(books(args, bars), args.as_of)
     out(render_json(lines) + "\n" if args.format == "json" else render_batch(lines, args.format))
     return 0
 
@@ -61,7 +60,6 @@ def adjust(args: argparse.Namespace) -> int:
     return 0
 
 
-SETTLE = Command("settle", "settle every known order whose return window has passed as of TS (SPEC §7)", settle_options, settle)
-PAYOUT = Command("payout", "pay every payable balance ≥ min_payout as of TS; list each line", payout_options, payout)
-ADJUST = Command("adjust", "a manual adjustment to payable (bonus or correction), recorded with actor and reason",
-                 adjust_options, adjust)
+SETTLE = Command(settle_options, settle)
+PAYOUT = Command(payout_options, payout)
+ADJUST = Command(adjust_options, adjust)

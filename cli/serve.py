@@ -47,4 +47,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-SERVE = Command("serve", "the HTTP API and payout pages for finance and auditors", options, run)
+SERVE = Command(options, run)

@@ -37,11 +37,14 @@ def _ts(rng: random.Random, instant_us: int) -> str:
     return format_timestamp_us(instant_us)
 
 
-def generate(events: int, seed: int = 7, *, malformed_rate: float = 0.001, duplicate_rate: float = 0.002) -> Iterator[bytes]:
-    """Yield about ``events`` JSON lines (bytes, no newline)."""
+def generate(events: int, seed: int = 7, *, malformed_rate: float = 0.001, duplicate_rate: float = 0.002,
+             promoters: int | None = None, buyers: int | None = None) -> Iterator[bytes]:
+    """Yield about ``events`` JSON lines (bytes, no newline). By default the
+    promoters and buyers grow with ``events``; fixing them gives a steady
+    programme whose history grows while its working set does not."""
     rng = random.Random(seed)
-    n_promoters = max(3, events // 200)
-    n_buyers = max(5, events // 8)
+    n_promoters = promoters if promoters is not None else max(3, events // 200)
+    n_buyers = buyers if buyers is not None else max(5, events // 8)
     shares: list[tuple[str, str]] = []  # (share_id, promoter_id)
     buffer: list[bytes] = []  # small reorder buffer: late arrivals
     emitted = 0

@@ -1,24 +1,30 @@
-"""The ledger application: the engine, its journal, and the commands.
+"""The ledger application: one journal, its engine, and the commands.
 
-Opening a ledger replays its journal through a fresh engine and checks that
-every stored record is exactly what the engine produces again (integrity); new
-work is applied in memory and appended in bounded batches, one transaction per
-batch, with the journal version as the optimistic-concurrency check.
+Opening a ledger costs the same whatever the journal's age: it reads the
+journal's own state row and checks it against the newest stored segment (the
+chain head); the engine then reads the state it needs from the state tables as
+it goes. New work is applied in bounded batches, each written as one segment
+together with the state it changed, in one transaction, with the journal
+version as the optimistic-concurrency check. Re-executing the whole journal is
+``ledger.replay``'s job (``audit replay``), not a write's.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import sqlite3
 import time
-import tomllib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import msgspec
 
-from ledger.config import Rules, rules_from_mapping
+from ledger.config import Rules, rules_from_toml_text
 from ledger.engine import ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Engine, Outcome
+from ledger.chain import ChainError, link
+from ledger.engine.tables import Flush, StateCache
 from ledger.invariants import require
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import (
@@ -37,20 +43,32 @@ from ledger.records import (
     Transfer,
     decode_segment,
     encode_segment,
+    frame,
+    genesis,
+    unframe,
 )
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import PersistenceError, Tracking
 
-from ledger.store import ConcurrentWriteError, JournalStore, StoredRecord
+from ledger.store import ConcurrentWriteError, JournalStore, Row, StoreError, one_line
+from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
 from schemas.events import MAX_SAFE_INT, Order
 from schemas.timestamps import parse_timestamp_us
 
+log = logging.getLogger("commission_ledger.ledger")
+
 DEFAULT_BATCH_EVENTS = 5_000
 MAX_WRITE_ATTEMPTS = 5
+OPEN_ATTEMPTS = 5  # reads of (state row, chain head) that may straddle another writer's commit
 
 
 class IntegrityError(RuntimeError):
-    """A stored record differs from what the rules produce when replayed."""
+    """A stored record differs from what the rules produce when replayed, or
+    a journal and its state tables disagree."""
+
+
+class MigrationNeeded(StoreError):
+    """A journal written before this version's state tables and hash chain."""
 
 
 class CommandError(ValueError):
@@ -125,119 +143,129 @@ class AsOf(NamedTuple):
         return cls(text, parse_as_of(text))
 
 
-def rules_from_toml_text(text: str) -> Rules:
-    return rules_from_mapping(tomllib.loads(text))
-
-
 def _settle_heap() -> None:
-    """Move the (long-lived, acyclic) ledger state out of the collector's reach.
-
-    The engine holds millions of small objects; without this, every full
-    collection re-traverses all of them and costs about half the ingest time.
-    """
+    """Move the long-lived, acyclic cached state out of the collector's reach:
+    without this, every full collection re-traverses it."""
     gc.freeze()
 
 
+Item = tuple[bytes, Source]
+
+
+class Pending(NamedTuple):
+    """A segment encoded and its state flushed, on its way to the store."""
+
+    records: list[Record]
+    stored: list[tuple[str, bytes]]
+    after_version: int
+    flush: Flush
+
+
 class Ledger:
-    """The embedding API; the CLI is a thin layer over it.
+    """The embedding API for one journal; ``ledger.books.Books`` spans them.
 
     ``version`` counts stored segments (the optimistic-concurrency check);
     ``position`` counts records (what statements and explanations cite).
     """
 
-    def __init__(
-        self,
-        store: JournalStore,
-        *,
-        verify: bool = True,
-        replay: bool = True,
-        on_record: Callable[[int], None] | None = None,
-        on_segment: Callable[[Engine, int, Segment], None] | None = None,
-        limits: Limits = DEFAULT_LIMITS,
-    ) -> None:
-        """Open the ledger in ``store``. ``replay=False`` gives a read-only view
-        of the stored records (projections), without rebuilding the engine.
-        ``on_segment(engine, version, segment)`` sees each replayed segment
-        after the engine applied it (read models built alongside the replay)."""
+    def __init__(self, store: JournalStore, *, limits: Limits = DEFAULT_LIMITS) -> None:
         self.store = store
         self.limits = limits
-        self.engine = Engine(limits)
-        self.version = 0
-        self.position = 0
-        self._verify = verify
-        self._on_segment = on_segment
-        self.writable = replay
-        if replay:
-            self._catch_up(on_record)
+        self._open()
 
-    # ------------------------------------------------------------ replaying
-    def _catch_up(self, on_record: Callable[[int], None] | None = None) -> None:
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # as in ingest: the state is acyclic, collections only cost (~20% of a replay)
-        try:
-            for stored in self.store.read(after_version=self.version):
-                self._replay(stored)
-                self.version = stored.version
-                _settle_heap()
-                if on_record is not None:
-                    on_record(self.position)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+    # -------------------------------------------------------------- opening
+    def _open(self) -> None:
+        """Read the journal's state row and check it against the chain head. O(1).
 
-    def _replay(self, stored: StoredRecord) -> None:
+        The two are read in two queries: a writer committing in between makes
+        them disagree for a moment, so a disagreement is read again before it
+        counts as an integrity error."""
+        for attempt in range(OPEN_ATTEMPTS):
+            cache = StateCache(self.store.state, self.store.number, self.limits.cache_bytes)
+            try:
+                self._check_head(cache, self.store.last(2))
+                break
+            except (IntegrityError, MigrationNeeded):
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        meta = cache.meta
+        self.cache = cache
+        self.engine = Engine(cache, self.limits)
+        self.version = meta.version
+        self.position = meta.position
+
+    def _check_head(self, cache: StateCache, newest: list) -> None:
+        meta = cache.meta
+        name = self.store.name
+        if not newest:
+            if meta.version:
+                raise IntegrityError(f"journal {name}: the state tables reflect {meta.version} segments but the journal is empty")
+            return
+        last = newest[0]
+        if unframe(last.state)[0] is None or not cache.meta_stored:
+            raise MigrationNeeded(f"journal {name!r} was written by an older version: run `commission-ledger migrate`")
+        prev = unframe(newest[1].state)[0] if len(newest) > 1 else genesis(name)
         try:
-            segment = decode_segment(stored.state)
-        except msgspec.DecodeError as exc:
-            raise IntegrityError(f"segment {stored.version}: unreadable ({exc})") from None
-        if segment.first != self.position + 1:
-            raise IntegrityError(f"segment {stored.version} starts at record {segment.first}, expected {self.position + 1}")
-        self.engine.begin_batch()
-        replayed = [apply_record(self.engine, record) for record in segment.records]
-        walked, _ = self.engine.end_batch()
-        if walked:
-            raise IntegrityError(f"segment {stored.version}: the promoter network changed but no network record was stored")
-        if self._verify and replayed != segment.records:  # field-by-field Struct equality
-            for offset, (mine, theirs) in enumerate(zip(replayed, segment.records)):
-                if mine != theirs:
-                    raise IntegrityError(
-                        f"record {segment.first + offset} ({type(theirs).__name__}) differs from what the rules produce on replay"
-                    )
-            raise IntegrityError(f"segment {stored.version} differs from what the rules produce on replay")
-        self.position += len(segment.records)
-        if self._on_segment is not None:
-            self._on_segment(self.engine, stored.version, segment)
+            carried = link(name, last.version, prev or b"", last.state)
+        except ChainError as exc:
+            raise IntegrityError(f"{exc}; no write until an audit (`commission-ledger audit replay`)") from None
+        if last.version != meta.version or carried != meta.head_sha256:
+            raise IntegrityError(f"journal {name} segment {last.version}: the state tables stand at segment "
+                                 f"{meta.version} with another head: the journal changed without its state "
+                                 "(run `commission-ledger audit replay`)")
+
+    def reload(self) -> None:
+        """Drop everything cached and open again from the store."""
+        self._open()
+
+    def catch_up(self) -> None:
+        """Follow segments another writer (e.g. a ``settle`` command) appended:
+        the cache is dropped and the state read again as needed. O(1)."""
+        newest = self.store.last()
+        if (newest[0].version if newest else 0) != self.version:
+            self.reload()
 
     # -------------------------------------------------------------- writing
-    def _encode(self, records: list[Record]) -> list[tuple[str, bytes]]:
+    def _seal(self, records: list[Record]) -> Pending:
+        """Encode ``records`` as the next segment (chained to the head) and
+        flush the state they changed, with the journal's row moved past them."""
+        meta = self.cache.meta
         recorded_us = time.time_ns() // 1_000  # metadata only: see Segment.recorded_us
-        return [(SEGMENT_TOPIC, encode_segment(Segment(self.position + 1, records, recorded_us)))]
+        payload = encode_segment(Segment(meta.position + 1, records, recorded_us))
+        stored, chain = frame(meta.head_sha256 or genesis(self.store.name), payload)
+        after = meta.version
+        meta.version += 1
+        meta.position += len(records)
+        meta.head_sha256 = chain
+        self.version, self.position = meta.version, meta.position
+        return Pending(records, [(SEGMENT_TOPIC, stored)], after, self.cache.flush())
 
-    def _append(self, records: list[Record]) -> list[Record]:
+    def _write(self, pending: Pending, trackings: list[Tracking] | None = None, also: Sequence[Row] = ()) -> None:
+        self.store.append(pending.stored, pending.after_version, trackings or (), pending.flush.ops, also)
+        self.cache.committed(pending.flush)
+
+    def _append(self, records: list[Record], also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> list[Record]:
         """Append records as one segment; if another writer got there first,
-        catch up from the store and re-execute them on the current ledger
-        (optimistic concurrency). Returns the records as finally written."""
-        require(self.writable, "a ledger opened with replay=False is read-only")
+        reopen from the store and re-execute them (optimistic concurrency).
+        ``also(first_position, records)`` gives rows written in the same transaction.
+        Returns the records as finally written."""
         for attempt in range(MAX_WRITE_ATTEMPTS):
             if not records:
                 return records
+            first = self.position + 1
+            pending = self._seal(records)
+            rows = also(first, records) if also is not None else ()
             try:
-                self.version = self.store.append(self._encode(records), self.version)
-                self.position += len(records)
+                self._write(pending, also=rows)
                 return records
             except ConcurrentWriteError:
-                if attempt == MAX_WRITE_ATTEMPTS - 1:
+                if attempt == MAX_WRITE_ATTEMPTS - 1 or (rows and self.store.store.exists(rows)):
+                    self.reload()
                     raise
-                self._rebuild()
+                self.reload()
                 records = _reexecute(self.engine, records)
         raise ConcurrentWriteError(f"journal {self.store.name}: gave up after {MAX_WRITE_ATTEMPTS} write conflicts")
-
-    def _rebuild(self) -> None:
-        """Drop the in-memory state and replay the journal from the start."""
-        self.engine = Engine(self.limits)
-        self.version = 0
-        self.position = 0
-        self._catch_up()
 
     def adopt_rules(self, rules: Rules) -> int:
         """Put ``rules`` in force (recorded when they differ); return the version."""
@@ -251,9 +279,32 @@ class Ledger:
         if not self.engine.rules:
             self.adopt_rules(Rules())
 
+    def _apply_batch(self, items: list[Item], counts: IngestCounts, letters: list[DeadLetter] | None = None) -> list[Record]:
+        """Decode a batch, load the state it touches, apply it: its records."""
+        decoded = [decode_event(raw) for raw, _ in items]
+        engine = self.engine
+        engine.prefetch(decoded)
+        engine.begin_batch()
+        records: list[Record] = []
+        for (raw, source), event in zip(items, decoded):
+            try:
+                outcome = engine.apply_decoded(event, raw, source)
+            except Exception as exc:  # noqa: BLE001 - the last-resort guard: see guarded()
+                outcome = guarded(exc, raw, source)
+            counts.add(outcome)
+            records.append(record_for(outcome, raw, source, event))
+            if letters is not None:
+                if outcome.dead_letter is not None:
+                    letters.append(outcome.dead_letter)
+                letters.extend(outcome.released)
+        walked, transfers = engine.end_batch()
+        if walked:
+            records.append(NetworkRebuilt(transfers))
+        return records
+
     def ingest(
         self,
-        items: Iterable[tuple[bytes, Source]],
+        items: Iterable[Item],
         *,
         batch_events: int = DEFAULT_BATCH_EVENTS,
         progress: Callable[[IngestCounts], None] | None = None,
@@ -263,36 +314,23 @@ class Ledger:
         Batch n is written on a background thread while batch n+1 is applied
         (SQLite and psycopg release the GIL while they write); at most one batch
         is in flight, so memory stays bounded. The cyclic garbage collector is
-        paused meanwhile: the ledger's state is acyclic, and traversing millions
-        of long-lived objects would otherwise cost a fifth of the time.
+        paused meanwhile: the ledger's state is acyclic.
         """
         require(batch_events > 0, "batch_events must be positive")
         self.ensure_rules()
         counts = IngestCounts()
-        batch: list[Record] = []
         gc_was_enabled = gc.isenabled()
         gc.disable()
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
-        inflight: tuple[Future, list[Record]] | None = None
+        inflight: tuple[Future, Pending] | None = None
         try:
-            self.engine.begin_batch()
-            for raw, source in items:
-                decoded = decode_event(raw)
-                outcome = self.engine.apply_decoded(decoded, raw, source)
-                counts.add(outcome)
-                batch.append(record_for(outcome, raw, source, decoded))
-                if len(batch) >= batch_events:
-                    self._close_batch(batch)
-                    inflight = self._write_behind(writer, inflight, batch)
-                    batch = []
-                    self.engine.begin_batch()
-                    _settle_heap()
-                    if progress is not None:
-                        progress(counts)
-            self._close_batch(batch)
-            if batch:
-                inflight = self._write_behind(writer, inflight, batch)
-            self._finish(inflight, [])
+            for chunk in _chunks(items, batch_events):
+                records = self._apply_batch(chunk, counts)
+                inflight = self._write_behind(writer, inflight, chunk, records)
+                _settle_heap()
+                if progress is not None:
+                    progress(counts)
+            self._finish(inflight, [], [])
         finally:
             writer.shutdown(wait=True)
             if gc_was_enabled:
@@ -301,72 +339,57 @@ class Ledger:
             progress(counts)
         return counts
 
-    def _close_batch(self, batch: list[Record]) -> None:
-        """End the engine's batch; record the network walk if one ran."""
-        walked, transfers = self.engine.end_batch()
-        if walked:
-            batch.append(NetworkRebuilt(transfers))
-
-    def _write_behind(self, writer: ThreadPoolExecutor, inflight: tuple[Future, list[Record]] | None, records: list[Record]) -> tuple[Future, list[Record]] | None:
+    def _write_behind(self, writer: ThreadPoolExecutor, inflight: tuple[Future, Pending] | None,
+                      items: list[Item], records: list[Record]) -> tuple[Future, Pending] | None:
         """Wait for the batch in flight, then start writing ``records``."""
-        require(self.writable, "a ledger opened with replay=False is read-only")
-        if self._finish(inflight, records):
+        if self._finish(inflight, items, records):
             return None  # written synchronously after a conflict
-        encoded = self._encode(records)
-        after = self.version
-        self.version += 1
-        self.position += len(records)
-        return writer.submit(self.store.append, encoded, after), records
+        pending = self._seal(records)
+        return writer.submit(self.store.append, pending.stored, pending.after_version, (), pending.flush.ops), pending
 
-    def _finish(self, inflight: tuple[Future, list[Record]] | None, following: list[Record]) -> bool:
-        """Wait for a write; on a conflict, catch up and re-execute the lost
-        batch and ``following`` (already applied in memory) synchronously.
-        Returns True when ``following`` was written that way."""
+    def _finish(self, inflight: tuple[Future, Pending] | None, following: list[Item], applied: list[Record]) -> bool:
+        """Wait for a write. On a conflict, reopen from the store and apply the
+        lost batch and ``following`` (already applied in memory as ``applied``)
+        again, synchronously. Returns True when ``following`` was written that way."""
         if inflight is None:
             return False
-        future, records = inflight
+        future, pending = inflight
         try:
             future.result()
-            return False
         except ConcurrentWriteError:
-            self._rebuild()
-            self._append(_reexecute(self.engine, records + following))
+            self.reload()
+            self._append(_reexecute(self.engine, pending.records + applied))
             return True
+        except BaseException:
+            self.reload()  # the cache holds what was not written
+            raise
+        self.cache.committed(pending.flush)
+        return False
 
     # ------------------------------------------------- stream processors' API
-    def apply(self, items: Iterable[tuple[bytes, Source]]) -> tuple[list[Record], IngestCounts, list[DeadLetter]]:
-        """Apply wire events in memory, without writing: the records to commit,
-        the counts, and the dead letters they produced (for a DLQ topic)."""
+    def apply(self, items: Iterable[Item]) -> tuple[list[Record], IngestCounts, list[DeadLetter]]:
+        """Apply wire events, without writing: the records to commit, the
+        counts, and the dead letters they produced (for a DLQ topic)."""
         self.ensure_rules()
         counts = IngestCounts()
-        records: list[Record] = []
         letters: list[DeadLetter] = []
-        self.engine.begin_batch()
-        for raw, source in items:
-            decoded = decode_event(raw)
-            outcome = self.engine.apply_decoded(decoded, raw, source)
-            counts.add(outcome)
-            records.append(record_for(outcome, raw, source, decoded))
-            if outcome.dead_letter is not None:
-                letters.append(outcome.dead_letter)
-            letters.extend(outcome.released)
-        self._close_batch(records)
+        records = self._apply_batch(list(items), counts, letters)
         return records, counts, letters
 
     def commit(self, records: list[Record], trackings: list[Tracking]) -> None:
-        """Write ``records`` (already applied by ``apply``) as one segment with the
-        source positions they advance, in one transaction. On
-        ConcurrentWriteError the in-memory state is ahead of the store: the
-        caller must reopen the ledger and resume from the stored positions."""
+        """Write ``records`` (already applied by ``apply``) as one segment with
+        the source positions they advance and the state they changed, in one
+        transaction. On ConcurrentWriteError the cache is ahead of the store:
+        the caller reopens the ledger and resumes from the stored positions."""
         if not records:
             return
-        self.version = self.store.append(self._encode(records), self.version, trackings)
-        self.position += len(records)
+        pending = self._seal(records)
+        try:
+            self._write(pending, trackings)
+        except BaseException:
+            self.reload()
+            raise
         _settle_heap()
-
-    def catch_up(self) -> None:
-        """Apply segments other writers (e.g. a ``settle`` command) appended."""
-        self._catch_up()
 
     def settle(self, as_of: AsOf | str) -> Settled:
         """Settle this journal's due orders (SPEC §7); ``as_of`` as text or parsed."""
@@ -377,25 +400,35 @@ class Ledger:
         record = Settled(as_of.text, as_of.instant_us, self.engine.rules_version, order_ids, transfers)
         return self._append([record])[0]  # type: ignore[return-value]
 
-    def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
-        """Append a manual adjustment (the treasury journal's job: see ledger.books)."""
+    def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
+                          also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> tuple[int, Adjusted]:
+        """Append a manual adjustment (the treasury journal's job: see ledger.books);
+        return its position and record."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
         self.ensure_rules()
         transfers = self.engine.adjust(promoter_id, currency, amount_minor)
         record = Adjusted(promoter_id, currency, amount_minor, reason, actor, transfers)
-        return self._append([record])[0]  # type: ignore[return-value]
+        written = self._append([record], also)
+        return self.position, written[0]  # type: ignore[return-value]
 
-    def record_payout(self, as_of: AsOf, payables: dict[tuple[str, str], int], *, expected_version: int) -> PaidOut:
+    def record_payout(self, as_of: AsOf, payables: dict[tuple[str, str], int], *, expected_version: int,
+                      balances_at: int, also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> tuple[int, PaidOut]:
         """Append one payout of ``payables`` (computed by the caller from every
-        journal while this journal was at ``expected_version``); if anything was
-        written since, raise ConcurrentWriteError: never pay from stale balances."""
+        journal up to store position ``balances_at``, while this journal was at
+        ``expected_version``); if this journal moved since, raise
+        ConcurrentWriteError: never pay from stale balances."""
         require(bool(self.engine.rules), "call ensure_rules() first")
         if self.version != expected_version:
             raise ConcurrentWriteError(f"journal {self.store.name} moved from {expected_version} to {self.version}")
-        record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, self.engine.payout(payables))
-        self.version = self.store.append(self._encode([record]), self.version)
-        self.position += 1
-        return record
+        record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, self.engine.payout(payables), balances_at)
+        position = self.position + 1
+        pending = self._seal([record])
+        try:
+            self._write(pending, also=also(position, [record]) if also is not None else ())
+        except BaseException:
+            self.reload()
+            raise
+        return position, record
 
     # -------------------------------------------------------------- reading
     def records(self) -> Iterator[tuple[int, Record]]:
@@ -404,6 +437,33 @@ class Ledger:
             segment = decode_segment(stored.state)
             for offset, record in enumerate(segment.records):
                 yield segment.first + offset, record
+
+    def parked_counts(self) -> tuple[int, int]:
+        """(parked clicks, parked refunds) right now."""
+        return self.engine.parked_counts()
+
+
+def guarded(exc: Exception, raw: bytes, source: Source) -> Outcome:
+    """The last resort: an unexpected exception while applying one event
+    dead-letters that event (``schema_violation``, naming the exception)
+    instead of stopping the batch; the stream moves on. A failure of the store
+    itself is not the event's fault: it propagates, and the batch is retried."""
+    if isinstance(exc, (StoreError, PersistenceError, OSError, MemoryError, sqlite3.Error)) or type(exc).__module__.startswith("psycopg"):
+        raise exc
+    log.error("unexpected %s applying %s; dead-lettered", type(exc).__name__, source.text(), exc_info=exc)
+    detail = f"{type(exc).__name__} while applying: {one_line(exc)}"[:300]
+    return Outcome(DEAD_LETTER, None, [], DeadLetter(reasons.SCHEMA_VIOLATION, detail, source, raw, None))
+
+
+def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _reexecute(engine: Engine, records: list[Record]) -> list[Record]:
@@ -435,7 +495,11 @@ def apply_record(engine: Engine, record: Record) -> Record:
     if isinstance(record, (Ingested, DeadLettered)):
         raw, source = (record.raw, record.source) if isinstance(record, Ingested) else (record.letter.raw, record.letter.source)
         decoded = decode_event(raw)
-        return record_for(engine.apply_decoded(decoded, raw, source), raw, source, decoded)
+        try:
+            outcome = engine.apply_decoded(decoded, raw, source)
+        except Exception as exc:  # noqa: BLE001 - the same last-resort guard as live
+            outcome = guarded(exc, raw, source)
+        return record_for(outcome, raw, source, decoded)
     if isinstance(record, Settled):
         order_ids, transfers = engine.settle(record.as_of_us)
         return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers)
@@ -445,7 +509,7 @@ def apply_record(engine: Engine, record: Record) -> Record:
         return NetworkRebuilt(transfers)
     if isinstance(record, PaidOut):
         engine.book_payout(record.transfers)
-        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers)
+        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers, record.balances_at)
     require(isinstance(record, Adjusted), f"unknown record {type(record).__name__}")
     transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
     return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)

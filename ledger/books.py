@@ -10,16 +10,17 @@ concurrent payouts never pay the same balance twice.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from ledger import log
 from ledger.app import AsOf, Ledger, validate_adjustment
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.records import Adjusted, PaidOut, Record, Settled, fold_records
-from ledger.store import ConcurrentWriteError, JournalStore, Store
+from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment, fold_records
+from ledger.store import ConcurrentWriteError, JournalStore, Row, Store
 
 TREASURY = "treasury"
+Also = Callable[[int, list[Record]], Sequence[Row]]  # (treasury position, records) → rows committed with them
 MAX_PAYOUT_ATTEMPTS = 20
 
 
@@ -33,9 +34,10 @@ class Books:
     def journals(self) -> list[str]:
         return self.store.journals()
 
-    def ledger(self, journal: str = "main", **kwargs) -> Ledger:
-        ledger = Ledger(JournalStore(self.store, journal), limits=self.limits, **kwargs)
-        if self.rules is not None and ledger.writable:
+    def ledger(self, journal: str = "main") -> Ledger:
+        """Open one journal for writing, with the given rules put in force."""
+        ledger = Ledger(JournalStore(self.store, journal), limits=self.limits)
+        if self.rules is not None:
             ledger.adopt_rules(self.rules)
         return ledger
 
@@ -51,8 +53,26 @@ class Books:
 
     def recorded_payouts(self) -> list[tuple[int, PaidOut]]:
         """Every payout, oldest first, with its position in the treasury journal."""
-        treasury = self.ledger(TREASURY, replay=False)
-        return [(position, record) for position, record in treasury.records() if isinstance(record, PaidOut)]
+        treasury = JournalStore(self.store, TREASURY)
+        return [(segment.first + i, record) for stored in treasury.read()
+                for segment in (decode_segment(stored.state),)
+                for i, record in enumerate(segment.records) if isinstance(record, PaidOut)]
+
+    def record_at(self, journal: str, position: int) -> Record | None:
+        """The record at ``position`` of ``journal`` (a binary search over its segments)."""
+        store = JournalStore(self.store, journal)
+        newest = store.last()
+        lo, hi = 1, newest[0].version if newest else 0
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            segment = decode_segment(store.segment(mid).state)
+            if position < segment.first:
+                hi = mid - 1
+            elif position >= segment.first + len(segment.records):
+                lo = mid + 1
+            else:
+                return segment.records[position - segment.first]
+        return None
 
     def balances(self, **as_of) -> dict[tuple[str, str], list[int]]:
         """(promoter, currency) → [pending, payable, paid], over every journal."""
@@ -64,22 +84,45 @@ class Books:
         when = AsOf.parse(as_of)
         return [self.ledger(name).settle(when) for name in self.journals() if name != TREASURY]
 
-    def payout(self, as_of: str) -> PaidOut:
+    def payout(self, as_of: str, also: Also | None = None) -> PaidOut:
+        """SPEC §7's payout from the balances folded from every journal (see ``pay``)."""
+        return self.pay(as_of, also=also)[1]
+
+    def pay(self, as_of: str, payables: Callable[[], tuple[int, dict[tuple[str, str], int]]] | None = None,
+            also: Also | None = None) -> tuple[int, PaidOut]:
         """Pay every balance ≥ min_payout, exactly once even under concurrency:
-        the payout is computed from all journals and appended at the treasury
-        version it was computed against; a concurrent payout forces a retry."""
+        the payout is computed from every journal's balances (``payables()``:
+        the store position they stand at and the payable per promoter and
+        currency; by default a fold of the log) and appended at the treasury
+        version fixed before they were read; a concurrent payout forces a retry.
+        ``also(position, records)`` gives rows committed with it (an
+        idempotency key's record: the payout and its key commit together).
+        Returns the payout's treasury position and record."""
         when = AsOf.parse(as_of)
         for _ in range(MAX_PAYOUT_ATTEMPTS):
             treasury = self.ledger(TREASURY)
             treasury.ensure_rules()  # may write: do it before fixing the version
             version = treasury.version
-            payables = {key: row[1] for key, row in self.balances().items()}
+            position, amounts = (payables or self._folded_payables)()
             try:
-                return treasury.record_payout(when, payables, expected_version=version)
+                return treasury.record_payout(when, amounts, expected_version=version, balances_at=position, also=also)
             except ConcurrentWriteError:
+                if also is not None and self.store.exists(also(0, [])):
+                    raise  # the key was recorded by another request: its caller replays the first response
                 continue
         raise ConcurrentWriteError("payout: the treasury kept changing; try again")
 
-    def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str) -> Adjusted:
+    def _folded_payables(self) -> tuple[int, dict[tuple[str, str], int]]:
+        position = self.store.recorder.max_notification_id() or 0
+        return position, {key: row[1] for key, row in self.balances(until_position=position).items()}
+
+    def adjust(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
+               also: Also | None = None) -> Adjusted:
+        """A manual adjustment in the treasury journal; ``also`` as for ``pay``."""
+        return self.adjust_at(promoter_id, currency, amount_minor, reason, actor, also)[1]
+
+    def adjust_at(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
+                  also: Also | None = None) -> tuple[int, Adjusted]:
+        """``adjust``, with the adjustment's treasury position."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
-        return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor)
+        return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor, also)

@@ -165,6 +165,11 @@ def rules_from_mapping(data: dict[str, Any]) -> Rules:
     return Rules(**fields)
 
 
+def rules_from_toml_text(text: str) -> Rules:
+    """Rules from TOML text (as recorded in the journal)."""
+    return rules_from_mapping(tomllib.loads(text))
+
+
 def load_rules(path: str | None) -> Rules:
     """Rules from a TOML file, or the built-in defaults when ``path`` is None."""
     if path is None:

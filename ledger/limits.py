@@ -12,17 +12,23 @@ from typing import Mapping
 from ledger.config import ConfigError
 
 DAY_US = 86_400_000_000
+MIB = 1 << 20
+DEFAULT_CACHE_MB = 256
 
 
 @dataclass(frozen=True)
 class Limits:
-    # Old clicks leave memory once more than this many are resident (~85 bytes
-    # each); see ledger.engine.
-    resident_clicks_max: int = 1_000_000
-    # Events up to this late find their clicks resident.
+    # The state this process keeps decoded in memory, over all the journals it
+    # has open (an estimate of the Python objects; the rest is read from the
+    # state tables when needed).
+    cache_bytes: int = DEFAULT_CACHE_MB * MIB
+    # A buyer's clicks older than the watermark minus the longest window minus
+    # this slack move to cold rows: events up to this late find them at hand.
     late_slack_us: int = DAY_US
-    # Clicks are spilled in whole buckets of this width (event time).
+    # ... in whole buckets of this width (event time), once at least this many
+    # have gathered (fewer, larger cold rows; a row holds at most this many old clicks).
     evict_bucket_us: int = DAY_US
+    cold_clicks_min: int = 32
     # A network walk longer than this (shares after the change point) is
     # deferred to the end of the batch: in-order shares walk a few steps at
     # once, a backfill of old shares walks once per batch, not once per share.
@@ -34,9 +40,9 @@ DEFAULT_LIMITS = Limits()
 
 def parse_limits(environ: Mapping[str, str]) -> Limits:
     """Limits from ``LEDGER_*`` environment variables; ConfigError (one line) when bad."""
-    text = environ.get("LEDGER_RESIDENT_CLICKS_MAX")
+    text = environ.get("LEDGER_CACHE_MB")
     if text is None:
         return DEFAULT_LIMITS
     if not text.strip().isdigit():
-        raise ConfigError(f"LEDGER_RESIDENT_CLICKS_MAX={text!r} must be a whole number ≥ 0")
-    return Limits(resident_clicks_max=int(text))
+        raise ConfigError(f"LEDGER_CACHE_MB={text!r} must be a whole number of MiB ≥ 0")
+    return Limits(cache_bytes=int(text) * MIB)

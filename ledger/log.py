@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, TypeVar
 
-from ledger.records import Segment, decode_segment
+from ledger.records import Segment, decode_segment, unframe
 from ledger.store import Store
 
 S = TypeVar("S")
@@ -25,7 +25,7 @@ def segments(store: Store, *, after: int = 0, until_position: int | None = None,
     for notification_id, journal, _, state in store.notifications(after=after):
         if until_position is not None and notification_id > until_position:
             return
-        segment = decode(state)
+        segment = decode(unframe(state)[1])  # the payload, without the chain frame
         if recorded_until_us is not None and segment.recorded_us > recorded_until_us:  # type: ignore[attr-defined]
             return
         yield notification_id, journal, segment

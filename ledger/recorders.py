@@ -1,10 +1,11 @@
-"""eventsourcing process recorders that record several tracking positions in
-the same transaction as the events (one per Kafka partition a batch advanced).
+"""eventsourcing process recorders that write, in the one transaction of an
+``insert_events`` call, the segment, several tracking positions (one per
+Kafka partition a batch advanced: its events partition and the shares
+topic's) and the journal's state writes (``ledger.statestore``).
 
-The stock recorders take one ``tracking=`` object per insert; a batch from a
-consumer advances several partitions (its events partition and the shares
-topic's), so these accept ``trackings=[...]`` too. The SQLite one also inserts
-with ``executemany`` instead of one statement per event.
+The stock recorders take one ``tracking=`` object per insert; these accept
+``trackings=[...]`` and ``state=(journal_id, ops)`` too. The SQLite one also
+inserts with ``executemany`` instead of one statement per event.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
+from ledger.statestore import SQLITE_STATE_TABLE, MemoryState, sqlite_write
 
-def _trackings(kwargs: dict[str, Any]) -> list[Tracking]:
+
+def trackings_of(kwargs: dict[str, Any]) -> list[Tracking]:
     trackings = list(kwargs.get("trackings") or ())
     if kwargs.get("tracking") is not None:
         trackings.append(kwargs["tracking"])
@@ -24,40 +27,37 @@ def _trackings(kwargs: dict[str, Any]) -> list[Tracking]:
 
 
 class BatchSQLiteProcessRecorder(SQLiteProcessRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), SQLITE_STATE_TABLE]
+
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         c.executemany(
             self.insert_events_statement,
             [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
         )
-        for tracking in _trackings(kwargs):
+        for tracking in trackings_of(kwargs):
             self._insert_tracking(c, tracking)
+        state = kwargs.get("state")
+        if state is not None:
+            sqlite_write(c, *state)
         return None
 
 
 class MultiTrackingPOPOProcessRecorder(POPOProcessRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = MemoryState()
+
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events)
-        for tracking in _trackings(kwargs):
+        for tracking in trackings_of(kwargs):
             self._assert_tracking_uniqueness(tracking)
 
     def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         notification_ids = super()._update_table(stored_events)
-        for tracking in _trackings(kwargs):
+        for tracking in trackings_of(kwargs):
             self._insert_tracking(tracking)
+        state = kwargs.get("state")
+        if state is not None:
+            self.state.write(*state)
         return notification_ids
-
-
-try:  # psycopg is an optional extra of eventsourcing
-    from eventsourcing.postgres import PostgresProcessRecorder
-except ImportError:  # pragma: no cover
-    PostgresProcessRecorder = None  # type: ignore[assignment,misc]
-
-if PostgresProcessRecorder is not None:
-
-    class MultiTrackingPostgresProcessRecorder(PostgresProcessRecorder):  # type: ignore[misc,valid-type]
-        def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-            for tracking in _trackings(kwargs):
-                self._insert_tracking(curs, tracking=tracking)
-            kwargs.pop("tracking", None)
-            kwargs.pop("trackings", None)
-            super(PostgresProcessRecorder, self)._insert_events(curs, stored_events, **kwargs)

@@ -8,6 +8,7 @@ balances by construction (double entry, TigerBeetle-style).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Generic, Iterable, TypeVar, Union
 
 import msgspec
@@ -124,6 +125,9 @@ class PaidOut(msgspec.Struct, tag="paid_out", frozen=True, gc=False):
     as_of_us: int
     rules_version: int
     transfers: list[Transfer]
+    # The store position whose balances it paid (every segment up to it): the
+    # audit re-derives the balances there and checks every line (0: unknown).
+    balances_at: int = 0
 
 
 class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
@@ -191,6 +195,12 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     as_of_us: Union[int, None] = None
     order_id: Union[str, None] = None
     outcome: Union[str, None] = None
+    # What the audit checks: sources against Kafka positions, payouts
+    # against their balances and rules.
+    source: Union[Source, None] = None
+    rules_toml: Union[str, None] = None
+    rules_version: Union[int, None] = None
+    balances_at: Union[int, None] = None
 
 
 class RecordDated(RecordMoney, frozen=True, gc=False):
@@ -215,11 +225,11 @@ _dated_decoder = msgspec.msgpack.Decoder(SegmentView[RecordDated])
 
 
 def decode_segment_money(data: bytes) -> SegmentView[RecordMoney]:
-    return _money_decoder.decode(data)
+    return _money_decoder.decode(unframe(data)[1])
 
 
 def decode_segment_dated(data: bytes) -> SegmentView[RecordDated]:
-    return _dated_decoder.decode(data)
+    return _dated_decoder.decode(unframe(data)[1])
 
 
 def encode_segment(segment: Segment) -> bytes:
@@ -227,7 +237,35 @@ def encode_segment(segment: Segment) -> bytes:
 
 
 def decode_segment(data: bytes) -> Segment:
-    return _segment_decoder.decode(data)
+    return _segment_decoder.decode(unframe(data)[1])
+
+
+# ------------------------------------------------------------ hash chain
+# What the store holds for a segment: FRAME_MAGIC, then the unit's chain hash
+# SHA-256(predecessor's chain hash ‖ payload), then the payload (the msgpack
+# Segment). Every unit so carries the hash of its predecessor's hash and its own
+# bytes: changing, removing or reordering anything breaks every later link,
+# and an auditor who kept a head (position, hash) can prove its prefix intact.
+FRAME_MAGIC = b"CLS\x01"
+_FRAME = len(FRAME_MAGIC) + 32
+
+
+def genesis(journal: str) -> bytes:
+    """The chain hash before a journal's first unit (ties a chain to its journal)."""
+    return hashlib.sha256(b"commission-ledger journal " + journal.encode()).digest()
+
+
+def frame(prev_sha256: bytes, payload: bytes) -> tuple[bytes, bytes]:
+    """(stored bytes, chain hash) of a unit following ``prev_sha256``."""
+    chain = hashlib.sha256(prev_sha256 + payload).digest()
+    return FRAME_MAGIC + chain + payload, chain
+
+
+def unframe(stored: bytes) -> tuple[bytes | None, bytes]:
+    """(chain hash, payload); the hash is None for a unit written before chains."""
+    if stored[:len(FRAME_MAGIC)] == FRAME_MAGIC:
+        return stored[len(FRAME_MAGIC):_FRAME], stored[_FRAME:]
+    return None, stored
 
 
 def record_transfers(record: Record) -> list[Transfer]:

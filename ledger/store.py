@@ -29,6 +29,8 @@ from eventsourcing.persistence import (
 
 from ledger.invariants import require
 from ledger.records import SEGMENT_TOPIC
+from ledger.recorders import MultiTrackingPOPOProcessRecorder
+from ledger.statestore import Op, PostgresState, SQLiteState, StateReader, postgres_write, sqlite_write
 
 READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
 REGISTRY_ID = "registry:journals"
@@ -85,7 +87,12 @@ def _environment(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_CONNECT_TIMEOUT": "10",
-            "PROCESS_RECORDER_TOPIC": "ledger.recorders:MultiTrackingPostgresProcessRecorder",
+            # A ledger process needs few connections (one writer, a reader or
+            # two for state and the log; the service's threads share them):
+            # a small pool keeps many processes within the server's limit.
+            "POSTGRES_POOL_SIZE": "3",
+            "POSTGRES_MAX_OVERFLOW": "6",
+            "PROCESS_RECORDER_TOPIC": "ledger.recorders_postgres:MultiTrackingPostgresProcessRecorder",
             **common,
         }
     raise StoreError(f"bad store URL {url!r}: expected memory://, sqlite:///PATH or postgresql://…")
@@ -139,11 +146,14 @@ class Store:
             try:
                 self.factory = InfrastructureFactory.construct(env)
                 if env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
-                    from ledger.recorders import MultiTrackingPOPOProcessRecorder
-
-                    self.recorder: ProcessRecorder = MultiTrackingPOPOProcessRecorder()
+                    recorder = MultiTrackingPOPOProcessRecorder()
+                    self.recorder: ProcessRecorder = recorder
+                    self.state: StateReader = recorder.state
                 else:
                     self.recorder = self.factory.process_recorder()
+                    sqlite = env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
+                    datastore = self.recorder.datastore  # type: ignore[attr-defined]
+                    self.state = SQLiteState(datastore) if sqlite else PostgresState(datastore)
                 return
             except (PersistenceError, OSError, sqlite3.Error) as exc:
                 # Processes creating the schema at the same moment race in
@@ -169,15 +179,16 @@ class Store:
             raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
         return [row.state.decode() for row in rows]
 
-    def register(self, name: str) -> None:
-        """Record that journal ``name`` exists (before its first segment)."""
+    def register(self, name: str) -> int:
+        """Record that journal ``name`` exists; return its number (1, 2, … in
+        order of first use: the key of its rows in the state table)."""
         for _ in range(10):
             names = self.journals()
             if name in names:
-                return
+                return names.index(name) + 1
             try:
                 self.recorder.insert_events([Row(REGISTRY_ID, len(names) + 1, REGISTRY_TOPIC, name.encode())])  # type: ignore[list-item]
-                return
+                return len(names) + 1
             except IntegrityError:
                 continue
         raise StoreError(f"cannot register journal {name!r}: too much contention")
@@ -197,6 +208,52 @@ class Store:
                 return
             start = batch[-1].id
 
+    def rewrite_segment(self, journal_id: str, version: int, state: bytes, number: int, ops: Sequence[Op]) -> None:
+        """Replace a stored segment's bytes and write state, in one transaction
+        (``migrate`` only: journals are otherwise append-only)."""
+        recorder = self.recorder
+        if isinstance(recorder, MultiTrackingPOPOProcessRecorder):
+            raise StoreError("memory:// stores need no migration")
+        sqlite = isinstance(self.state, SQLiteState)
+        mark = "?" if sqlite else "%s"
+        table = getattr(recorder, "events_table_name", "stored_events")
+        with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(f"UPDATE {table} SET state = {mark} WHERE originator_id = {mark} AND originator_version = {mark}",
+                      (state, journal_id, version))
+            (sqlite_write if sqlite else postgres_write)(c, number, ops)
+
+    def clear_state(self, number: int) -> None:
+        """Delete one journal's state rows (``migrate`` starting over)."""
+        recorder = self.recorder
+        if isinstance(recorder, MultiTrackingPOPOProcessRecorder):
+            return
+        mark = "?" if isinstance(self.state, SQLiteState) else "%s"
+        with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(f"DELETE FROM ledger_state WHERE journal = {mark}", (number,))
+
+    def exists(self, rows: Sequence[Row]) -> bool:
+        """Does any of these (stream, version) rows exist already?"""
+        try:
+            return any(self.recorder.select_events(row.originator_id, gt=row.originator_version - 1,
+                                                   lte=row.originator_version) for row in rows)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+
+    def trackings(self) -> dict[str, int]:
+        """Every tracking position recorded: name → next position."""
+        recorder = self.recorder
+        if isinstance(recorder, MultiTrackingPOPOProcessRecorder):
+            return {k: v for k, v in recorder._max_tracking_ids.items() if v is not None}  # noqa: SLF001 - memory only
+        table = getattr(recorder, "tracking_table_name", "tracking")  # SQLite: "tracking"
+        try:
+            with recorder.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+                c.execute(f"SELECT application_name, notification_id FROM {table}")
+                rows = c.fetchall()
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+        return {(r["application_name"] if isinstance(r, dict) else r[0]): (r["notification_id"] if isinstance(r, dict) else r[1])
+                for r in rows}
+
     def position(self, name: str) -> int | None:
         try:
             return self.recorder.max_tracking_id(name)
@@ -213,6 +270,26 @@ class JournalStore:
         self.name = journal
         self.journal_id = f"journal:{journal}"
         self.recorder = self.store.recorder
+        self._number: int | None = None
+
+    @property
+    def number(self) -> int:
+        """The journal's number in the registry (registered on first use)."""
+        if self._number is None:
+            self._number = self.store.register(self.name)
+        return self._number
+
+    @property
+    def state(self) -> StateReader:
+        return self.store.state
+
+    def last(self, n: int = 1) -> list[StoredRecord]:
+        """The newest ``n`` segments, newest first (fewer for a short journal)."""
+        try:
+            rows = self.recorder.select_events(self.journal_id, desc=True, limit=n)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+        return [StoredRecord(row.originator_version, row.topic, row.state) for row in rows]
 
     def read(self, after_version: int = 0, page: int = READ_PAGE) -> Iterator[StoredRecord]:
         """Segments with version > after_version, in order, ``page`` at a time."""
@@ -236,20 +313,23 @@ class JournalStore:
             return stored
         raise StoreError(f"journal {self.name!r} has no segment {version}")
 
-    def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = ()) -> int:
-        """Append segments as versions after_version+1…, with ``trackings`` in
-        the same transaction; return the last version. Raises
-        ConcurrentWriteError when another writer got there first."""
+    def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = (),
+               state: Sequence[Op] = (), also: Sequence[Row] = ()) -> int:
+        """Append segments as versions after_version+1…, with ``trackings``,
+        the journal's ``state`` writes and ``also`` rows of other streams (an
+        idempotency key's record) in the same transaction; return the last
+        version. Raises ConcurrentWriteError when another writer got there
+        first (or one of ``also`` exists already)."""
         rows = [
-            Row(self.journal_id, after_version + i, topic, state)
-            for i, (topic, state) in enumerate(segments, start=1)
+            Row(self.journal_id, after_version + i, topic, data)
+            for i, (topic, data) in enumerate(segments, start=1)
         ]
         if not rows:
             return after_version
-        if after_version == 0:
-            self.store.register(self.name)
+        number = self.number
         try:
-            self.recorder.insert_events(rows, trackings=list(trackings))  # type: ignore[arg-type]
+            self.recorder.insert_events([*rows, *also], trackings=list(trackings),  # type: ignore[arg-type]
+                                        state=(number, state) if state else None)
         except IntegrityError as exc:
             raise ConcurrentWriteError(
                 f"journal {self.name} changed since version {after_version}: {one_line(exc)}"

@@ -1,43 +1,81 @@
-"""Audit replay: rebuild every projection from the stored events in one
-streaming pass, compare with the live projection (the newest snapshot of the
-projection process plus what was committed since), check that the books
-balance, and print a stable digest.
+"""``audit replay`` (SPEC §12): everything an auditor checks, in two streaming passes.
 
-With ``verify_rules`` it also re-executes every journal under its recorded
-rules and checks each stored record against what the rules produce (raises
-ledger.app.IntegrityError on the first difference): the check that catches an
-edited event payload, not only edited amounts.
+1. The notification log, once, in commit order: every journal's hash chain
+   (each link, no gap), the anchored heads an auditor kept, every payout line
+   against the payable balances re-derived where it was computed, the books
+   (no malformed transfer), the balances and dead-letter digests, the live
+   balances projection against the rebuilt one, each journal's state row
+   against its chain head, and each stored Kafka position against the records
+   it covers (a position may not run ahead of the last offset recorded + 1).
+2. Unless ``fast``: every journal re-executed from its first record under its
+   recorded rules (``ledger.replay``), each stored record compared with what
+   the rules produce, and the resulting state compared with the live state
+   tables.
+
+Every failure is one line naming the journal and position. The result (with
+the heads) is recorded in the store, so that ``GET /v1/audit/digest`` serves
+the last completed audit without running one.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
-from typing import Callable
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import msgspec
 
-from ledger.app import Ledger
-from ledger.books import Books
-from ledger import log
-from ledger.records import RecordMoney, SegmentView, dead_letters_of, decode_segment_money
-from ledger.store import JournalStore, Store
+from ledger.app import IntegrityError
+from ledger.books import TREASURY, Books
+from ledger.chain import Chain, ChainError, Head
+from ledger.config import rules_from_toml_text
+from ledger.engine.tables import StateCache
+from ledger.records import PAYABLE, RecordMoney, SegmentView, dead_letters_of, decode_segment_money, unframe
+from ledger.replay import replay_journal
+from ledger.store import JournalStore, Row, Store
 from projections.balances import BalanceRow, balance_rows, fold_transfer
-from projections.live import LiveBalances
+from projections.projector import tracked_position
+from projections.readmodels import balance_map_as_is
+from projections.tables import database
 
-PROGRESS_EVERY_RECORDS = 50_000
 BUCKETS = frozenset({"expense", "pending", "payable", "paid", "adjustment"})
+LOOKBACK_SEGMENTS = 4_096
+PAYOUT_LINES_SHOWN = 3  # how far back a payout's balances position may lie and still be checked
+AUDIT_STREAM = "audit:last"
+AUDIT_TOPIC = "commission_ledger.Audit"
 
 
 @dataclass
 class AuditResult:
     records: int
-    digest: str  # identifies this journal's projections (balances, dead letters, record count)
-    differences: list[str]
+    digest: str  # the projections (balances, dead letters, record count)
+    differences: list[str]  # live projection vs rebuilt
     unbalanced: dict[str, int]
-    position: int
+    position: int  # the store position audited up to
     balances_digest: str = ""  # the non-zero balances alone: equal for the same events however ingested
+    heads: list[Head] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # one line each, naming journal and position
+    reexecuted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (self.differences or self.unbalanced or self.failures)
+
+
+class AuditRecord(msgspec.Struct, frozen=True):
+    """What ``audit replay`` leaves in the store for the service to serve."""
+
+    ok: bool
+    records: int
+    store_position: int
+    digest: str
+    balances_digest: str
+    reexecuted: bool
+    heads: list[tuple[str, int, str]]
+    failures: list[str]
+    differences: list[str]
 
 
 class _Rebuild:
@@ -45,12 +83,16 @@ class _Rebuild:
 
     def __init__(self) -> None:
         self.balances: dict[tuple[str, str], list[int]] = {}
-        self.currency_totals: dict[str, int] = {}
+        self.malformed: dict[str, int] = {}
         self.letters = hashlib.sha256()
         self.records = 0
         self.position = 0
+        self.snapshot_at = 0  # copy the balances as they stand at this store position
+        self.balances_at_live: dict[tuple[str, str], list[int]] | None = None
 
     def add_segment(self, notification_id: int, segment: SegmentView[RecordMoney]) -> None:
+        if self.balances_at_live is None and notification_id > self.snapshot_at:
+            self.balances_at_live = {key: list(row) for key, row in self.balances.items()}
         for record in segment.records:
             for t in record.transfers:
                 fold_transfer(self.balances, t)
@@ -58,7 +100,7 @@ class _Rebuild:
                 # account what it credits another); what can break it is a
                 # malformed transfer, so count those per currency.
                 if t.amount_minor <= 0 or t.debit == t.credit or not {t.debit, t.credit} <= BUCKETS:
-                    self.currency_totals[t.currency] = self.currency_totals.get(t.currency, 0) + 1
+                    self.malformed[t.currency] = self.malformed.get(t.currency, 0) + 1
             for letter in dead_letters_of(record):
                 self.letters.update(msgspec.json.encode(
                     (letter.reason, letter.source.text(), base64.b64encode(letter.raw).decode())
@@ -79,6 +121,159 @@ def digest_of(rows: list[BalanceRow], letters_sha256: str, records: int) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+class _Payouts:
+    """Checks each recorded payout against the balances where it was computed:
+    every line pays exactly the payable there, and no balance that was due
+    (payable > 0 and ≥ min_payout) was left out."""
+
+    def __init__(self) -> None:
+        self.recent: deque[tuple[int, list]] = deque(maxlen=LOOKBACK_SEGMENTS)  # (store position, transfers)
+        self.min_payout: list[int] = []  # per treasury rules version
+
+    def rules(self, rules_toml: str | None) -> None:
+        if rules_toml is not None:
+            self.min_payout.append(rules_from_toml_text(rules_toml).min_payout_minor)
+
+    def check(self, rebuilt: dict[tuple[str, str], list[int]], at: int, record: RecordMoney) -> list[str]:
+        where = f"journal {TREASURY} position {at}"
+        balances_at, rules_version = record.balances_at or 0, record.rules_version or 0
+        if balances_at <= 0:
+            return []  # recorded before payouts named their balances position
+        payable = {key: row[1] for key, row in rebuilt.items()}
+        later = [transfers for pos, transfers in self.recent if pos > balances_at]
+        if self.recent and self.recent[0][0] > balances_at + 1 and len(self.recent) == LOOKBACK_SEGMENTS:
+            return [f"{where}: payout computed at store position {balances_at}, too far back to check in one pass"]
+        for transfers in later:  # undo what was committed after the balances it paid from
+            for t in transfers:
+                key = (t.promoter_id, t.currency)
+                signed = (t.credit == PAYABLE) - (t.debit == PAYABLE)
+                payable[key] = payable.get(key, 0) - signed * t.amount_minor
+        failures = []
+        paid = {(t.promoter_id, t.currency): t.amount_minor for t in record.transfers}
+        for key, amount in sorted(paid.items()):
+            if payable.get(key, 0) != amount:
+                failures.append(f"{where}: paid {key[0]} {key[1]} {amount}, but payable there was {payable.get(key, 0)}")
+        minimum = self.min_payout[rules_version - 1] if 0 < rules_version <= len(self.min_payout) else None
+        if minimum is not None:
+            for key, amount in sorted(payable.items()):
+                if key not in paid and amount > 0 and amount >= minimum:
+                    failures.append(f"{where}: {key[0]} {key[1]} payable {amount} ≥ min_payout {minimum} was not paid")
+        if len(failures) > PAYOUT_LINES_SHOWN:
+            failures = failures[:PAYOUT_LINES_SHOWN] + [f"{where}: … and {len(failures) - PAYOUT_LINES_SHOWN} more lines of this payout disagree"]
+        return failures
+
+
+def audit_replay(
+    store: Store,
+    progress: Callable[[int], None] | None = None,
+    *,
+    fast: bool = False,
+    anchors: Iterable[Head] = (),
+    record: bool = True,
+) -> AuditResult:
+    rebuild = _Rebuild()
+    chains: dict[str, Chain] = {}
+    failures: list[str] = []
+    broken: set[str] = set()
+    anchored = {(h.journal, h.position): h for h in anchors}
+    anchors_met: set[tuple[str, int]] = set()
+    offsets: dict[str, int] = {}  # "journal|topic|partition" → highest offset recorded
+    payouts = _Payouts()
+    # The live read models as they stand (not caught up: what readers were
+    # served), compared with the rebuild at the position they reflect.
+    db = database(store)
+    live_position = tracked_position(db)
+    live_balances = balance_map_as_is(db) if live_position else {}
+    rebuild.snapshot_at = live_position
+    for notification_id, journal, version, stored in store.notifications():
+        segment = decode_segment_money(unframe(stored)[1])
+        chain = chains.setdefault(journal, Chain(journal))
+        if journal not in broken:
+            try:
+                chain.add(version, stored, segment.first, len(segment.records))
+            except ChainError as exc:
+                failures.append(str(exc))
+                broken.add(journal)
+            else:
+                key = (journal, chain.position)
+                if key in anchored:
+                    anchors_met.add(key)
+                    if anchored[key].sha256 != chain.head:
+                        failures.append(f"journal {journal} position {chain.position}: the anchored head no longer matches "
+                                        "(something recorded up to it was changed)")
+        for offset, rec in enumerate(segment.records):
+            if journal == TREASURY and rec.type == "rules":
+                payouts.rules(rec.rules_toml)
+            if journal == TREASURY and rec.type == "paid_out":
+                failures += payouts.check(rebuild.balances, segment.first + offset, rec)
+            _note_offset(offsets, journal, rec)
+        rebuild.add_segment(notification_id, segment)
+        payouts.recent.append((notification_id, [t for r in segment.records for t in r.transfers]))
+        if progress is not None:
+            progress(notification_id)
+    for (journal, position), head in sorted(anchored.items()):
+        if (journal, position) not in anchors_met and journal not in broken:
+            end = chains[journal].position if journal in chains else 0
+            failures.append(f"journal {journal} position {position}: the anchored head is gone (the journal now ends at {end})")
+    failures += _state_rows(store, chains, broken)
+    failures += _kafka_positions(store, offsets)
+    at_live = rebuild.balances_at_live if rebuild.balances_at_live is not None else rebuild.balances
+    differences = _compare(at_live, live_balances) if live_position else []
+    if not fast:
+        for name in sorted(chains):
+            if name in broken:
+                continue
+            try:
+                result = replay_journal(JournalStore(store, name), compare_state=True)
+            except IntegrityError as exc:
+                failures.append(str(exc))
+                continue
+            failures += result.state_differences
+    heads = [chains[name].as_head() for name in sorted(chains)]
+    result = AuditResult(rebuild.records, rebuild.digest(), differences, dict(rebuild.malformed), rebuild.position,
+                         rebuild.balances_digest(), heads, failures, not fast)
+    if record:
+        record_audit(store, result)
+    return result
+
+
+def _note_offset(offsets: dict[str, int], journal: str, rec: RecordMoney) -> None:
+    source = rec.source if rec.source is not None else (rec.letter.source if rec.letter is not None else None)
+    if source is None or source.topic is None:
+        return
+    name = f"{journal}|{source.topic}|{source.partition}"
+    if source.offset is not None and source.offset > offsets.get(name, -1):
+        offsets[name] = source.offset
+
+
+def _kafka_positions(store: Store, offsets: dict[str, int]) -> list[str]:
+    """A stored Kafka position must not run ahead of the records it covers."""
+    failures = []
+    for name, next_offset in sorted(store.trackings().items()):
+        parts = name.split("|")
+        if len(parts) != 3 or not parts[0].startswith("kafka:"):
+            continue
+        covered = offsets.get(name, -1) + 1
+        if next_offset > covered:
+            failures.append(f"journal {parts[0]} position {name}: stored Kafka position {next_offset} runs ahead of "
+                            f"the records (last offset recorded {covered - 1})")
+    return failures
+
+
+def _state_rows(store: Store, chains: dict[str, Chain], broken: set[str]) -> list[str]:
+    """Each journal's state row must stand at its chain head."""
+    failures = []
+    for name, chain in sorted(chains.items()):
+        if name in broken:
+            continue
+        journal = JournalStore(store, name)
+        meta = StateCache(journal.state, journal.number, 0).meta
+        if (meta.version, meta.position, meta.head_sha256) != (chain.version, chain.position, chain.head):
+            failures.append(f"journal {name} position {chain.position}: the state tables stand at position "
+                            f"{meta.position} (segment {meta.version}) with another head")
+    return failures
+
+
 def _compare(rebuilt: dict, live: dict) -> list[str]:
     rebuilt_rows = {(r.promoter_id, r.currency): r for r in balance_rows(rebuilt)}
     live_rows = {(r.promoter_id, r.currency): r for r in balance_rows(live)}
@@ -89,31 +284,45 @@ def _compare(rebuilt: dict, live: dict) -> list[str]:
     ]
 
 
-def audit_replay(store: Store, progress: Callable[[int], None] | None = None, *, verify_rules: bool = False) -> AuditResult:
-    rebuild = _Rebuild()
-    next_report = PROGRESS_EVERY_RECORDS
-    for notification_id, _, segment in log.segments(store, decode=decode_segment_money):
-        rebuild.add_segment(notification_id, segment)
-        if progress is not None and rebuild.records >= next_report:
-            progress(rebuild.records)
-            next_report += PROGRESS_EVERY_RECORDS
-    live = LiveBalances(store)
-    snapshot_version, _ = live.latest()
-    # Without a snapshot the live projection *is* a fold of the same log: skip it.
-    differences = _compare(rebuild.balances, live.current().balances) if snapshot_version else []
-    if verify_rules:
-        for name in Books(store).journals():
-            # Re-executes every record and raises IntegrityError at the first
-            # one that differs from what the rules produce.
-            Ledger(JournalStore(store, name), verify=True, on_record=progress)
-    unbalanced = {c: v for c, v in rebuild.currency_totals.items() if v != 0}
-    return AuditResult(rebuild.records, rebuild.digest(), differences, unbalanced, rebuild.position,
-                       rebuild.balances_digest())
+def record_audit(store: Store, result: AuditResult) -> None:
+    """Append the result to the store's audit stream (the service serves the newest)."""
+    summary = AuditRecord(result.ok, result.records, result.position, result.digest, result.balances_digest,
+                          result.reexecuted, [(h.journal, h.position, h.sha256.hex()) for h in result.heads],
+                          result.failures[:100], result.differences[:100])
+    for _ in range(5):
+        rows = store.recorder.select_events(AUDIT_STREAM, desc=True, limit=1)
+        version = rows[0].originator_version + 1 if rows else 1
+        try:
+            store.recorder.insert_events([Row(AUDIT_STREAM, version, AUDIT_TOPIC, msgspec.msgpack.encode(summary))])  # type: ignore[list-item]
+            return
+        except Exception:  # noqa: BLE001 - another audit recorded first: try the next version
+            continue
+
+
+def last_audit(store: Store) -> AuditRecord | None:
+    rows = store.recorder.select_events(AUDIT_STREAM, desc=True, limit=1)
+    return msgspec.msgpack.decode(rows[0].state, type=AuditRecord) if rows else None
+
+
+def current_heads(store: Store) -> list[Head]:
+    """Each journal's head as stored now (its newest segment): O(journals)."""
+    heads = []
+    for name in Books(store).journals():
+        journal = JournalStore(store, name)
+        newest = journal.last()
+        if not newest:
+            continue
+        carried, payload = unframe(newest[0].state)
+        segment = decode_segment_money(payload)
+        heads.append(Head(name, segment.first + len(segment.records) - 1, carried or b""))
+    return heads
 
 
 def digest_at(store: Store, position: int) -> str:
     """The digest of the projections as of store position ``position``."""
     rebuild = _Rebuild()
-    for notification_id, _, segment in log.segments(store, until_position=position, decode=decode_segment_money):
-        rebuild.add_segment(notification_id, segment)
+    for notification_id, _, _, stored in store.notifications():
+        if notification_id > position:
+            break
+        rebuild.add_segment(notification_id, decode_segment_money(unframe(stored)[1]))
     return rebuild.digest()

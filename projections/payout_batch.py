@@ -5,16 +5,16 @@ payable carried over from before (what the previous payout left: a negative
 clawback or a balance below min_payout) plus every payable entry since
 (settlements, clawbacks, adjustments). For each line:
 ``carried_over + Σ entries = amount``, and the line takes payable to zero.
+Batches are kept by the projector (``projections.readmodels.payout_batch``);
+this module holds their rows and renders them.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Union
+from typing import Union
 
 import msgspec
 
-from ledger.invariants import require
-from ledger.records import PAYABLE, PaidOut, Record, record_transfers
 from projections.render import render
 
 
@@ -34,35 +34,6 @@ class BatchLine(msgspec.Struct, frozen=True):
     as_of: str
     carried_over_minor: int = msgspec.field(name="carried_over")  # payable from before this batch
     entries: list[BatchEntry]
-
-
-def payout_batch(records: Iterable[tuple[str, int, Record]], payout: PaidOut) -> list[BatchLine]:
-    """Reconstruct the batch of ``payout`` from the records before it."""
-    paid_keys = {(t.promoter_id, t.currency) for t in payout.transfers}
-    since: dict[tuple[str, str], list[BatchEntry]] = {k: [] for k in paid_keys}
-    carried: dict[tuple[str, str], int] = {k: 0 for k in paid_keys}
-    for journal, position, record in records:
-        if record == payout:
-            break
-        for t in record_transfers(record):
-            key = (t.promoter_id, t.currency)
-            if key not in paid_keys or PAYABLE not in (t.debit, t.credit):
-                continue
-            if t.kind == "payout":
-                # Everything before a payout is settled by it; what it left over carries.
-                carried[key] += sum(e.amount_minor for e in since[key]) - t.amount_minor
-                since[key] = []
-                continue
-            signed = t.amount_minor if t.credit == PAYABLE else -t.amount_minor
-            since[key].append(BatchEntry(journal, position, t.kind, signed, t.order_id, t.level))
-    lines = []
-    for t in payout.transfers:
-        key = (t.promoter_id, t.currency)
-        line = BatchLine(t.promoter_id, t.currency, t.amount_minor, payout.as_of, carried[key], since[key])
-        require(line.carried_over_minor + sum(e.amount_minor for e in line.entries) == line.amount_minor,
-                f"payout line {line.promoter_id} {line.currency} does not reconcile with its entries")
-        lines.append(line)
-    return lines
 
 
 def flat_rows(lines: list[BatchLine]) -> list[dict]:

@@ -1,8 +1,11 @@
 """The HTTP API (SPEC §11) and the Litestar app that serves it with the pages.
 
 JSON bodies are the same msgspec Structs and field names as the CLI's
-``--format json``. Reads are open to both roles; writes need ``finance`` and an
-``Idempotency-Key``. Store calls block, so handlers run in worker threads.
+``--format json``. Reads are open to finance and auditors, and a promoter reads
+its own rows and statement (SPEC §13); writes need ``finance`` and an
+``Idempotency-Key``. Reads answer from the read-model tables
+(``projections.readmodels``), lists a page at a time with a ``Link`` header to
+the next. Store calls block, so handlers run in worker threads.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any, Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
@@ -18,19 +21,19 @@ from litestar.di import Provide
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.params import Parameter
 
 from ledger.app import CommandError, parse_as_of, validate_adjustment
-from ledger.books import Books
+from ledger.books import TREASURY, Also, Books
 from ledger.config import ConfigError
 from ledger.store import StoreError
-from projections.audit import audit_replay
-from projections.balances import balance_rows
-from projections.dead_letters import dead_letters
-from projections.payout_batch import payout_batch
+from projections import readmodels
+from projections.audit import current_heads, last_audit
+from projections.readmodels import Page
 from service import metrics, pages
-from service.auth import READ, WRITE, Principal, TokenAuthentication, load_tokens
+from service.auth import OWN, READ, READ_OR_OWN, WRITE, Principal, TokenAuthentication, load_tokens
 from service.blocking import threaded
-from service.idempotency import KeyConflict, KeyInProgress, run_once
+from service.idempotency import Claim, KeyConflict, Render, run_once
 from service.state import Service
 
 MAX_BODY_BYTES = 64 * 1024
@@ -75,37 +78,62 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ClientException(f"limit must be 1 to {MAX_LIMIT}")
+
+
+def _paged(page: Page, path: str, limit: int, **query: str | None) -> Response:
+    """A page as a JSON array, with ``Link: <…>; rel="next"`` while more remain."""
+    headers = {}
+    if page.next is not None and page.items:
+        given = {k: v for k, v in query.items() if v}
+        headers["Link"] = f"<{path}?{urlencode({'limit': limit, 'after': page.next, **given})}>; rel=\"next\""
+    return _json(page.items, headers=headers)
+
+
 @get("/v1/payouts", guards=[READ])
 @threaded
 def list_payouts(service: Service, currency: str | None = None, limit: int = DEFAULT_LIMIT,
                  after: str | None = None, as_of: str | None = None) -> Response:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ClientException(f"limit must be 1 to {MAX_LIMIT}")
+    _check_limit(limit)
     cursor = None
     if after is not None:
         promoter, _, cur = after.rpartition("|")
         cursor = (promoter, cur)
-    if as_of is not None:
-        rows = balance_rows(Books(service.store).balances(recorded_until_us=_as_of(as_of)), currency)
-        start = 0 if cursor is None else next((i for i, r in enumerate(rows) if (r.promoter_id, r.currency) > cursor), len(rows))
-        page, more = rows[start:start + limit], start + limit < len(rows)
-    else:
-        page, more = service.cache.page(currency=currency, after=cursor, limit=limit)
-    headers = {}
-    if more and page:
-        query = {"limit": limit, "after": f"{page[-1].promoter_id}|{page[-1].currency}"}
-        if currency:
-            query["currency"] = currency
-        if as_of:
-            query["as_of"] = as_of
-        headers["Link"] = f"</v1/payouts?{urlencode(query)}>; rel=\"next\""
-    return _json(page, headers=headers)
+    window = {"recorded_until_us": _as_of(as_of)} if as_of is not None else {}
+    page = readmodels.balances(service.store, currency=currency, after=cursor, limit=limit, **window)
+    return _paged(page, "/v1/payouts", limit, currency=currency, as_of=as_of)
 
 
-@get("/v1/promoters/{promoter_id:str}/statement", guards=[READ])
+@get("/v1/me", guards=[OWN])
 @threaded
-def promoter_statement(service: Service, promoter_id: str) -> Response:
-    return _json(service.cache.statement(promoter_id))
+def my_balances(request: Request[Principal, Any, Any], service: Service) -> Response:
+    """A promoter's own rows of ``GET /v1/payouts`` (the same objects)."""
+    return _json(readmodels.balances(service.store, promoter_id=request.user.promoter_id).items)
+
+
+@get("/v1/promoters/{promoter_id:str}/statement", guards=[READ_OR_OWN])
+@threaded
+def promoter_statement(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+    _check_limit(limit)
+    if after < 0:
+        raise ClientException("after must be at least 0")
+    page = readmodels.statement(service.store, promoter_id, after=after, limit=limit)
+    return _paged(page, f"/v1/promoters/{quote(promoter_id, safe='')}/statement", limit)
+
+
+@get("/v1/merchants/{merchant_id:str}/statement", guards=[READ])
+@threaded
+def merchant_statement(service: Service, merchant_id: str, from_: str | None = Parameter(query="from", default=None),
+                       to: str | None = None) -> Response:
+    """SPEC §13: what the merchant owes per order and currency, with totals;
+    ``?from=&to=`` select orders by occurred_at (from inclusive, to exclusive)."""
+    try:
+        bounds = readmodels.period(from_, to)
+    except CommandError as exc:
+        raise ClientException(str(exc)) from None
+    return _json(readmodels.merchant_statement(service.store, merchant_id, **bounds))
 
 
 @get("/v1/orders/{order_id:str}/explanation", guards=[READ])
@@ -119,37 +147,46 @@ def order_explanation(service: Service, order_id: str) -> Response:
 
 @get("/v1/dead-letters", guards=[READ])
 @threaded
-def list_dead_letters(service: Service) -> Response:
-    return _json(dead_letters(Books(service.store).records()))
+def list_dead_letters(service: Service, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+    _check_limit(limit)
+    if after < 0:
+        raise ClientException("after must be at least 0")
+    return _paged(readmodels.dead_letters(service.store, after=after, limit=limit), "/v1/dead-letters", limit)
 
 
 @get("/v1/audit/digest", guards=[READ])
 @threaded
 def audit_digest(service: Service) -> Response:
-    result = audit_replay(service.store)
-    return _json({"records": result.records, "store_position": result.position, "digest": f"sha256:{result.digest}",
-                  "matches_live": not result.differences and not result.unbalanced, "differences": result.differences})
+    """The last completed ``audit replay`` (as recorded in the store) and the
+    journals' current heads; never an audit inside the request (SPEC §12)."""
+    last = last_audit(service.store)
+    heads = [{"journal": h.journal, "position": h.position, "sha256": h.sha256.hex(), "line": h.line()}
+             for h in current_heads(service.store)]
+    if last is None:
+        return _json({"last_audit": None, "current_heads": heads})
+    return _json({"last_audit": {"ok": last.ok, "records": last.records, "store_position": last.store_position,
+                                 "digest": f"sha256:{last.digest}", "balances_digest": f"sha256:{last.balances_digest}",
+                                 "reexecuted": last.reexecuted, "failures": last.failures, "differences": last.differences,
+                                 "heads": [{"journal": j, "position": p, "sha256": h} for j, p, h in last.heads]},
+                  "current_heads": heads})
 
 
 @get("/metrics", guards=[READ])
 @threaded
 def metrics_endpoint(service: Service) -> Response:
-    service.cache.refresh()
-    return Response(metrics.render(service.cache), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(metrics.render(readmodels.figures(service.store)), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # ------------------------------------------------------------------ writes
-def _idempotent(request: Request, service: Service, body: bytes, execute: Callable[[], tuple[int, bytes]]) -> Response:
+def _idempotent(request: Request, service: Service, body: bytes, execute: Callable[[Also], int], render: Render) -> Response:
     key = request.headers.get("idempotency-key")
     if not key or len(key) > 200:
         raise ClientException("an Idempotency-Key header (1-200 characters) is required")
     fingerprint = request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
     try:
-        status, payload = run_once(service.store, key, fingerprint, execute)
+        status, payload = run_once(service.store, key, fingerprint, request.user.name, execute, render)
     except KeyConflict:
         raise HTTPException(status_code=409, detail="Idempotency-Key already used with another request") from None
-    except KeyInProgress:
-        raise HTTPException(status_code=409, detail="a request with this Idempotency-Key is still in progress") from None
     return Response(payload, status_code=status, media_type=MediaType.JSON)
 
 
@@ -159,16 +196,19 @@ def create_payout(request: Request[Principal, Any, Any], service: Service, body:
     payload: PayoutRequest = _decode_body(body, PayoutRequest)
     _as_of(payload.as_of)
 
-    def execute() -> tuple[int, bytes]:
+    def execute(also: Also) -> int:
         with service.write_lock:
-            books = Books(service.store)
-            record = books.payout(payload.as_of)
-            lines = payout_batch(books.records(), record)
+            position, _, lines = readmodels.pay_out(Books(service.store), payload.as_of, also)
         metrics.PAYOUTS.inc()
         metrics.PAYOUT_LINES.inc(len(lines))
-        return 201, msgspec.json.encode({"as_of": record.as_of, "paid_by": request.user.name, "lines": lines})
+        return position
 
-    return _idempotent(request, service, body, execute)
+    def render(claim: Claim) -> tuple[int, bytes]:
+        lines = readmodels.payout_batch(service.store, claim.position)
+        as_of = readmodels.payout_as_of(service.store, claim.position)
+        return 201, msgspec.json.encode({"as_of": as_of, "paid_by": claim.actor, "lines": lines})
+
+    return _idempotent(request, service, body, execute, render)
 
 
 @post("/v1/adjustments", guards=[WRITE])
@@ -180,14 +220,17 @@ def create_adjustment(request: Request[Principal, Any, Any], service: Service, b
     except CommandError as exc:
         raise ClientException(str(exc)) from None
 
-    def execute() -> tuple[int, bytes]:
+    def execute(also: Also) -> int:
         with service.write_lock:
-            record = Books(service.store).adjust(payload.promoter_id, payload.currency, payload.amount, payload.reason,
-                                                 request.user.name)
+            position, _ = Books(service.store).adjust_at(payload.promoter_id, payload.currency, payload.amount,
+                                                         payload.reason, request.user.name, also)
         metrics.ADJUSTMENTS.inc()
-        return 201, msgspec.json.encode(record)
+        return position
 
-    return _idempotent(request, service, body, execute)
+    def render(claim: Claim) -> tuple[int, bytes]:
+        return 201, msgspec.json.encode(Books(service.store).record_at(TREASURY, claim.position))
+
+    return _idempotent(request, service, body, execute, render)
 
 
 # --------------------------------------------------------------- the app
@@ -212,8 +255,9 @@ def create_app(store_url: str, tokens: dict[str, Principal]) -> Litestar:
     service = Service(store_url, tokens)
     openapi = OpenAPIConfig(title="commission-ledger", version="0.1.0", path="/schema")
     return Litestar(
-        route_handlers=[healthz, list_payouts, promoter_statement, order_explanation, list_dead_letters, audit_digest,
-                        metrics_endpoint, create_payout, create_adjustment, *pages.handlers],
+        route_handlers=[healthz, list_payouts, my_balances, promoter_statement, merchant_statement, order_explanation,
+                        list_dead_letters, audit_digest, metrics_endpoint, create_payout, create_adjustment,
+                        *pages.handlers],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
         # Every route needs a token unless it says exclude_from_auth; the OpenAPI schema is public.
         middleware=[DefineMiddleware(TokenAuthentication, tokens=tokens, exclude=[f"^{openapi.path}"])],

@@ -1,63 +1,69 @@
-"""Idempotency keys for write requests, kept in the event store.
+"""Idempotency keys for write requests, committed with the command they ran.
 
-A key is a stream ``idempotency:<key>``: version 1 claims it with the request's
-SHA-256, version 2 holds the response. The claim is an insert that only one
-request can win (the store's primary key), so two requests with the same key
-never both execute; the same key with another body is a 409.
+A key is a stream ``idempotency:<sha256(key)>`` with one row: the request's
+SHA-256, who made it and where the command's record stands in the treasury
+journal. That row is written **in the same transaction as the command's
+record** (``Books.pay``/``adjust_at`` take it as ``also``): a crash or an
+error leaves both or neither, so there is no claimed-but-unanswered key. The
+response is rendered from the recorded command, the first time and on every
+retry alike, so the same key with the same body gets the same response; with
+another body, 409. Two requests with one key at once: both may compute, one
+commits; the other's transaction fails on the key's row and it answers from
+the winner's record.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import msgspec
-from eventsourcing.persistence import IntegrityError
 
-from ledger.store import Row, Store
+from ledger.books import Also
+from ledger.records import Record
+from ledger.store import ConcurrentWriteError, Row, Store
 
 TOPIC = "commission_ledger.Idempotency"
-WAIT_S = 30.0
 
 
 class Claim(msgspec.Struct, frozen=True):
     request_sha256: str
-    status: int = 0
-    body: bytes = b""
+    actor: str
+    position: int  # the command's record in the treasury journal
 
 
 class KeyConflict(Exception):
     """Same key, other request."""
 
 
-class KeyInProgress(Exception):
-    """Same key, same request, still running elsewhere."""
+Render = Callable[[Claim], tuple[int, bytes]]
 
 
-def run_once(store: Store, key: str, request: bytes, execute: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+def run_once(store: Store, key: str, request: bytes, actor: str, execute: Callable[[Also], int],
+             render: Render) -> tuple[int, bytes]:
+    """Run ``execute(also)`` once per key (it commits the command with the rows
+    ``also`` gives and returns the command's treasury position); answer with
+    ``render(claim)`` of the recorded command."""
     stream = f"idempotency:{hashlib.sha256(key.encode()).hexdigest()}"
     digest = hashlib.sha256(request).hexdigest()
-    recorder = store.recorder
-    try:
-        recorder.insert_events([Row(stream, 1, TOPIC, msgspec.msgpack.encode(Claim(digest)))])  # type: ignore[list-item]
-    except IntegrityError:
-        return _replay(store, stream, digest)
-    status, body = execute()
-    recorder.insert_events([Row(stream, 2, TOPIC, msgspec.msgpack.encode(Claim(digest, status, body)))])  # type: ignore[list-item]
-    return status, body
+    first = _claim(store, stream)
+    if first is None:
+
+        def also(position: int, records: Sequence[Record]) -> list[Row]:
+            claim = Claim(digest, actor, position)
+            return [Row(stream, 1, TOPIC, msgspec.msgpack.encode(claim))]
+
+        try:
+            return render(Claim(digest, actor, execute(also)))
+        except ConcurrentWriteError:
+            first = _claim(store, stream)
+            if first is None:
+                raise
+    if first.request_sha256 != digest:
+        raise KeyConflict
+    return render(first)
 
 
-def _replay(store: Store, stream: str, digest: str) -> tuple[int, bytes]:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        rows = store.recorder.select_events(stream)
-        first = msgspec.msgpack.decode(rows[0].state, type=Claim)
-        if first.request_sha256 != digest:
-            raise KeyConflict
-        if len(rows) > 1:
-            done = msgspec.msgpack.decode(rows[1].state, type=Claim)
-            return done.status, done.body
-        if time.monotonic() > deadline:
-            raise KeyInProgress
-        time.sleep(0.05)
+def _claim(store: Store, stream: str) -> Claim | None:
+    rows = store.recorder.select_events(stream, limit=1)
+    return msgspec.msgpack.decode(rows[0].state, type=Claim) if rows else None

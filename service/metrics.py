@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from projections.readmodels import Figures
+
 REGISTRY = CollectorRegistry()
 PAYOUTS = Counter("ledger_payouts", "Payout commands run through the API", registry=REGISTRY)
 PAYOUT_LINES = Counter("ledger_payout_lines", "Payout lines paid through the API", registry=REGISTRY)
@@ -13,32 +15,33 @@ ERRORS = Counter("ledger_http_errors", "Error responses by status", ["status"], 
 
 
 class _LedgerCollector:
-    """Figures read from the balances cache at scrape time."""
+    """Figures of the store, read from the read-model tables at scrape time."""
 
     def __init__(self) -> None:
-        self.cache = None
+        self.figures: Figures | None = None
 
     def collect(self):
-        cache = self.cache
-        if cache is None:
+        figures = self.figures
+        if figures is None:
             return
-        records = CounterMetricFamily("ledger_records", "Journal records seen by this server, by kind", labels=["kind"])
-        for kind, n in sorted(cache.outcomes.items()):
+        records = CounterMetricFamily("ledger_records", "Journal records in the store, by kind", labels=["kind"])
+        for kind, n in sorted(figures.records_by_kind.items()):
             records.add_metric([kind], n)
         yield records
-        letters = CounterMetricFamily("ledger_dead_letters", "Dead letters seen by this server, by reason", labels=["reason"])
-        for reason, n in sorted(cache.dead_letters.items()):
+        letters = CounterMetricFamily("ledger_dead_letters", "Dead letters in the store, by reason", labels=["reason"])
+        for reason, n in sorted(figures.dead_letters_by_reason.items()):
             letters.add_metric([reason], n)
         yield letters
-        yield GaugeMetricFamily("ledger_store_position", "Newest store position (segment commit sequence) applied", value=cache.position)
-        yield GaugeMetricFamily("ledger_journal_records", "Records in all journals up to that position", value=cache.records)
-        yield GaugeMetricFamily("ledger_balance_rows", "(promoter, currency) balance rows", value=len(cache.balances))
+        yield GaugeMetricFamily("ledger_store_position", "Newest store position (segment commit sequence) in the read models",
+                                value=figures.position)
+        yield GaugeMetricFamily("ledger_journal_records", "Records in all journals up to that position", value=figures.records)
+        yield GaugeMetricFamily("ledger_balance_rows", "(promoter, currency) balance rows", value=figures.balance_rows)
 
 
 _collector = _LedgerCollector()
 REGISTRY.register(_collector)
 
 
-def render(cache) -> bytes:
-    _collector.cache = cache
+def render(figures: Figures) -> bytes:
+    _collector.figures = figures
     return generate_latest(REGISTRY)

@@ -3,7 +3,10 @@
 Protected by the same tokens as the API: the login form stores the token in an
 ``HttpOnly``, ``SameSite=Strict`` session cookie, which the authentication
 middleware reads when no ``Authorization`` header is sent. The HTML is in the
-Jinja templates of ``templates/``, autoescaped; handlers only gather data.
+Jinja templates of ``templates/``, autoescaped; handlers only gather data,
+from the read-model tables (``projections.readmodels``). A promoter's login
+sees one page, "my earnings" (``/me``); every other page is for finance and
+auditors.
 """
 
 from __future__ import annotations
@@ -22,18 +25,16 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.template import TemplateConfig
 
-from ledger.books import Books
-from ledger.records import PaidOut
-from projections.balances import BalanceRow
-from projections.dead_letters import dead_letters
-from projections.payout_batch import payout_batch, render_batch
+from projections import readmodels
+from projections.payout_batch import render_batch
 from projections.render import render_csv
-from service.auth import READ, SESSION_COOKIE, Principal, authenticate
+from service.auth import OWN, PROMOTER, READ, SESSION_COOKIE, Principal, authenticate
 from service.blocking import threaded
 from service.chart import charts
 from service.state import Service
 
 BATCHES_LISTED = 5
+PAGE_ROWS = 1000  # statement entries and dead letters per page
 
 
 def _environment() -> Environment:
@@ -51,7 +52,8 @@ def _page(request: Request, template: str, status: int = 200, **context: Any) ->
     """Render in the handler's worker thread: Litestar's ``Template`` response
     would render on the event loop, and the balances page has a row per
     (promoter, currency)."""
-    html = request.app.template_engine.get_template(template).render(**context)
+    user = request.scope.get("user")
+    html = request.app.template_engine.get_template(template).render(role=getattr(user, "role", None), **context)
     return Response(html, status_code=status, media_type=MediaType.HTML)
 
 
@@ -75,9 +77,10 @@ def login_form(request: Request) -> Response:
 def login(request: Request, service: Service,
           data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Response:
     token = (data or {}).get("token", "")
-    if authenticate(service.tokens, token) is None:
+    who = authenticate(service.tokens, token)
+    if who is None:
         return _page(request, "login.html", 401, title="Log in", failed=True)
-    return Redirect("/", cookies=[_session_cookie(token)])
+    return Redirect("/me" if who.role == PROMOTER else "/", cookies=[_session_cookie(token)])
 
 
 @post("/logout", exclude_from_auth=True, sync_to_thread=False)
@@ -85,33 +88,21 @@ def logout() -> Response:
     return Redirect("/login", cookies=[_session_cookie("", max_age=0)])
 
 
-def _in_currency(rows: list[BalanceRow], currency: str | None) -> list[BalanceRow]:
-    return [r for r in rows if currency is None or r.currency == currency]
-
-
-def _totals(record: PaidOut) -> list[tuple[str, int]]:
-    """What a payout paid per currency, in currency order."""
-    totals: dict[str, int] = {}
-    for t in record.transfers:
-        totals[t.currency] = totals.get(t.currency, 0) + t.amount_minor
-    return sorted(totals.items())
-
-
 @get("/", guards=[READ])
 @threaded
 def balances_page(request: Request[Principal, Any, Any], service: Service, currency: str | None = None) -> Response:
-    rows = service.cache.rows()
-    payouts = Books(service.store).recorded_payouts()[::-1]  # newest first
-    return _page(request, "balances.html", title="Balances", who=request.user, position=service.cache.position,
-                 rows=_in_currency(rows, currency), currency=currency, currencies=sorted({r.currency for r in rows}),
-                 batches=[(position, record, _totals(record)) for position, record in payouts[:BATCHES_LISTED]],
-                 older_batches=len(payouts) - BATCHES_LISTED)
+    rows = readmodels.balances(service.store).items
+    batches, count = readmodels.recorded_payouts(service.store, BATCHES_LISTED)
+    return _page(request, "balances.html", title="Balances", who=request.user, position=readmodels.caught_up_position(service.store),
+                 rows=[r for r in rows if currency is None or r.currency == currency], currency=currency,
+                 currencies=sorted({r.currency for r in rows}), batches=batches, older_batches=count - len(batches))
 
 
 @get("/payouts.csv", guards=[READ])
 @threaded
 def balances_csv(service: Service, currency: str | None = None) -> Response:
-    text = render_csv(_in_currency(service.cache.rows(), currency), ("promoter_id", "currency", "pending", "payable", "paid"))
+    rows = readmodels.balances(service.store, currency=currency).items
+    text = render_csv(rows, ("promoter_id", "currency", "pending", "payable", "paid"))
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=payouts.csv"})
 
@@ -120,20 +111,37 @@ def balances_csv(service: Service, currency: str | None = None) -> Response:
 @threaded
 def payout_batch_csv(service: Service, position: int) -> Response:
     """A recorded payout's batch, byte for byte what ``payout --format csv`` printed."""
-    books = Books(service.store)
-    record = dict(books.recorded_payouts()).get(position)
-    if record is None:
+    lines = readmodels.payout_batch(service.store, position)
+    if lines is None:
         raise NotFoundException(f"no payout at treasury position {position}")
-    lines = payout_batch(books.records(), record)
     return Response(render_batch(lines, "csv"), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f"attachment; filename=payout-{position}.csv"})
 
 
+def _statement_page(request: Request, service: Service, promoter_id: str, after: int, title: str, path: str,
+                    **context: Any) -> Response:
+    """A statement page: a page of entries, and one chart per currency over all of them."""
+    page = readmodels.statement(service.store, promoter_id, after=max(after, 0), limit=PAGE_ROWS)
+    everything = readmodels.statement(service.store, promoter_id).items if page.next is not None or after > 0 else page.items
+    next_url = f"{path}?after={page.next}" if page.next is not None else None
+    return _page(request, "promoter.html", title=title, entries=page.items, charts=charts(everything),
+                 next_url=next_url, **context)
+
+
 @get("/promoters/{promoter_id:str}", guards=[READ])
 @threaded
-def promoter_page(request: Request, service: Service, promoter_id: str) -> Response:
-    entries = service.cache.statement(promoter_id)
-    return _page(request, "promoter.html", title=f"Promoter {promoter_id}", entries=entries, charts=charts(entries))
+def promoter_page(request: Request, service: Service, promoter_id: str, after: int = 0) -> Response:
+    return _statement_page(request, service, promoter_id, after, f"Promoter {promoter_id}",
+                           f"/promoters/{quote(promoter_id, safe='')}", balances=None)
+
+
+@get("/me", guards=[OWN])
+@threaded
+def my_earnings(request: Request[Principal, Any, Any], service: Service, after: int = 0) -> Response:
+    """A promoter's own page: its balances, statement and chart."""
+    promoter_id = request.user.promoter_id
+    return _statement_page(request, service, promoter_id, after, f"My earnings ({promoter_id})", "/me",  # type: ignore[arg-type]
+                           balances=readmodels.balances(service.store, promoter_id=promoter_id).items)
 
 
 @get("/orders/{order_id:str}", guards=[READ])
@@ -147,8 +155,11 @@ def order_page(request: Request, service: Service, order_id: str) -> Response:
 
 @get("/dead-letters", guards=[READ])
 @threaded
-def dead_letters_page(request: Request, service: Service) -> Response:
-    return _page(request, "dead_letters.html", title="Dead letters", letters=dead_letters(Books(service.store).records()))
+def dead_letters_page(request: Request, service: Service, after: int = 0) -> Response:
+    page = readmodels.dead_letters(service.store, after=max(after, 0), limit=PAGE_ROWS)
+    return _page(request, "dead_letters.html", title="Dead letters", letters=page.items, after=max(after, 0),
+                 next_url=f"/dead-letters?after={page.next}" if page.next is not None else None)
 
 
-handlers = [login_form, login, logout, balances_page, balances_csv, payout_batch_csv, promoter_page, order_page, dead_letters_page]
+handlers = [login_form, login, logout, balances_page, balances_csv, payout_batch_csv, promoter_page, my_earnings, order_page,
+            dead_letters_page]

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from ledger.store import Store
 from projections.explain import Explainer
+from projections.projector import catch_up
+from projections.tables import database
 from service.auth import Principal
-from service.cache import BalancesCache
 
 
 class Service:
-    """The store and the read models kept over it; handlers receive it as the ``service`` dependency."""
+    """The store, the explainer and the write lock; handlers receive it as the
+    ``service`` dependency. No read model of its own: reads answer from the
+    read-model tables, which every read first catches up (so a worker starts
+    at once, whatever the store's age, and holds no per-promoter state)."""
 
     def __init__(self, store_url: str, tokens: dict[str, Principal]) -> None:
         self.store = Store(store_url)
         self.tokens = tokens
-        self.cache = BalancesCache(self.store)
         self.explainer = Explainer(self.store)  # replays each journal on first use, then catches up
         self.write_lock = threading.Lock()  # one write at a time per process; the store serialises across processes
+        database(self.store)  # the tables exist (created on a new store)
+        # Catch the tables up in the background: the server listens at once,
+        # and the first reads wait only for what this has not folded yet.
+        threading.Thread(target=self._warm_up, name="read-models catch-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            catch_up(self.store)
+        except Exception:  # the first read will catch up (and report) instead
+            logging.getLogger("commission_ledger.http").exception("read models: background catch-up failed")

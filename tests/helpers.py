@@ -112,6 +112,6 @@ def all_records(ledger: Ledger):
 
 
 def dead_reasons(ledger: Ledger) -> list[str]:
-    from projections.dead_letters import dead_letters
+    from projections.readmodels import dead_letters
 
-    return [d.reason for d in dead_letters(all_records(ledger))]
+    return [d.reason for d in dead_letters(ledger.store.store).items]

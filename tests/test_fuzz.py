@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 
 from fuzz.properties import check_decode, is_ijson
 from ledger.records import Source
-from projections.dead_letters import dead_letters
+from projections.readmodels import dead_letters
 from schemas import reasons
 from schemas.decode import Decoded
-from tests.helpers import all_records, feed, new_ledger
+from tests.helpers import feed, new_ledger
 
 FAST = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LEDGER = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -202,7 +202,7 @@ def _row_line(row) -> int:
 def test_ingest_any_lines_as_one_batch(raws):
     ledger = new_ledger()
     counts = feed(ledger, raws)  # never raises
-    rows = dead_letters(all_records(ledger))
+    rows = dead_letters(ledger.store.store).items
     assert len(rows) == counts.dead_letters
     assert sum(counts.reasons.values()) == counts.dead_letters and set(counts.reasons) <= {r.reason for r in rows}
     sources = [_row_line(r) for r in rows]
@@ -223,7 +223,7 @@ def test_ingest_line_by_line_accounts_for_every_line(raws):
     seen = 0
     for number, raw in enumerate(raws, 1):
         counts = ledger.ingest([(raw, Source(file="fuzz", line=number))])
-        rows = dead_letters(all_records(ledger))
+        rows = dead_letters(ledger.store.store).items
         new, seen = rows[seen:], len(rows)
         own = [r for r in new if r.source == f"fuzz:{number}"]
         released = [r for r in new if r.source != f"fuzz:{number}"]

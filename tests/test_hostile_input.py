@@ -300,3 +300,31 @@ def test_ingest_of_a_stream_with_hostile_lines_spliced_in(tmp_path):
         assert (row["reason"], base64.b64decode(row["raw_base64"])) == (why, line), (number, row["detail"])
     clean_letters = _json(clean_store, "dead-letters")
     assert len(letters) == len(clean_letters) + len(expected)
+
+
+def test_an_unexpected_exception_applying_one_event_dead_letters_it_and_the_batch_goes_on(monkeypatch):
+    """The last-resort guard around the apply step: a bug triggered by one
+    event (simulated: the engine raises for one event id) dead-letters that
+    event as schema_violation naming the exception; the rest of the batch is
+    applied, and a re-execution of the journal reproduces the same records."""
+    from ledger.engine.core import Engine
+    from ledger.replay import replay_journal
+    from tests.helpers import click, feed, new_ledger, order, pending, share
+
+    real = Engine.apply
+
+    def apply(self, decoded, raw, source):
+        if decoded.event.event_id == "boom":
+            raise KeyError("something no input should cause")
+        return real(self, decoded, raw, source)
+
+    monkeypatch.setattr(Engine, "apply", apply)
+    ledger = new_ledger()
+    counts = feed(ledger, [share("s1", "p1", "2026-01-01T00:00:00Z"), click("b1", "s1", "2026-01-01T01:00:00Z", event_id="boom"),
+                           click("b1", "s1", "2026-01-01T01:30:00Z"), order("o1", "b1", "2026-01-01T02:00:00Z", amount=10_000)])
+    assert (counts.accepted, counts.dead_letters, counts.reasons) == (3, 1, {"schema_violation": 1})
+    letters = [r.letter for _, r in ledger.records() if type(r).__name__ == "DeadLettered"]
+    assert [(x.reason, x.detail, x.source.line) for x in letters] == [
+        ("schema_violation", "KeyError while applying: 'something no input should cause'", 2)]
+    assert pending(ledger, "p1") == 1_500
+    assert replay_journal(ledger.store, in_memory=True, compare_state=True).state_differences == []

@@ -121,8 +121,12 @@ def test_consumer_killed_with_sigkill_resumes_exactly_once(tmp_path, kafka_boots
     assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)
     ids = accepted_event_ids(url)
     assert len(ids) == len(set(ids)), "an event was applied twice"
-    audit = subprocess.run([EXE, "--store", url, "audit", "replay", "--verify-rules"], capture_output=True)
-    assert audit.returncode == 0 and b"replay matches live" in audit.stdout
+    # The audit re-executes every partition's journal and compares the state
+    # tables the killed batches wrote with those the re-execution produces,
+    # and each stored Kafka position with the records it covers.
+    audit = subprocess.run([EXE, "--store", url, "audit", "replay"], capture_output=True)
+    assert audit.returncode == 0 and b"FAIL" not in audit.stdout, audit.stdout.decode()[-2000:]
+    assert b"rules re-executed: every stored record is what the recorded rules produce" in audit.stdout
     # The same events ingested from a file give the same balances digest.
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")

@@ -207,7 +207,8 @@ def test_statement_entries_carry_event_time_and_chart_steps_follow_it():
     before the order moves the order at the order's time, not the click's; an
     adjustment (no event time) counts with the entry committed before it."""
     from ledger.books import Books
-    from projections.statements import balance_steps, statement
+    from projections.readmodels import statement
+    from projections.statements import balance_steps
 
     ledger = run([
         share("s1", "p1", "2026-01-01T00:00:00Z"), share("s2", "p2", "2026-01-01T00:00:00Z"),
@@ -219,7 +220,7 @@ def test_statement_entries_carry_event_time_and_chart_steps_follow_it():
     books.settle("2026-02-01T00:00:00Z")
     books.adjust("p1", "CNY", 300, "bonus", "fin")
     books.payout("2026-02-02T00:00:00Z")
-    entries = statement(books.records(), "p1")
+    entries = statement(books.store, "p1").items
     assert [(e.kind, e.amount_minor, e.event_time, e.cause) for e in entries] == [
         ("accrual", 1_500, "2026-01-10T00:00:00.000000Z", "event e-o1"),
         ("accrual", 600, "2026-01-04T16:00:00.000000Z", "event e-o2"),
@@ -244,11 +245,10 @@ def test_statement_entries_carry_event_time_and_chart_steps_follow_it():
 def test_an_order_spelt_with_json_escapes_still_dates_its_entries():
     """The order's instant is found however its JSON is spelt: here the click
     arrives after the order, so the accrual's event time is the order's."""
-    from ledger.books import Books
-    from projections.statements import statement
+    from projections.readmodels import statement
 
     escaped = ('{"type": "\\u006frder", "event_id": "e-o1", "occurred_at": "2026-01-10T00:00:00Z", "order_id": "o1", '
                '"buyer_id": "b1", "merchant_id": "m1", "lines": [{"sku": "k", "quantity": 1, "unit_price": 10000}]}')
     ledger = run([share("s1", "p1", "2026-01-01T00:00:00Z"), escaped, click("b1", "s1", "2026-01-09T00:00:00Z")])
-    [entry] = statement(Books(ledger.store.store).records(), "p1")
+    [entry] = statement(ledger.store.store, "p1").items
     assert (entry.kind, entry.amount_minor, entry.event_time) == ("accrual", 1_500, "2026-01-10T00:00:00.000000Z")

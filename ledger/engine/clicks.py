@@ -1,173 +1,178 @@
 """Buyers' clicks: the known-share clicks of each buyer, sorted, and the clicks
 parked until their share is known (SPEC §3).
 
-Old clicks leave memory: once more than ``limits.resident_clicks_max`` are
-resident, the clicks dated before the watermark (the latest click or order
-instant) minus the longest attribution window minus ``limits.late_slack_us``
-move to the spill (``ledger.engine.click_spill``) at the end of a batch, in
-whole ``limits.evict_bucket_us`` buckets. A buyer's clicks come back before any
-decision that could need them (``for_order``, ``add``, ``all_of``), so spilling
-changes memory, never results.
+A buyer's row keeps the recent clicks; when it is written, the clicks dated
+before the watermark (the latest click or order instant) minus the longest
+attribution window minus ``limits.late_slack_us`` (in whole
+``limits.evict_bucket_us`` buckets) move to a cold row of that buyer. A row so
+stays the size of the buyer's recent activity, not of their history. The cold
+clicks come back before any decision that could need them (``for_order``,
+``add``, ``all_of``), so this changes cost, never results.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from sys import intern
-
 from ledger.attribution import ClickRef, last_binding_start
-from ledger.engine.click_spill import BuyerClicks, ClickSpill
-from ledger.engine.state import Params
-from ledger.invariants import require
+from ledger.engine import spaces
+from ledger.engine.codecs import decoder, encode, id_key
+from ledger.engine.state import BuyerRow, JournalMeta, Params, ParkedClick
+from ledger.engine.tables import StateCache, Table
 from ledger.limits import Limits
-from ledger.network import ShareRef
+from ledger.statestore import prefixed, text
 
-
-class Buyer:
-    __slots__ = ("clicks", "spilled_until")
-
-    def __init__(self) -> None:
-        self.clicks: list[ClickRef] = []  # resident known-share clicks, sorted
-        # (occurred_us, event_id) ≥ every click of this buyer in the spill, or None.
-        # Resident clicks after it, plus the last binding start before it for each
-        # customer_lock period, decide exactly what all the clicks would decide
-        # for any order dated after it.
-        self.spilled_until: tuple[int, str] | None = None
+_decode_cold = decoder(list[ClickRef])
+_decode_parked = decoder(list[ParkedClick])
 
 
 class ClickIndex:
-    def __init__(self, limits: Limits, shares: dict[str, ShareRef]) -> None:
-        """``shares``: the network's known shares; a reloaded click takes its
-        share's own share_id string (one copy per share, not one per click)."""
+    def __init__(self, cache: StateCache, meta: JournalMeta, limits: Limits, params: list[Params],
+                 buyers: Table[str, BuyerRow]) -> None:
+        """``params``: the engine's rules versions (the list itself, kept current);
+        ``buyers``: the buyers' rows (shared with the order book)."""
         self.limits = limits
-        self._shares = shares
-        self.buyers: dict[str, Buyer] = {}
-        self.parked: dict[str, list[tuple[str, ClickRef]]] = {}  # share_id → [(buyer_id, click)]
-        self.spill = ClickSpill()
-        self.resident = 0
-        self.watermark_us: int | None = None  # latest click or order instant
-        self._buckets: dict[int, set[str]] = {}  # bucket → buyers with clicks dated in it
+        self._cache = cache
+        self._meta = meta
+        self._params = params
+        self.buyers = buyers
+        self.cold = cache.sorted_space(spaces.COLD_CLICKS)  # prefixed(buyer) + row number → [ClickRef]
+        self.parked = cache.table(spaces.PARKED_CLICKS, id_key, encode, decoder(list[ParkedClick]))
+        cache.before_flush(self._trim_written)
 
     # ------------------------------------------------------------- parking
     def park(self, share_id: str, buyer_id: str, click: ClickRef) -> None:
-        self.parked.setdefault(share_id, []).append((buyer_id, click))
+        waiting = self.parked.get(share_id) or []
+        waiting.append(ParkedClick(buyer_id, click))
+        self.parked.put(share_id, waiting)
+        self._meta.parked_clicks += 1
 
-    def unpark(self, share_id: str) -> list[tuple[str, ClickRef]]:
+    def unpark(self, share_id: str) -> list[ParkedClick]:
         """The clicks that waited for ``share_id``, now known."""
-        return self.parked.pop(share_id, [])
+        waiting = self.parked.get(share_id)
+        if not waiting:
+            return []
+        self.parked.delete(share_id)
+        self._meta.parked_clicks -= len(waiting)
+        return waiting
 
     def parked_count(self) -> int:
-        return sum(len(v) for v in self.parked.values())
+        return self._meta.parked_clicks
 
     def parked_of(self, buyer_id: str) -> list[tuple[str, ClickRef]]:
-        """(share_id, click) of one buyer's parked clicks, by share."""
-        return [(share_id, ref) for share_id, items in sorted(self.parked.items()) for b, ref in items if b == buyer_id]
+        """(share_id, click) of one buyer's parked clicks, by share, as stored
+        (read only; a scan of the parked clicks, which wait for late shares)."""
+        space = bytes([spaces.PARKED_CLICKS])
+        rows = self._cache.reader.scan(self._cache.journal, space, bytes([spaces.PARKED_CLICKS + 1]))
+        return [(text(key[1:]), parked.click) for key, value in rows for parked in _decode_parked(value)
+                if parked.buyer_id == buyer_id]
 
     # -------------------------------------------------------------- clicks
     def observe(self, instant_us: int) -> None:
         """Advance the watermark (clicks and orders both do)."""
-        if self.watermark_us is None or instant_us > self.watermark_us:
-            self.watermark_us = instant_us
+        meta = self._meta
+        if meta.watermark_us is None or instant_us > meta.watermark_us:
+            meta.watermark_us = instant_us
 
     def add(self, buyer_id: str, ref: ClickRef) -> None:
         """A click whose share is known."""
-        buyer_id = intern(buyer_id)  # the buckets hold the one copy, not one per click
-        buyer = self.buyers.get(buyer_id)
-        if buyer is None:
-            buyer = self.buyers[buyer_id] = Buyer()
-        spilled = buyer.spilled_until
+        row = self.buyers.get(buyer_id)
+        if row is None:
+            row = BuyerRow()
+        spilled = row.spilled_until
         if spilled is not None and ref.occurred_us <= spilled[0] and (ref.occurred_us, ref.event_id) <= spilled:
-            self._unspill(buyer_id, buyer)  # a late click rewrites the history before the boundary
-        insort(buyer.clicks, ref)
-        self.resident += 1
+            self._unspill(buyer_id, row)  # a late click rewrites the history before the boundary
+        insort(row.clicks, ref)
+        self.buyers.put(buyer_id, row)
         self.observe(ref.occurred_us)
-        bucket_key = ref.occurred_us // self.limits.evict_bucket_us
-        bucket = self._buckets.get(bucket_key)
-        if bucket is None:
-            bucket = self._buckets[bucket_key] = set()
-        bucket.add(buyer_id)
 
     def for_order(self, buyer_id: str, order_us: int, params: Params) -> list[ClickRef]:
         """The buyer's clicks, complete for deciding an order at ``order_us``."""
-        buyer = self.buyers.get(buyer_id)
-        if buyer is None:
+        row = self.buyers.get(buyer_id)
+        if row is None:
             return []
-        if buyer.spilled_until is not None:
-            earliest_us = order_us if params.model == "customer_lock" else order_us - params.window_us
-            if earliest_us <= buyer.spilled_until[0]:
-                self._unspill(buyer_id, buyer)
-        return buyer.clicks
+        if row.spilled_until is not None:
+            lock = params.model == "customer_lock"
+            earliest_us = order_us if lock else order_us - params.window_us
+            if earliest_us <= row.spilled_until[0] or (lock and params.lock_us not in row.locks):
+                self._unspill(buyer_id, row)
+                self.buyers.put(buyer_id, row)
+        return row.clicks
 
     def all_of(self, buyer_id: str) -> list[ClickRef]:
-        """All of a buyer's known-share clicks, sorted."""
-        buyer = self.buyers.get(buyer_id)
-        if buyer is None:
+        """All of a buyer's known-share clicks, sorted (read only: nothing is written)."""
+        row = self.buyers.get(buyer_id)
+        if row is None:
             return []
-        if buyer.spilled_until is not None:
-            self._unspill(buyer_id, buyer)
-        return buyer.clicks
-
-    def on_new_lock_period(self) -> None:
-        """Spilled buyers kept the last binding start for the old lock periods only."""
-        for buyer_id, buyer in self.buyers.items():
-            if buyer.spilled_until is not None:
-                self._unspill(buyer_id, buyer)
+        if row.spilled_until is None:
+            return list(row.clicks)
+        return sorted(row.clicks + self._cold_of(buyer_id)[1])
 
     # ------------------------------------------------------------ spilling
-    def spill_old(self, params: list[Params]) -> None:
-        """Move clicks older than the attribution horizon out of memory."""
+    def _trim_written(self) -> None:
+        """Before a flush: move each written buyer's old clicks to a cold row."""
+        watermark_us = self._meta.watermark_us
+        if watermark_us is None:
+            return
         limits = self.limits
-        if self.resident <= limits.resident_clicks_max or self.watermark_us is None:
-            return
+        params = self._params
         window_us = max((p.window_us for p in params if p.model != "customer_lock"), default=0)
-        cutoff_bucket = (self.watermark_us - window_us - limits.late_slack_us) // limits.evict_bucket_us
-        old = [b for b in self._buckets if b < cutoff_bucket]
-        if not old:
-            return
-        cutoff_us = cutoff_bucket * limits.evict_bucket_us
+        cutoff_us = (watermark_us - window_us - limits.late_slack_us) // limits.evict_bucket_us * limits.evict_bucket_us
         locks = sorted({p.lock_us for p in params if p.model == "customer_lock"})
-        batch: list[BuyerClicks] = []
-        buyers = set().union(*(self._buckets.pop(bucket) for bucket in old))
-        spilled = 0
-        for buyer_id in buyers:
-            spilled += self._spill_buyer(buyer_id, cutoff_us, locks, batch)
-        self.spill.put(batch)
-        self.resident -= spilled
-        require(self.resident >= 0 and self.spill.count >= spilled, "click counts out of step with the spill")
+        least = max(1, limits.cold_clicks_min)
+        for buyer_id in list(self.buyers.dirty_keys()):
+            row = self.buyers.get(buyer_id)
+            if row is None or len(row.clicks) < least:
+                continue
+            clicks = row.clicks
+            if clicks[least - 1].occurred_us < cutoff_us:  # at least `least` clicks are old
+                self._spill(buyer_id, row, cutoff_us, locks)
 
-    def _spill_buyer(self, buyer_id: str, cutoff_us: int, locks: list[int], batch: list[BuyerClicks]) -> int:
-        """Move one buyer's clicks before ``cutoff_us`` into ``batch``; return how many."""
-        buyer = self.buyers[buyer_id]
-        clicks = buyer.clicks
+    def _spill(self, buyer_id: str, row: BuyerRow, cutoff_us: int, locks: list[int]) -> None:
+        """Move one buyer's clicks before ``cutoff_us`` to a new cold row."""
+        if row.spilled_until is not None and any(lock not in row.locks for lock in locks):
+            self._unspill(buyer_id, row)  # the kept starts were for other lock periods
+        clicks = row.clicks
         n = bisect_left(clicks, (cutoff_us,))  # first click at or after cutoff_us
-        if n == 0:
-            return 0
-        before = clicks[:n] if n < len(clicks) else clicks
+        before = clicks[:n]
         last = before[-1]
         if locks:
             # customer_lock: the last binding start before the boundary stays (per lock period).
-            kept = sorted({last_binding_start(before, lock) for lock in locks})
+            kept = sorted({last_binding_start(before, lock) for lock in locks})  # type: ignore[type-var]
             if len(kept) > 1 and any(last_binding_start(kept, lock) != last_binding_start(before, lock) for lock in locks):
-                return 0  # rules with several lock periods disagree on what to keep: keep it all
+                return  # rules with several lock periods disagree on what to keep: keep it all
             before = [c for c in before if c not in kept]
             if not before:
-                return 0
-            buyer.clicks = kept + clicks[n:]
+                return
+            row.clicks = kept + clicks[n:]
         else:
-            buyer.clicks = clicks[n:] if n < len(clicks) else []
-        batch.append((buyer_id, before))
+            row.clicks = clicks[n:]
+        self.cold.put(prefixed(buyer_id) + row.cold_rows.to_bytes(4, "big"), encode(before))
+        row.cold_rows += 1
         boundary = (last.occurred_us, last.event_id)
-        if buyer.spilled_until is None or boundary > buyer.spilled_until:
-            buyer.spilled_until = boundary
-        return len(before)
+        if row.spilled_until is None or boundary > row.spilled_until:
+            row.spilled_until = boundary
+        row.locks = tuple(locks)
 
-    def _unspill(self, buyer_id: str, buyer: Buyer) -> None:
-        """Bring all of a buyer's spilled clicks back into memory."""
-        shares = self._shares
-        loaded = [ClickRef(us, event_id, shares[share_id].share_id) for us, event_id, share_id in self.spill.take(buyer_id)]
-        buyer.spilled_until = None
-        if not loaded:
-            return
-        buyer.clicks = sorted(buyer.clicks + loaded)
-        self.resident += len(loaded)
-        self._buckets.setdefault(min(c.occurred_us for c in loaded) // self.limits.evict_bucket_us, set()).add(buyer_id)
+    def cold_of(self, buyer_id: str) -> list[ClickRef]:
+        """The buyer's clicks in cold rows (read only)."""
+        return self._cold_of(buyer_id)[1]
+
+    def _cold_of(self, buyer_id: str) -> tuple[list[bytes], list[ClickRef]]:
+        """The keys of a buyer's cold rows and the clicks in them."""
+        lo = prefixed(buyer_id)
+        keys, clicks = [], []
+        for key, value in self.cold.scan(lo, lo + b"\xff"):
+            keys.append(key)
+            clicks.extend(_decode_cold(value))
+        return keys, clicks
+
+    def _unspill(self, buyer_id: str, row: BuyerRow) -> None:
+        """Bring all of a buyer's cold clicks back into its row (the caller writes it)."""
+        keys, loaded = self._cold_of(buyer_id)
+        for key in keys:
+            self.cold.delete(key)
+        row.spilled_until = None
+        row.locks = ()
+        if loaded:
+            row.clicks = sorted(row.clicks + loaded)
+

@@ -6,47 +6,55 @@ orders) plus the global share network; every change re-evaluates only the
 unsettled orders it can affect and posts the difference as new transfers
 (reversal + accrual), never editing what was posted (SPEC §8).
 
-The parts: ``dedupe`` (SPEC §8), ``clicks`` (buyers' clicks, parked clicks,
-spilling), ``orders`` (orders and their indexes, parked refunds), the promoter
-``network`` (``ledger.network``), ``decision`` (who wins, pure), ``posting``
-(transfers) and ``commands`` (settle, payout, adjust).
+The state lives in the journal's state tables (``ledger.engine.tables``); the
+engine holds a bounded cache of it. Its parts: ``dedupe`` (SPEC §8),
+``clicks`` (buyers' clicks, parked clicks, cold rows), ``orders`` (orders and
+their indexes, parked refunds), the promoter ``network``, ``decision`` (who
+wins, pure), ``posting`` (transfers) and ``commands`` (settle, payout, adjust).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ledger.attribution import ClickRef
 from ledger.commission import order_totals
-from ledger.config import Rules
-from ledger.engine import commands
+from ledger.config import Rules, rules_from_toml_text
+from ledger.engine import commands, spaces
 from ledger.engine.clicks import ClickIndex
+from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.decision import decide
 from ledger.engine.dedupe import NEW, SAME, Dedupe
+from ledger.engine.network import Network
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import post
 from ledger.engine.state import (
-    ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Decision, OrderState, Outcome, Params, ParkedRefund,
+    ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, BuyerRow, Decision, OrderState, Outcome, Params, ParkedRefund, ShareRef,
 )
+from ledger.engine.tables import StateCache
 from ledger.invariants import InvariantError, check_order_amounts, require
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.network import Network, ShareRef
 from ledger.records import DeadLetter, Source, Transfer
+from ledger.statestore import MemoryState
 from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
 from schemas.events import Click, Order, Refund, Share
 
-class Engine:
-    """All ledger state of one journal, rebuilt by replaying it (ledger.app)."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+class Engine:
+    """The ledger state of one journal, as a cache over its state tables."""
+
+    def __init__(self, cache: StateCache, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.cache = cache
+        self.meta = cache.meta
         self.limits = limits
-        self.rules: list[Rules] = []  # index = version − 1
-        self.params: list[Params] = []  # the same, compiled
-        self.dedupe = Dedupe()
-        self.orders = OrderBook()
-        self.network = Network()
-        self.clicks = ClickIndex(limits, self.network.shares)
+        self.rules: list[Rules] = [rules_from_toml_text(t) for t in self.meta.rules_toml]  # index = version − 1
+        self.params: list[Params] = [Params.of(r) for r in self.rules]  # the same, compiled
+        self.dedupe = Dedupe(cache)
+        self.buyers = cache.table(spaces.BUYERS, id_key, encode, decoder(BuyerRow))
+        self.orders = OrderBook(cache, self.meta, self.buyers)
+        self.network = Network(cache)
+        self.clicks = ClickIndex(cache, self.meta, limits, self.params, self.buyers)
         self.batching = False
         self._deferred_start: tuple[int, str] | None = None
 
@@ -64,11 +72,9 @@ class Engine:
         """Put ``rules`` in force; return the new version, or None if unchanged."""
         if self.rules and self.rules[-1] == rules:
             return None
-        params = Params.of(rules)
-        if params.model == "customer_lock" and all(p.lock_us != params.lock_us for p in self.params if p.model == "customer_lock"):
-            self.clicks.on_new_lock_period()
         self.rules.append(rules)
-        self.params.append(params)
+        self.params.append(Params.of(rules))
+        self.meta.rules_toml.append(rules.to_toml())
         return len(self.rules)
 
     # ------------------------------------------------------------------ input
@@ -98,13 +104,13 @@ class Engine:
             self.dedupe.claim(event_id, decoded.fingerprint)
             return self._order(event, decoded.occurred_us)
         if isinstance(event, Share):
-            if event.share_id in self.network.shares:
+            if self.network.shares.get(event.share_id) is not None:
                 return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"share_id {event.share_id!r} already used", raw, source, decoded)
             self.dedupe.claim(event_id, decoded.fingerprint)
             return self._share(event, decoded.occurred_us)
         if not isinstance(event, Refund):
             raise InvariantError(f"unknown event type {type(event).__name__}")
-        if event.refund_id in self.dedupe.refund_ids:
+        if self.dedupe.refund_claimed(event.refund_id):
             return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"refund_id {event.refund_id!r} already used", raw, source, decoded)
         self.dedupe.claim(event_id, decoded.fingerprint)
         return self._refund(event, raw, source)
@@ -116,14 +122,40 @@ class Engine:
         self.dedupe.claim(event_id, decoded.fingerprint)
         return _dead(reason, detail, raw, source, event_id)
 
+    # --------------------------------------------------------------- prefetch
+    def prefetch(self, batch: Sequence[Decoded | Rejected]) -> None:
+        """Load, in a few queries, the state a batch of decoded events will
+        touch. Only a cost: anything not loaded here is read when needed."""
+        events = [d.event for d in batch if isinstance(d, Decoded)]
+        if not events:
+            return
+        self.dedupe.seen.prefetch(e.event_id for e in events)
+        buyers = {e.buyer_id for e in events if isinstance(e, (Click, Order))}
+        shares = {e.share_id for e in events if isinstance(e, (Click, Share))}
+        shares |= {e.parent_share_id for e in events if isinstance(e, Share) and e.parent_share_id is not None}
+        order_ids = {e.order_id for e in events if isinstance(e, (Order, Refund))}
+        self.buyers.prefetch(buyers)
+        self.network.shares.prefetch(shares)
+        self.orders.parked.prefetch(order_ids)
+        self.dedupe.refunds.prefetch(e.refund_id for e in events if isinstance(e, Refund))
+        new_shares = [e.share_id for e in events if isinstance(e, Share)]
+        self.clicks.parked.prefetch(new_shares)
+        self.network.children.prefetch(shares)
+        # Second round: what those rows name.
+        for buyer_id in buyers:
+            order_ids.update(ref.order_id for ref in self.orders.unsettled_of_buyer(buyer_id))
+        self.orders.orders.prefetch(order_ids)
+        promoters = {share.promoter_id for share in map(self.network.shares.get, shares) if share is not None}
+        promoters |= {e.promoter_id for e in events if isinstance(e, Share)}
+        self.network.upline.prefetch(promoters)
+
     # ----------------------------------------------------------------- clicks
     def _click(self, click: Click, occurred_us: int) -> Outcome:
         share = self.network.shares.get(click.share_id)
         if share is None:
             self.clicks.park(click.share_id, click.buyer_id, ClickRef(occurred_us, click.event_id, click.share_id))
             return Outcome(PARKED, click.event_id, [])
-        # The share's own share_id string: one copy per share, not per click.
-        ref = ClickRef(occurred_us, click.event_id, share.share_id)
+        ref = ClickRef(occurred_us, click.event_id, click.share_id)
         self.clicks.add(click.buyer_id, ref)
         transfers: list[Transfer] = []
         self._reevaluate(self._affected_by_click(click.buyer_id, ref), transfers)
@@ -133,13 +165,13 @@ class Engine:
         """The buyer's unsettled orders whose attribution this click can change."""
         affected = []
         click_us = ref.occurred_us
-        for state in self.orders.of_buyer(buyer_id):
-            if state.settled or state.occurred_us < click_us:
+        for order in self.orders.unsettled_of_buyer(buyer_id):
+            if order.occurred_us < click_us:
                 continue
-            params = self.params[state.rules_version - 1]
-            if params.model == "customer_lock" or state.occurred_us <= click_us + params.window_us:
-                affected.append(state)
-        return affected
+            params = self.params[order.rules_version - 1]
+            if params.model == "customer_lock" or order.occurred_us <= click_us + params.window_us:
+                affected.append(self.orders.get(order.order_id))
+        return affected  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- shares
     def _share(self, share: Share, occurred_us: int) -> Outcome:
@@ -147,12 +179,12 @@ class Engine:
         start = self.network.add(ref, self._deferred_start)
         affected: dict[str, OrderState] = {}
         if start is not None:
-            if self.batching and (self._deferred_start is not None or self.network.walk_length(start) > self.limits.immediate_walk_max):
+            if self.batching and (self._deferred_start is not None
+                                  or self.network.walk_exceeds(start, self.limits.immediate_walk_max)):
                 self._deferred_start = start  # one long walk at the end of the batch
             else:
                 affected = self.orders.won_by(self.network.recompute_from(start))
         for buyer_id, click in self.clicks.unpark(share.share_id):
-            click = click._replace(share_id=share.share_id)
             self.clicks.add(buyer_id, click)
             for state in self._affected_by_click(buyer_id, click):
                 affected[state.order_id] = state
@@ -170,29 +202,29 @@ class Engine:
 
     def end_batch(self) -> tuple[bool, list[Transfer]]:
         """Walk the network once if a share asked for it and re-evaluate the
-        orders whose upline changed; then let old clicks leave memory.
-        Returns (walked, transfers)."""
+        orders whose upline changed. Returns (walked, transfers)."""
         require(self.batching, "no batch open")
         self.batching = False
         start, self._deferred_start = self._deferred_start, None
         transfers: list[Transfer] = []
         if start is not None:
             self._reevaluate(list(self.orders.won_by(self.network.recompute_from(start)).values()), transfers)
-        self.clicks.spill_old(self.params)
         return start is not None, transfers
 
     # ----------------------------------------------------------------- orders
     def _order(self, order: Order, occurred_us: int) -> Outcome:
         params = self.params[-1]
         totals = order_totals(order.lines, params.rates_bp, params.order_cap_bp, params.order_cap_minor)
-        state = OrderState(order, occurred_us, self.rules_version, totals)
+        state = OrderState.new(order, occurred_us, self.rules_version, totals)
         self.clicks.observe(occurred_us)
         self.orders.add(state)
         transfers: list[Transfer] = []
         self._reevaluate([state], transfers)
         released: list[DeadLetter] = []
         for parked in self.orders.unpark_refunds(order.order_id):
-            letter = self._apply_refund(state, parked.refund, parked.raw, parked.source, transfers)
+            decoded = decode_event(parked.raw)
+            require(isinstance(decoded, Decoded) and isinstance(decoded.event, Refund), "a parked refund no longer decodes")
+            letter = self._apply_refund(state, decoded.event, parked.raw, parked.source, transfers)  # type: ignore[union-attr,arg-type]
             if letter is not None:
                 released.append(letter)
         return Outcome(ACCEPTED, order.event_id, transfers, None, released)
@@ -200,9 +232,9 @@ class Engine:
     # ---------------------------------------------------------------- refunds
     def _refund(self, refund: Refund, raw: bytes, source: Source) -> Outcome:
         state = self.orders.get(refund.order_id)
-        self.dedupe.refund_ids.add(refund.refund_id)
+        self.dedupe.claim_refund(refund.refund_id)
         if state is None:
-            self.orders.park_refund(refund.order_id, ParkedRefund(refund, raw, source))
+            self.orders.park_refund(refund.order_id, ParkedRefund(raw, source))
             return Outcome(PARKED, refund.event_id, [])
         transfers: list[Transfer] = []
         letter = self._apply_refund(state, refund, raw, source, transfers)
@@ -214,16 +246,17 @@ class Engine:
                       transfers: list[Transfer]) -> DeadLetter | None:
         """Apply or reject a refund of a known order; a rejection releases its refund_id."""
         if refund.buyer_id != state.buyer_id:
-            self.dedupe.refund_ids.discard(refund.refund_id)
+            self.dedupe.release_refund(refund.refund_id)
             return DeadLetter(reasons.REFUND_BUYER_MISMATCH, f"order {state.order_id!r} belongs to another buyer", source, raw,
                               refund.event_id, state.order_id)
         if state.refunded_minor + refund.amount > state.commissionable_minor:
-            self.dedupe.refund_ids.discard(refund.refund_id)
+            self.dedupe.release_refund(refund.refund_id)
             detail = f"refunds would total {state.refunded_minor + refund.amount} > commissionable {state.commissionable_minor}"
             return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id, state.order_id)
         state.refunded_minor += refund.amount
         state.refunds += ((refund.refund_id, refund.amount),)
         post(state, state.decision, transfers)
+        self.orders.save(state)
         return None
 
     # ------------------------------------------------------------- evaluation
@@ -243,6 +276,7 @@ class Engine:
                                    new.level1.promoter_id if new.level1 is not None else None)
             state.decision = new
             post(state, new, transfers)
+            self.orders.save(state)
             check_order_amounts(*new.capped_minor, state.order_cap_minor, state.refunded_minor, state.commissionable_minor)
 
     # --------------------------------------------------------------- commands
@@ -264,6 +298,12 @@ class Engine:
     def parked_counts(self) -> tuple[int, int]:
         """(parked clicks, parked refunds) right now."""
         return self.clicks.parked_count(), self.orders.parked_refund_count()
+
+
+def memory_engine(limits: Limits = DEFAULT_LIMITS) -> Engine:
+    """An engine whose state lives in a private in-memory store (benchmarks,
+    tests, one-off computations); nothing is written unless its cache is flushed."""
+    return Engine(StateCache(MemoryState(), 1, limits.cache_bytes), limits)
 
 
 def _dead(reason: str, detail: str, raw: bytes, source: Source, event_id: str | None) -> Outcome:

@@ -9,7 +9,8 @@ from typing import Sequence
 from ledger.attribution import ClickRef, winning_click
 from ledger.commission import capped_levels
 from ledger.engine.state import NO_DECISION, Beneficiary, Decision, OrderState, Params
-from ledger.network import Network
+from ledger.engine.network import Network
+from ledger.invariants import require
 
 
 def decide(state: OrderState, params: Params, clicks: Sequence[ClickRef], network: Network) -> Decision:
@@ -18,7 +19,9 @@ def decide(state: OrderState, params: Params, clicks: Sequence[ClickRef], networ
     click = winning_click(params.model, clicks, state.occurred_us, params.window_us, params.lock_us)
     if click is None:
         return NO_DECISION
-    p1 = network.shares[click.share_id].promoter_id
+    share = network.shares.get(click.share_id)
+    require(share is not None, f"click {click.event_id!r} names an unknown share")
+    p1 = share.promoter_id  # type: ignore[union-attr]
     binding = network.upline.get(p1)
     upline = binding if binding is not None and binding.since_us <= state.occurred_us else None
     l1, l2 = capped = capped_levels(state.level1_minor, state.level2_minor if upline else 0, state.order_cap_minor)

@@ -1,73 +1,111 @@
 """The orders a journal knows, and the indexes the engine decides with: every
-order by id (refunds and clawbacks need settled ones too), the unsettled ones
-(settle), each buyer's orders (a click re-evaluates them), the unsettled orders
-each promoter wins at level 1 (a changed upline re-evaluates them), and the
-refunds parked until their order arrives (SPEC §6)."""
+order by id (refunds and clawbacks need settled ones too), the unsettled ones in
+settlement order, each buyer's unsettled orders (a click re-evaluates them),
+the unsettled orders each promoter wins at level 1 (a changed upline
+re-evaluates them), and the refunds parked until their order arrives (SPEC §6).
+Settled orders leave every index but the first: no later click, share or
+settle looks at them again."""
 
 from __future__ import annotations
 
-from sys import intern
-
-from ledger.engine.state import OrderState, ParkedRefund
+from ledger.engine import spaces
+from ledger.engine.codecs import decoder, encode, id_key
+from ledger.engine.state import BuyerRow, JournalMeta, OrderRef, OrderState, ParkedRefund
+from ledger.engine.tables import StateCache, Table
+from ledger.invariants import require
+from ledger.statestore import prefixed, sort_key, text
 
 
 class OrderBook:
-    def __init__(self) -> None:
-        self.orders: dict[str, OrderState] = {}
-        self.unsettled: dict[str, OrderState] = {}
-        self.by_buyer: dict[str, list[OrderState]] = {}
-        self.by_level1: dict[str, dict[str, None]] = {}  # promoter → unsettled order ids
-        self.parked_refunds: dict[str, list[ParkedRefund]] = {}  # order_id → refunds waiting for it
+    def __init__(self, cache: StateCache, meta: JournalMeta, buyers: Table[str, BuyerRow]) -> None:
+        self._meta = meta
+        self.orders = cache.table(spaces.ORDERS, id_key, encode, decoder(OrderState))
+        self.buyers = buyers
+        self.unsettled = cache.sorted_space(spaces.UNSETTLED)  # sort_key(occurred_us, event_id) → order_id
+        self.by_level1 = cache.sorted_space(spaces.BY_LEVEL1)  # prefixed(promoter) + order_id → b""
+        self.parked = cache.table(spaces.PARKED_REFUNDS, id_key, encode, decoder(list[ParkedRefund]))
 
     def get(self, order_id: str) -> OrderState | None:
         return self.orders.get(order_id)
 
-    def add(self, state: OrderState) -> None:
-        self.orders[state.order_id] = state
-        self.unsettled[state.order_id] = state
-        buyer = self.by_buyer.get(state.buyer_id)
-        if buyer is None:
-            buyer = self.by_buyer[intern(state.buyer_id)] = []
-        buyer.append(state)
+    def save(self, state: OrderState) -> None:
+        """``state`` (from ``get``) was changed in place."""
+        self.orders.touch(state.order_id)
 
-    def of_buyer(self, buyer_id: str) -> list[OrderState]:
-        """The buyer's orders in arrival order, settled ones included."""
-        return self.by_buyer.get(buyer_id, [])
+    def add(self, state: OrderState) -> None:
+        self.orders.put(state.order_id, state)
+        row = self.buyers.get(state.buyer_id)
+        if row is None:
+            row = BuyerRow()
+        row.orders.append(OrderRef(state.occurred_us, state.order_id, state.rules_version))
+        self.buyers.put(state.buyer_id, row)
+        self.unsettled.put(sort_key(state.occurred_us, state.event_id), id_key(state.order_id))
+
+    def unsettled_of_buyer(self, buyer_id: str) -> list[OrderRef]:
+        """The buyer's unsettled orders, in arrival order."""
+        row = self.buyers.get(buyer_id)
+        return row.orders if row is not None else []
 
     def won_by(self, promoters: set[str]) -> dict[str, OrderState]:
         """Unsettled orders won by these promoters at level 1."""
         won: dict[str, OrderState] = {}
         for promoter in sorted(promoters):
-            for order_id in self.by_level1.get(promoter, ()):
-                won[order_id] = self.unsettled[order_id]
+            lo = prefixed(promoter)
+            for key, _ in self.by_level1.scan(lo, lo + b"\xff"):
+                order_id = text(key[len(lo):])
+                state = self.orders.get(order_id)
+                require(state is not None and not state.settled, f"level-1 index names order {order_id!r}")
+                won[order_id] = state  # type: ignore[assignment]
         return won
 
     def set_level1(self, state: OrderState, old: str | None, new: str | None) -> None:
         """Move ``state`` in the level-1 index from promoter ``old`` to ``new``."""
-        if old is not None and old != new:
-            self.by_level1[old].pop(state.order_id, None)
+        if old == new:
+            return
+        if old is not None:
+            self.by_level1.delete(prefixed(old) + id_key(state.order_id))
         if new is not None:
-            self.by_level1.setdefault(new, {})[state.order_id] = None
+            self.by_level1.put(prefixed(new) + id_key(state.order_id))
 
     def due(self, as_of_us: int, lock_us: int) -> list[OrderState]:
         """Unsettled orders with occurred + lock ≤ as_of, in (occurred_us, event_id) order."""
-        due = [s for s in self.unsettled.values() if s.occurred_us + lock_us <= as_of_us]
-        due.sort(key=lambda s: (s.occurred_us, s.event_id))
-        return due
+        bound = sort_key(as_of_us - lock_us + 1, "")  # the first key dated after the last due instant
+        order_ids = [text(order_id) for _, order_id in self.unsettled.scan(b"", bound)]
+        self.orders.prefetch(order_ids)  # a few queries, not one per order
+        due = []
+        for order_id in order_ids:
+            state = self.orders.get(order_id)
+            require(state is not None and not state.settled, f"unsettled index names order {order_id!r}")
+            due.append(state)
+        self.buyers.prefetch({state.buyer_id for state in due})  # type: ignore[union-attr]
+        return due  # type: ignore[return-value]
 
     def mark_settled(self, state: OrderState) -> None:
         state.settled = True
-        del self.unsettled[state.order_id]
+        self.save(state)
+        self.unsettled.delete(sort_key(state.occurred_us, state.event_id))
         if state.decision.level1 is not None:
-            self.by_level1[state.decision.level1.promoter_id].pop(state.order_id, None)
+            self.by_level1.delete(prefixed(state.decision.level1.promoter_id) + id_key(state.order_id))
+        row = self.buyers.get(state.buyer_id)
+        require(row is not None, f"order {state.order_id!r} without its buyer's row")
+        row.orders = [r for r in row.orders if r.order_id != state.order_id]  # type: ignore[union-attr]
+        self.buyers.put(state.buyer_id, row)  # type: ignore[arg-type]
 
     # ------------------------------------------------------- parked refunds
     def park_refund(self, order_id: str, parked: ParkedRefund) -> None:
-        self.parked_refunds.setdefault(order_id, []).append(parked)
+        waiting = self.parked.get(order_id) or []
+        waiting.append(parked)
+        self.parked.put(order_id, waiting)
+        self._meta.parked_refunds += 1
 
     def unpark_refunds(self, order_id: str) -> list[ParkedRefund]:
         """The refunds that waited for ``order_id``, in arrival order."""
-        return self.parked_refunds.pop(order_id, [])
+        waiting = self.parked.get(order_id)
+        if not waiting:
+            return []
+        self.parked.delete(order_id)
+        self._meta.parked_refunds -= len(waiting)
+        return waiting
 
     def parked_refund_count(self) -> int:
-        return sum(len(v) for v in self.parked_refunds.values())
+        return self._meta.parked_refunds

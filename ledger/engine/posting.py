@@ -5,15 +5,14 @@ the difference is posted (SPEC §6, §8)."""
 from __future__ import annotations
 
 from ledger.commission import after_refunds
-from ledger.engine.state import Beneficiary, Decision, OrderState
+from ledger.engine.state import Beneficiary, Decision, OrderState, Posted
 from ledger.invariants import check_transfer
 from ledger.records import EXPENSE, PAYABLE, PENDING, Transfer
 
-Posted = tuple[str, int] | None  # (promoter_id, amount_minor) currently posted for one level
-
 
 def post(state: OrderState, decision: Decision, transfers: list[Transfer]) -> None:
-    """Post the difference between what ``decision`` pays now and what is posted."""
+    """Post the difference between what ``decision`` pays now and what is
+    posted (the caller saves ``state``)."""
     state.posted1 = _post_level(state, 1, decision.level1, state.posted1, transfers)
     state.posted2 = _post_level(state, 2, decision.level2, state.posted2, transfers)
 

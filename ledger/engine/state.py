@@ -1,16 +1,18 @@
-"""What the engine keeps: one order's state, one rules version compiled, the
-outcome of one input. Plain data; the components that own it are next door."""
+"""What the engine keeps, as msgspec Structs (the Struct is also the stored
+form, see ``ledger.engine.tables``): one order's state, a buyer's clicks and
+unsettled orders, the journal's own row; and the outcome of one input."""
 
 from __future__ import annotations
 
 from sys import intern
-from typing import NamedTuple
+from typing import NamedTuple, Union
+
+import msgspec
 
 from ledger.attribution import ClickRef
 from ledger.config import Rules
-from ledger.network import Upline
 from ledger.records import DeadLetter, Source, Transfer
-from schemas.events import Order, Refund, order_currency
+from schemas.events import Order, order_currency
 
 ACCEPTED = "accepted"
 PARKED = "parked"
@@ -46,6 +48,21 @@ class Params(NamedTuple):
         )
 
 
+class ShareRef(NamedTuple):
+    occurred_us: int
+    event_id: str
+    share_id: str
+    promoter_id: str
+    parent_share_id: str | None
+
+
+class Upline(NamedTuple):
+    promoter_id: str  # Q, the level-2 beneficiary of P's orders
+    since_us: int  # the binding share's occurred_us
+    event_id: str  # the binding share's event_id
+    share_id: str  # the binding share
+
+
 class Beneficiary(NamedTuple):
     promoter_id: str
     amount_minor: int  # before refunds
@@ -54,47 +71,89 @@ class Beneficiary(NamedTuple):
 class Decision(NamedTuple):
     """Who an order pays and how much before refunds, and why (SPEC §3–§5)."""
 
-    click: ClickRef | None  # the winning click (or the binding's), None: unattributed
-    level1: Beneficiary | None
-    level2: Beneficiary | None
-    upline: Upline | None  # the level-1 promoter's upline binding, even one dated after the order
+    click: Union[ClickRef, None]  # the winning click (or the binding's), None: unattributed
+    level1: Union[Beneficiary, None]
+    level2: Union[Beneficiary, None]
+    upline: Union[Upline, None]  # the level-1 promoter's upline binding, even one dated after the order
     capped_minor: tuple[int, int]  # (L1, L2) after the order cap, before self-referral
-    self_referral: str | None  # "level1" | "level2": what self_referral = "deny" zeroed
+    self_referral: Union[str, None]  # "level1" | "level2": what self_referral = "deny" zeroed
 
 
 NO_DECISION = Decision(None, None, None, None, (0, 0), None)
 
+Posted = Union[tuple[str, int], None]  # (promoter_id, amount_minor) posted for one level
+
+
+class OrderState(msgspec.Struct, array_like=True, gc=False):
+    """What the ledger keeps of an order: ids, instant and amounts, not its lines."""
+
+    order_id: str
+    event_id: str
+    buyer_id: str
+    merchant_id: str
+    currency: str
+    occurred_us: int
+    rules_version: int
+    commissionable_minor: int  # C
+    level1_minor: int  # Σ floor(a × r1 / 10000), before the order cap
+    level2_minor: int
+    order_cap_minor: int  # K
+    refunded_minor: int = 0  # R
+    refunds: tuple[tuple[str, int], ...] = ()  # (refund_id, amount_minor) applied
+    settled: bool = False
+    decision: Decision = NO_DECISION
+    posted1: Posted = None  # what is currently posted per level
+    posted2: Posted = None
+
+    @classmethod
+    def new(cls, order: Order, occurred_us: int, rules_version: int, totals: tuple[int, int, int, int]) -> "OrderState":
+        # Interned: one copy per buyer, merchant and currency, not one per order.
+        return cls(order.order_id, order.event_id, intern(order.buyer_id), intern(order.merchant_id),
+                   intern(order_currency(order)), occurred_us, rules_version, *totals)
+
+
+class OrderRef(NamedTuple):
+    """An unsettled order as its buyer's row lists it: enough to tell whether
+    a click can change it without loading it."""
+
+    occurred_us: int
+    order_id: str
+    rules_version: int
+
+
+class BuyerRow(msgspec.Struct, array_like=True, gc=False):
+    """A buyer's row: the known-share clicks, the recent ones sorted (older
+    ones are in cold rows, see ``ledger.engine.clicks``), and the unsettled
+    orders (``ledger.engine.orders``). One row: every click reads both."""
+
+    clicks: list[ClickRef] = []
+    # (occurred_us, event_id) ≥ every click of this buyer in cold rows, or None.
+    # The clicks here after it, plus the last binding start before it for each
+    # customer_lock period in ``locks``, decide exactly what all the clicks would
+    # decide for any order dated after it.
+    spilled_until: Union[tuple[int, str], None] = None
+    cold_rows: int = 0  # cold rows written so far (the next row's number)
+    locks: tuple[int, ...] = ()  # lock periods (µs) whose last binding start stayed here
+    orders: list[OrderRef] = []  # unsettled orders, in arrival order
+
+
+class ParkedClick(NamedTuple):
+    buyer_id: str
+    click: ClickRef
+
 
 class ParkedRefund(NamedTuple):
-    refund: Refund
-    raw: bytes
+    raw: bytes  # the refund event, decoded again when its order arrives
     source: Source
 
 
-class OrderState:
-    """What the ledger keeps of an order: ids, instant and amounts, not its lines."""
+class JournalMeta(msgspec.Struct, gc=False):
+    """The journal's own row: where its state stands, and small counters."""
 
-    __slots__ = (
-        "order_id", "event_id", "buyer_id", "merchant_id", "currency", "occurred_us",
-        "rules_version", "commissionable_minor", "level1_minor", "level2_minor", "order_cap_minor",
-        "refunded_minor", "refunds", "settled", "decision", "posted1", "posted2",
-    )
-
-    def __init__(self, order: Order, occurred_us: int, rules_version: int, totals: tuple[int, int, int, int]):
-        self.order_id = order.order_id
-        self.event_id = order.event_id
-        # Interned: one copy per buyer, merchant and currency, not one per order.
-        self.buyer_id = intern(order.buyer_id)
-        self.merchant_id = intern(order.merchant_id)
-        self.currency = intern(order_currency(order))
-        self.occurred_us = occurred_us
-        self.rules_version = rules_version
-        # C; Σ floor(a × r / 10000) per level, before the order cap; K
-        self.commissionable_minor, self.level1_minor, self.level2_minor, self.order_cap_minor = totals
-        self.refunded_minor = 0  # R
-        self.refunds: tuple[tuple[str, int], ...] = ()  # (refund_id, amount_minor) applied
-        self.settled = False
-        self.decision = NO_DECISION
-        # What is currently posted per level: (promoter_id, amount_minor) or None.
-        self.posted1: tuple[str, int] | None = None
-        self.posted2: tuple[str, int] | None = None
+    version: int = 0  # segments the state reflects
+    position: int = 0  # records the state reflects
+    head_sha256: bytes = b""  # hash of the last segment (the chain head)
+    rules_toml: list[str] = []  # the rules versions, oldest first
+    watermark_us: Union[int, None] = None  # latest click or order instant
+    parked_clicks: int = 0
+    parked_refunds: int = 0

@@ -1,0 +1,30 @@
+"""How state values are stored: MessagePack through msgspec, each value's type
+being its schema; keys are UTF-8 ids or the sortable keys of ledger.statestore."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+_encoder = msgspec.msgpack.Encoder()
+encode: Callable[[Any], bytes] = _encoder.encode
+
+
+def decoder(kind: Any) -> Callable[[bytes], Any]:
+    return msgspec.msgpack.Decoder(kind).decode
+
+
+def id_key(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+same = bytes  # a value stored as it is (the cache writes it without a call)
+
+
+def marker(_: object) -> bytes:
+    return b""
+
+
+def present(_: bytes) -> bool:
+    return True

@@ -1,0 +1,84 @@
+"""One-time migration of a store written before state tables and hash chains.
+
+For each journal not yet migrated: re-execute it from its first record (as an
+audit does), check every stored record against what the rules produce (up to
+the fields this version added: an event's instant and order id, a rejected
+refund's order id, a payout's balances position), and rewrite each segment as
+the re-executed records in a chained frame, together with the state tables
+that segment leaves, one transaction per segment. Run it with no writer
+attached; it is idempotent (migrated journals are skipped) and resumable.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import msgspec
+
+from ledger.app import IntegrityError
+from ledger.engine import Engine
+from ledger.engine.tables import StateCache
+from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.records import DeadLetter, DeadLettered, Ingested, PaidOut, Record, Segment, encode_segment, frame, genesis, unframe
+from ledger.replay import _replay_segment, stored_segments
+from ledger.store import JournalStore, Store
+
+
+def migrate(store: Store, *, limits: Limits = DEFAULT_LIMITS, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Migrate every journal that needs it; return journal → segments rewritten."""
+    done: dict[str, int] = {}
+    for name in store.journals():
+        journal = JournalStore(store, name)
+        newest = journal.last()
+        if not newest or unframe(newest[0].state)[0] is not None:
+            continue
+        done[name] = _migrate_journal(journal, limits, progress)
+    return done
+
+
+def _migrate_journal(journal: JournalStore, limits: Limits, progress: Callable[[str, int], None] | None) -> int:
+    name = journal.name
+    journal.store.clear_state(journal.number)  # a migration interrupted earlier starts over
+    cache = StateCache(journal.state, journal.number, limits.cache_bytes)
+    engine = Engine(cache, limits)
+    head = genesis(name)
+    position = 0
+    rewritten = 0
+    for version, stored, segment in stored_segments(journal):
+        if unframe(stored)[0] is not None:
+            raise IntegrityError(f"journal {name} segment {version}: partly migrated journal (chained after unchained)")
+        replayed = _replay_segment(engine, segment.records)
+        if [_older(r) for r in replayed] != [_older(r) for r in segment.records]:
+            for offset, (mine, theirs) in enumerate(zip(replayed, segment.records)):
+                if _older(mine) != _older(theirs):
+                    raise IntegrityError(f"journal {name} record {segment.first + offset} ({type(theirs).__name__}) "
+                                         "differs from what the rules produce: not migrated")
+            raise IntegrityError(f"journal {name} segment {version}: another number of records on re-execution")
+        payload = encode_segment(Segment(segment.first, replayed, segment.recorded_us))
+        data, head = frame(head, payload)
+        position += len(replayed)
+        meta = cache.meta
+        meta.version, meta.position, meta.head_sha256 = version, position, head
+        flush = cache.flush()
+        journal.store.rewrite_segment(journal.journal_id, version, data, journal.number, flush.ops)
+        cache.committed(flush)
+        rewritten += 1
+        if progress is not None:
+            progress(name, position)
+    return rewritten
+
+
+def _older(record: Record) -> Record:
+    """A record as the previous version wrote it (without the added fields)."""
+    if isinstance(record, Ingested):
+        return msgspec.structs.replace(record, occurred_us=None, order_id=None,
+                                       released=[_letter(x) for x in record.released])
+    if isinstance(record, DeadLettered):
+        return DeadLettered(_letter(record.letter))
+    if isinstance(record, PaidOut):
+        return msgspec.structs.replace(record, balances_at=0)
+    return record
+
+
+def _letter(letter: DeadLetter) -> DeadLetter:
+    return msgspec.structs.replace(letter, order_id=None)

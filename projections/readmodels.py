@@ -1,0 +1,362 @@
+"""Answers from the read-model tables (``projections.tables``).
+
+Every reader first catches the tables up (``projections.projector``: the
+segments committed since the last catch-up, usually none), then answers with
+indexed queries: the cost of a read follows the size of its answer, not the
+age of the ledger. Nothing here folds the notification log.
+
+**Time travel** (``--at-position N``, ``--as-of TS``): statement rows carry the
+store position of the segment that wrote them, so a statement as of N is the
+promoter's rows with ``store_position ≤ N``. Payouts as of N read a
+*position-stamped balance history* (``rm_balance_history``: a key's balances
+after each segment that moved them), so the balances as of N are, per key, its
+last row at or before N — one index seek per key, whatever N. The alternative,
+a fold of the log's prefix up to N, costs the whole prefix (the full history
+for a recent N) and decodes every record again, on every such request; the
+history costs one row per key and segment at write time (fewer rows than the
+statements: a settle of 200,000 orders adds one per promoter). ``--as-of TS``
+(recorded time) is first turned into the store position of the longest prefix
+of segments recorded at or before TS (``rm_segments``), as the log-reading
+code did.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Generic, Iterable, TypeVar
+
+from ledger.app import CommandError
+from ledger.books import TREASURY, Also, Books
+from ledger.invariants import require
+from ledger.records import PaidOut, decode_segment
+from ledger.store import Store
+from projections.balances import BalanceRow
+from projections.dead_letters import DeadLetterRow
+from projections.payout_batch import BatchEntry, BatchLine
+from projections.projector import PROJECTOR, catch_up, tracked_position
+from projections.statements import StatementEntry
+from projections.tables import Database, database
+from schemas import reasons
+from schemas.timestamps import format_timestamp_us, parse_timestamp_us
+
+T = TypeVar("T")
+REJECTED_REFUNDS = (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next: str | None  # the cursor of the next page (``after=``), None on the last one
+
+
+def _fresh(store: Store) -> Database:
+    catch_up(store)
+    return database(store)
+
+
+def _page(items: list[T], limit: int | None, cursor: Any) -> Page[T]:
+    """``items`` was fetched with limit + 1: the extra one says more remain."""
+    if limit is not None and len(items) > limit:
+        return Page(items[:limit], cursor(items[limit - 1]))
+    return Page(items, None)
+
+
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else f" LIMIT {int(limit) + 1}"
+
+
+def _where(sql: str, params: list[Any], *conditions: tuple[str, Any]) -> str:
+    """``sql`` with `` AND clause`` for each condition whose value is given
+    (a tuple value fills several placeholders)."""
+    for clause, value in conditions:
+        if value is not None:
+            sql += f" AND {clause}"
+            params.extend(value if isinstance(value, tuple) else (value,))
+    return sql
+
+
+# ------------------------------------------------------------------ time travel
+def cap_position(store: Store, *, until_position: int | None = None, recorded_until_us: int | None = None) -> int | None:
+    """The store position a time-travel window ends at (None: no end)."""
+    if until_position is not None:
+        return until_position
+    if recorded_until_us is None:
+        return None
+    with _fresh(store).read() as c:
+        first_after = c.execute("SELECT MIN(store_position) FROM rm_segments WHERE recorded_us > ?",
+                                (recorded_until_us,)).fetchone()[0]  # type: ignore[index]
+    return None if first_after is None else first_after - 1
+
+
+# ---------------------------------------------------------------------- balances
+_BALANCE_NOW = "SELECT promoter_id, currency, pending_minor, payable_minor, paid_minor FROM rm_balances b WHERE 1 = 1"
+# Each key's balances after the last segment at or before a store position that moved them.
+_BALANCE_AT = (
+    "SELECT b.promoter_id, b.currency, h.pending_minor, h.payable_minor, h.paid_minor FROM rm_balances b "
+    "JOIN rm_balance_history h ON h.promoter_id = b.promoter_id AND h.currency = b.currency AND h.store_position = ("
+    "SELECT MAX(x.store_position) FROM rm_balance_history x WHERE x.promoter_id = b.promoter_id "
+    "AND x.currency = b.currency AND x.store_position <= ?) WHERE 1 = 1"
+)
+
+
+def balances(store: Store, *, currency: str | None = None, after: tuple[str, str] | None = None,
+             limit: int | None = None, promoter_id: str | None = None, **window: Any) -> Page[BalanceRow]:
+    """Balance rows sorted by (promoter_id, currency) (SPEC §10), optionally of
+    one currency or promoter, after a cursor key, as of a time-travel window;
+    the next page's cursor is ``promoter|currency``."""
+    cap = cap_position(store, **window) if window else None
+    sql, params = (_BALANCE_NOW, []) if cap is None else (_BALANCE_AT, [cap])
+    sql = _where(sql, params, ("b.currency = ?", currency), ("b.promoter_id = ?", promoter_id),
+                 ("(b.promoter_id, b.currency) > (?, ?)", tuple(after) if after is not None else None))
+    sql += " ORDER BY b.promoter_id, b.currency" + _limit(limit)
+    with _fresh(store).read() as c:
+        rows = [BalanceRow(*row) for row in c.execute(sql, params).fetchall()]
+    return _page(rows, limit, lambda r: f"{r.promoter_id}|{r.currency}")
+
+
+def balance_map(store: Store, **window: Any) -> dict[tuple[str, str], list[int]]:
+    """(promoter, currency) → [pending, payable, paid], like ``Books.balances``."""
+    return {(r.promoter_id, r.currency): [r.pending, r.payable, r.paid] for r in balances(store, **window).items}
+
+
+def balance_map_as_is(db: Database) -> dict[tuple[str, str], list[int]]:
+    """The balances table as it stands, without catching up (what the audit compares)."""
+    with db.read() as c:
+        rows = c.execute("SELECT promoter_id, currency, pending_minor, payable_minor, paid_minor FROM rm_balances").fetchall()
+    return {(p, cur): [pending, payable, paid] for p, cur, pending, payable, paid in rows}
+
+
+def payables(store: Store) -> dict[tuple[str, str], int]:
+    """Every positive payable (what a payout may pay), caught up."""
+    with _fresh(store).read() as c:
+        rows = c.execute("SELECT promoter_id, currency, payable_minor FROM rm_balances WHERE payable_minor > 0").fetchall()
+    return {(p, cur): payable for p, cur, payable in rows}
+
+
+# -------------------------------------------------------------------- statements
+_STATEMENT = ("SELECT entry, journal, position, kind, currency, amount_minor, debit, credit, order_id, level, "
+              "rules_version, cause, pending_minor, payable_minor, paid_minor, event_us FROM rm_statement "
+              "WHERE promoter_id = ? AND entry > ?")
+
+
+def _entry(row: tuple) -> StatementEntry:
+    *values, event_us = row[1:]
+    return StatementEntry(*values, format_timestamp_us(event_us) if event_us is not None else None)
+
+
+def statement(store: Store, promoter_id: str, *, after: int = 0, limit: int | None = None,
+              **window: Any) -> Page[StatementEntry]:
+    """One promoter's entries in commit order, with running balances per
+    currency, after the ``after``-th entry; the next cursor is the number of
+    the page's last entry."""
+    params: list[Any] = [promoter_id, after]
+    sql = _where(_STATEMENT, params, ("store_position <= ?", cap_position(store, **window) if window else None))
+    sql += " ORDER BY entry" + _limit(limit)
+    with _fresh(store).read() as c:
+        rows = c.execute(sql, params).fetchall()
+    page = _page(rows, limit, lambda row: str(row[0]))
+    return Page([_entry(row) for row in page.items], page.next)
+
+
+# ------------------------------------------------------------------ dead letters
+def dead_letters(store: Store, *, after: int = 0, limit: int | None = None) -> Page[DeadLetterRow]:
+    """Dead letters in commit order after the ``after``-th; the next cursor is
+    the number of the page's last one."""
+    with _fresh(store).read() as c:
+        rows = c.execute("SELECT n, journal, position, reason, detail, source, raw, event_id FROM rm_dead_letters "
+                         "WHERE n > ? ORDER BY n" + _limit(limit), (after,)).fetchall()
+    page = _page(rows, limit, lambda row: str(row[0]))
+    return Page([
+        DeadLetterRow(journal, position, reason, detail, source, bytes(raw).decode("utf-8", errors="replace"),
+                      base64.b64encode(raw).decode(), event_id)
+        for _, journal, position, reason, detail, source, raw, event_id in page.items
+    ], page.next)
+
+
+# ----------------------------------------------------------------------- payouts
+@dataclass(frozen=True)
+class RecordedPayout:
+    position: int  # in the treasury journal: the batch's address
+    as_of: str
+    lines: int
+    totals: list[tuple[str, int]]  # what it paid per currency, in currency order
+
+
+def recorded_payouts(store: Store, newest: int) -> tuple[list[RecordedPayout], int]:
+    """The ``newest`` recorded payouts, newest first, and how many there are."""
+    with _fresh(store).read() as c:
+        count = c.execute("SELECT COUNT(*) FROM rm_payouts WHERE journal = ?", (TREASURY,)).fetchone()[0]  # type: ignore[index]
+        payouts = c.execute("SELECT position, as_of, lines FROM rm_payouts WHERE journal = ? ORDER BY position DESC "
+                            "LIMIT ?", (TREASURY, newest)).fetchall()
+        found = []
+        for position, as_of, lines in payouts:
+            totals = c.execute("SELECT currency, SUM(amount_minor) FROM rm_payout_lines WHERE journal = ? AND position = ? "
+                               "GROUP BY currency ORDER BY currency", (TREASURY, position)).fetchall()
+            found.append(RecordedPayout(position, as_of, lines, [(cur, int(total)) for cur, total in totals]))
+    return found, count
+
+
+def payout_batch(store: Store, position: int, journal: str = TREASURY) -> list[BatchLine] | None:
+    """The batch of the payout recorded at ``journal``:``position``: each line
+    with the payable it carried over and the entries it settles (None: no
+    payout there). ``carried_over + Σ entries = amount`` is checked."""
+    with _fresh(store).read() as c:
+        payout = c.execute("SELECT as_of FROM rm_payouts WHERE journal = ? AND position = ?", (journal, position)).fetchone()
+        if payout is None:
+            return None
+        lines = c.execute("SELECT line, promoter_id, currency, amount_minor, carried_over_minor FROM rm_payout_lines "
+                          "WHERE journal = ? AND position = ? ORDER BY line", (journal, position)).fetchall()
+        entries: dict[int, list[BatchEntry]] = {line[0]: [] for line in lines}
+        for line, *entry in c.execute(
+            "SELECT l.line, s.journal, s.position, s.kind, CASE WHEN s.credit = 'payable' THEN s.amount_minor "
+            "ELSE -s.amount_minor END, s.order_id, s.level FROM rm_payout_lines l JOIN rm_statement s "
+            "ON s.promoter_id = l.promoter_id AND s.entry > l.after_entry AND s.entry <= l.through_entry "
+            "WHERE l.journal = ? AND l.position = ? AND s.currency = l.currency AND s.kind <> 'payout' "
+            "AND (s.debit = 'payable' OR s.credit = 'payable') ORDER BY l.line, s.entry", (journal, position)
+        ).fetchall():
+            entries[line].append(BatchEntry(*entry))
+    batch = []
+    for line, promoter_id, currency, amount, carried in lines:
+        batch_line = BatchLine(promoter_id, currency, amount, payout[0], carried, entries[line])
+        require(carried + sum(e.amount_minor for e in batch_line.entries) == amount,
+                f"payout line {promoter_id} {currency} does not reconcile with its entries")
+        batch.append(batch_line)
+    return batch
+
+
+# ---------------------------------------------------------------------- orders
+def order_history(store: Store, journal: str, order_id: str) -> tuple[bytes | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the order event's raw bytes, the transfers that touched the order, its
+    rejected refunds) in ``journal``: what an explanation cites, from the
+    tables and one stored segment."""
+    db = _fresh(store)
+    with db.read() as c:
+        located = c.execute("SELECT store_position, position FROM rm_orders WHERE journal = ? AND order_id = ?",
+                            (journal, order_id)).fetchone()
+        history = [
+            {"position": position, "kind": kind, "level": level, "promoter_id": promoter_id, "amount_minor": amount,
+             "debit": debit, "credit": credit, "rules_version": rules_version, "cause": cause}
+            for position, kind, level, promoter_id, amount, debit, credit, rules_version, cause in c.execute(
+                "SELECT position, kind, level, promoter_id, amount_minor, debit, credit, rules_version, cause "
+                "FROM rm_statement WHERE journal = ? AND order_id = ? ORDER BY seq", (journal, order_id)).fetchall()
+        ]
+        rejected = [
+            {"position": position, "reason": reason, "detail": detail, "event_id": event_id}
+            for position, reason, detail, event_id in c.execute(
+                "SELECT position, reason, detail, event_id FROM rm_dead_letters WHERE journal = ? AND order_id = ? "
+                f"AND reason IN (?, ?) ORDER BY n", (journal, order_id, *REJECTED_REFUNDS)).fetchall()
+        ]
+    raw = None
+    if located is not None and located[0] is not None:
+        raw = _record_at(store, located[0], located[1]).raw
+    return raw, history, rejected
+
+
+def _record_at(store: Store, store_position: int, position: int) -> Any:
+    """The record at journal ``position`` of the segment at ``store_position``."""
+    for notification_id, _, _, state in store.notifications(after=store_position - 1, page=1):
+        require(notification_id == store_position, f"no segment at store position {store_position}")
+        segment = decode_segment(state)
+        return segment.records[position - segment.first]
+    raise AssertionError(f"no segment at store position {store_position}")
+
+
+# ------------------------------------------------------------ merchant statement
+def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = None,
+                       to_us: int | None = None) -> dict[str, Any]:
+    """SPEC §13: per order and currency what ``merchant_id`` owes in
+    commission (accrued, reversed, net, settled) and the totals per currency;
+    orders selected by ``from_us ≤ occurred_at < to_us``. Orders that never
+    earned commission (unattributed, self-referral, zero rates) owe nothing
+    and are not listed."""
+    params: list[Any] = [merchant_id]
+    sql = _where("SELECT order_id, currency, accrued_minor, reversed_minor, settled FROM rm_orders WHERE merchant_id = ?",
+                 params, ("occurred_us >= ?", from_us), ("occurred_us < ?", to_us))
+    with _fresh(store).read() as c:
+        rows = c.execute(sql + " ORDER BY occurred_us, order_id, journal", params).fetchall()
+    orders = [
+        {"order_id": order_id, "currency": currency, "accrued_minor": accrued, "reversed_minor": reversed_,
+         "net_minor": accrued - reversed_, "settled": bool(settled)}
+        for order_id, currency, accrued, reversed_, settled in rows
+    ]
+    return {"merchant_id": merchant_id, "orders": orders, "totals": merchant_totals(orders)}
+
+
+def period(from_text: str | None, to_text: str | None) -> dict[str, int | None]:
+    """``--from``/``--to`` (``?from=&to=``) as merchant_statement's bounds;
+    CommandError (one line) when one is not an RFC 3339 timestamp."""
+    bounds: dict[str, int | None] = {}
+    for name, text in (("from", from_text), ("to", to_text)):
+        instant = None if text is None else parse_timestamp_us(text)
+        if text is not None and instant is None:
+            raise CommandError(f"{name} {text!r} is not an RFC 3339 timestamp (e.g. 2026-01-31T16:00:00Z)")
+        bounds[f"{name}_us"] = instant
+    return bounds
+
+
+def merchant_totals(orders: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[str, list[int]] = {}
+    for o in orders:
+        total = totals.setdefault(o["currency"], [0, 0])
+        total[0] += o["accrued_minor"]
+        total[1] += o["reversed_minor"]
+    return [{"currency": currency, "accrued_minor": a, "reversed_minor": r, "net_minor": a - r}
+            for currency, (a, r) in sorted(totals.items())]
+
+
+# ----------------------------------------------------------------------- figures
+@dataclass(frozen=True)
+class Figures:
+    """What /metrics reports of the store."""
+
+    position: int
+    records: int
+    records_by_kind: dict[str, int]
+    dead_letters_by_reason: dict[str, int]
+    balance_rows: int
+
+
+def figures(store: Store) -> Figures:
+    position = catch_up(store).position
+    with database(store).read() as c:
+        counts = c.execute("SELECT metric, label, n FROM rm_counts WHERE metric IN ('records', 'dead_letters')").fetchall()
+        rows = c.execute("SELECT COUNT(*) FROM rm_balances").fetchone()[0]  # type: ignore[index]
+    kinds = {label: n for metric, label, n in counts if metric == "records" and label}
+    letters = {label: n for metric, label, n in counts if metric == "dead_letters"}
+    total = next((n for metric, label, n in counts if metric == "records" and not label), 0)
+    return Figures(position, total, kinds, letters, rows)
+
+
+# ------------------------------------------------------------------ paying out
+def payout_as_of(store: Store, position: int, journal: str = TREASURY) -> str | None:
+    """The as-of text of the payout recorded at ``journal``:``position``."""
+    with _fresh(store).read() as c:
+        row = c.execute("SELECT as_of FROM rm_payouts WHERE journal = ? AND position = ?", (journal, position)).fetchone()
+    return row[0] if row else None
+
+
+def payables_at(store: Store) -> tuple[int, dict[tuple[str, str], int]]:
+    """The store position the balances table stands at and every positive
+    payable there (what a payout may pay), caught up; one statement, so one
+    snapshot, on both databases."""
+    db = _fresh(store)
+    with db.read() as c:
+        rows = c.execute("SELECT (SELECT position FROM rm_tracking WHERE name = ?), promoter_id, currency, payable_minor "
+                         "FROM rm_balances WHERE payable_minor > 0", (PROJECTOR,)).fetchall()
+    position = rows[0][0] if rows else tracked_position(db)
+    return position, {(p, cur): payable for _, p, cur, payable in rows}
+
+
+def pay_out(books: Books, as_of: str, also: Also | None = None) -> tuple[int, PaidOut, list[BatchLine]]:
+    """SPEC §7's payout, paying the payables of the balances table (``Books.pay``
+    with ``payables_at``), its treasury position and its batch."""
+    position, record = books.pay(as_of, lambda: payables_at(books.store), also)
+    batch = payout_batch(books.store, position)
+    require(batch is not None, f"payout at treasury position {position} missing from the read models")
+    return position, record, batch  # type: ignore[return-value]
+
+
+def caught_up_position(store: Store) -> int:
+    """The store position the tables reflect, caught up."""
+    return catch_up(store).position
