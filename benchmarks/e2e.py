@@ -14,11 +14,29 @@ Stages (each in its own process, so peak RSS is per stage):
                   drain it), then a relay from scratch over the finished store (messages/s);
                   "events" counts messages here
   raw-consume     baseline: kafka-python consume + msgspec decode only
+  raw-consume-fast  the same with our record reader (consumers/kafka/fastrecords) installed
+  raw-confluent   the same with confluent-kafka (librdkafka), in its own virtualenv
+                  (benchmarks/confluent_baseline.py): what a C client's record reading costs
+  quix            baseline: a Quix Streams app (exactly-once, RocksDB state with changelog,
+                  a per-key count and nothing else) over the same topics, in its own
+                  virtualenv (benchmarks/quix_baseline.py); from process start to last event
   raw-sqlite      baseline: plain SQLite, one row per event, one transaction per 5,000
 
-Prints a table and writes JSON with events/s, seconds, peak RSS (MiB) and the
-ratio of each stage to its raw baseline (ingest/consume vs raw-consume,
-ingest vs raw-sqlite).
+raw-consume-fast, raw-confluent and quix run only when named in --stages; the
+last two create their virtualenvs on first use under $E2E_VENV_DIR (default
+~/.cache/commission-ledger-bench) with pinned versions from PyPI.
+
+Prints a table and writes JSON with events/s, seconds, CPU seconds (the stage
+process, all its threads: events per CPU second is the number that survives a
+noisy machine), peak RSS (MiB), the load average around each stage, and the
+ratio of each stage to its raw baseline (ingest/consume vs raw-consume, ingest
+vs raw-sqlite). consume and quix are also timed from process start (the
+driver's clock when it started the process) to the last event: "start s"
+and the ratio consume/quix on that clock.
+
+--profile PATH writes a cProfile of the consume stage's run (its timed part).
+--consume-options JSON: LedgerConsumer keyword arguments for the consume stage
+(e.g. '{"max_poll_records": 10000, "client_options": {"fetch_max_bytes": 8388608}}').
 """
 
 from __future__ import annotations
@@ -33,16 +51,37 @@ import sys
 import tempfile
 import time
 
-STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-sqlite")
+STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-consume-fast",
+          "raw-confluent", "quix", "raw-sqlite")
+# Only when asked for: quix and raw-confluent install into their own virtualenvs
+# from PyPI; raw-consume-fast is a measurement of our record reader.
+OPT_IN_STAGES = ("raw-consume-fast", "raw-confluent", "quix")
+DEFAULT_STAGES = tuple(s for s in STAGES if s not in OPT_IN_STAGES)
 IDLE_S = 2.0  # consume-2w: workers exit after this long without messages (not counted)
+SPAWNED_ENV = "E2E_SPAWNED_AT"  # the driver's time.time() when it started a stage's process
+VENV_DIR = os.environ.get("E2E_VENV_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "commission-ledger-bench")
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _report(events: int, seconds: float, **extra) -> None:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+_CPU_AT_START = _cpu_s()
+
+
+def _report(events: int, seconds: float, *, cpu_seconds: float | None = None, **extra) -> None:
+    """One JSON line; ``cpu_seconds``: of the timed part (default: since this process started)."""
+    cpu = cpu_seconds if cpu_seconds is not None else _cpu_s() - _CPU_AT_START
+    spawned = os.environ.get(SPAWNED_ENV)
     print(json.dumps({"events": events, "seconds": seconds, "events_per_s": events / seconds if seconds else 0,
+                      "cpu_seconds": cpu, "events_per_cpu_s": events / cpu if cpu else 0,
+                      "seconds_from_process_start": time.time() - float(spawned) if spawned else None,
                       "peak_rss_mib": _peak_rss_mib(), **extra}))
 
 
@@ -67,17 +106,27 @@ def stage_publish(path: str, bootstrap: str, topic: str) -> None:
     _report(counts.events + counts.shares, time.perf_counter() - started)
 
 
-def stage_consume(store: str, bootstrap: str, topic: str, total: int) -> None:
+def stage_consume(store: str, bootstrap: str, topic: str, total: int, options: str = "{}", profile: str = "") -> None:
     import logging
 
     from consumers.kafka import LedgerConsumer
     from ledger.store import Store
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    consumer = LedgerConsumer(Store(store), bootstrap, topic=topic, shares_topic=f"{topic}-shares")
-    started = time.perf_counter()
+    consumer = LedgerConsumer(Store(store), bootstrap, topic=topic, shares_topic=f"{topic}-shares", **json.loads(options))
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    started, cpu_started = time.perf_counter(), _cpu_s()
+    if profiler is not None:
+        profiler.enable()
     stats = consumer.run(max_messages=total, until_idle_s=30)
-    _report(stats.messages, time.perf_counter() - started)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    _report(stats.messages, time.perf_counter() - started, cpu_seconds=_cpu_s() - cpu_started)
 
 
 def stage_consume_workers(store: str, bootstrap: str, topic: str, total: int) -> None:
@@ -180,17 +229,21 @@ def stage_relay(path: str, store: str, bootstrap: str, topic: str) -> None:
             live_drain_seconds=drain_s)
 
 
-def stage_raw_consume(bootstrap: str, topic: str, total: int) -> None:
+def stage_raw_consume(bootstrap: str, topic: str, total: int, fast: bool = False) -> None:
     import msgspec
     from kafka import KafkaConsumer, TopicPartition
 
     decoder = msgspec.json.Decoder()
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    if fast:
+        from consumers.kafka import fastrecords
+
+        assert fastrecords.install(consumer)
     tps = [TopicPartition(t, p) for t in (topic, f"{topic}-shares") for p in consumer.partitions_for_topic(t)]
     consumer.assign(tps)
     consumer.seek_to_beginning()
     n = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_s()
     while n < total:
         for msgs in consumer.poll(timeout_ms=1000, max_records=5000).values():
             for m in msgs:
@@ -199,7 +252,59 @@ def stage_raw_consume(bootstrap: str, topic: str, total: int) -> None:
                 except msgspec.DecodeError:
                     pass
             n += len(msgs)
-    _report(n, time.perf_counter() - started)
+    _report(n, time.perf_counter() - started, cpu_seconds=_cpu_s() - cpu_started)
+
+
+# ------------------------------------------- baselines in their own virtualenvs
+def ensure_venv(name: str, requirements: list[str]) -> str:
+    """The python of ``VENV_DIR/name`` with ``requirements`` installed (pip,
+    once: a marker file records what was installed)."""
+    venv = os.path.join(VENV_DIR, name)
+    python = os.path.join(venv, "bin", "python")
+    marker = os.path.join(venv, "installed.txt")
+    wanted = "\n".join(requirements)
+    if os.path.exists(marker) and open(marker).read() == wanted:
+        return python
+    os.makedirs(VENV_DIR, exist_ok=True)
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    print(f"[e2e] installing {' '.join(requirements)} into {venv}", file=sys.stderr, flush=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", *requirements], check=True)
+    with open(marker, "w") as f:
+        f.write(wanted)
+    return python
+
+
+def _run_baseline(python: str, script: str, *args: str) -> dict:
+    env = {**os.environ, SPAWNED_ENV: repr(time.time())}
+    done = subprocess.run([python, os.path.join(HERE, script), *args], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def stage_raw_confluent(bootstrap: str, topic: str, total: int) -> dict:
+    from benchmarks.confluent_baseline import CONFLUENT_KAFKA_VERSION, MSGSPEC_VERSION
+
+    python = ensure_venv("confluent-venv", [f"confluent-kafka=={CONFLUENT_KAFKA_VERSION}", f"msgspec=={MSGSPEC_VERSION}"])
+    result = _run_baseline(python, "confluent_baseline.py", bootstrap, f"{topic},{topic}-shares", str(total))
+    result["events_per_cpu_s"] = result["events"] / result["cpu_seconds"] if result["cpu_seconds"] else 0
+    return result
+
+
+def stage_quix(bootstrap: str, topic: str, total: int, state_dir: str, deserializer: str = "json") -> dict:
+    """Quix Streams from process start to its last event; "seconds" is that
+    clock (it is what the issue compares), the in-app figures beside it."""
+    from benchmarks.quix_baseline import QUIX_VERSION
+
+    python = ensure_venv("quix-venv", [f"quixstreams=={QUIX_VERSION}"])
+    result = _run_baseline(python, "quix_baseline.py", bootstrap, f"{topic},{topic}-shares", str(total), state_dir,
+                           deserializer)
+    seconds = result["seconds"]
+    steady = result["seconds_to_last_event"] - result["seconds_to_first_event"]
+    return {**result, "events_per_s": result["events"] / seconds, "seconds_from_process_start": seconds,
+            "events_per_cpu_s": result["events"] / result["cpu_seconds"] if result.get("cpu_seconds") else 0,
+            "events_per_s_first_to_last_event": result["events"] / steady if steady > 0 else 0}
 
 
 def stage_raw_sqlite(path: str, db: str) -> None:
@@ -229,11 +334,23 @@ def stage_raw_sqlite(path: str, db: str) -> None:
 
 
 # ------------------------------------------------------------------ driver
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _run_stage(*argv: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "benchmarks.e2e", "--stage", *argv], capture_output=True, text=True)
+    load_before = _load()
+    env = {**os.environ, SPAWNED_ENV: repr(time.time())}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.e2e", "--stage", *argv], capture_output=True, text=True,
+                          env=env)
     if done.returncode != 0:
         raise RuntimeError(f"stage {argv[0]} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load_before": load_before, "load_after": _load()}
+
+
+def _in_driver(run) -> dict:
+    load_before = _load()
+    return {**run(), "load_before": load_before, "load_after": _load()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--stages", default=",".join(DEFAULT_STAGES),
+                        help=f"comma-separated, of: {','.join(STAGES)} (default: all but {', '.join(OPT_IN_STAGES)})")
+    parser.add_argument("--profile", default="", help="write a cProfile of the consume stage here")
+    parser.add_argument("--consume-options", default="{}", help="LedgerConsumer keyword arguments (JSON) for consume")
+    parser.add_argument("--quix-deserializer", default="json", choices=("json", "bytes"),
+                        help="the Quix app's value deserializer (json: Quix's default; bytes: no decoding at all)")
     parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
@@ -251,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "publish":
             stage_publish(*rest)
         elif name == "consume":
-            stage_consume(rest[0], rest[1], rest[2], int(rest[3]))
+            stage_consume(rest[0], rest[1], rest[2], int(rest[3]), *rest[4:])
         elif name == "consume-2w":
             stage_consume_workers(rest[0], rest[1], rest[2], int(rest[3]))
         elif name == "replay":
@@ -260,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             stage_relay(*rest)
         elif name == "raw-consume":
             stage_raw_consume(rest[0], rest[1], int(rest[2]))
+        elif name == "raw-consume-fast":
+            stage_raw_consume(rest[0], rest[1], int(rest[2]), fast=True)
         elif name == "raw-sqlite":
             stage_raw_sqlite(*rest)
         return 0
@@ -279,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             results["replay"] = _run_stage("replay", ingest_store)
         if "raw-sqlite" in wanted:
             results["raw-sqlite"] = _run_stage("raw-sqlite", path, f"{tmp}/raw.db")
-        kafka_stages = {"publish", "consume", "consume-2w", "raw-consume"} & set(wanted)
+        kafka_stages = {"publish", "consume", "consume-2w", "raw-consume", "raw-consume-fast", "raw-confluent", "quix"} & set(wanted)
         if kafka_stages or "relay" in wanted:
             with EmbeddedBroker() as broker:
                 topic = "bench"
@@ -290,27 +414,49 @@ def main(argv: list[str] | None = None) -> int:
                     results["publish"] = _run_stage("publish", path, broker.bootstrap, topic)
                 if "raw-consume" in wanted:
                     results["raw-consume"] = _run_stage("raw-consume", broker.bootstrap, topic, str(total))
+                if "raw-consume-fast" in wanted:
+                    results["raw-consume-fast"] = _run_stage("raw-consume-fast", broker.bootstrap, topic, str(total))
+                if "raw-confluent" in wanted:
+                    results["raw-confluent"] = _in_driver(lambda: stage_raw_confluent(broker.bootstrap, topic, total))
                 if "consume" in wanted:
-                    results["consume"] = _run_stage("consume", f"sqlite:///{tmp}/consume.db", broker.bootstrap, topic, str(total))
+                    results["consume"] = _run_stage("consume", f"sqlite:///{tmp}/consume.db", broker.bootstrap, topic, str(total),
+                                                    args.consume_options, os.path.abspath(args.profile) if args.profile else "")
+                if "quix" in wanted:
+                    results["quix"] = _in_driver(lambda: stage_quix(broker.bootstrap, topic, total, f"{tmp}/quix-state",
+                                                                             args.quix_deserializer))
                 if "consume-2w" in wanted:
                     results["consume-2w"] = _run_stage("consume-2w", f"sqlite:///{tmp}/consume2.db", broker.bootstrap, topic, str(total))
     raw_consume = results.get("raw-consume", {}).get("events_per_s")
     raw_sqlite = results.get("raw-sqlite", {}).get("events_per_s")
-    for name in ("consume", "consume-2w"):
+    for name in ("consume", "consume-2w", "raw-consume-fast", "raw-confluent"):
         if raw_consume and name in results:
             results[name]["ratio_to_raw_consume"] = results[name]["events_per_s"] / raw_consume
+    quix = results.get("quix")
+    if quix and "consume" in results:
+        # Both from process start to the last event, one process each.
+        results["consume"]["ratio_to_quix"] = quix["seconds"] / results["consume"]["seconds_from_process_start"]
     if raw_sqlite and "ingest" in results:
         results["ingest"]["ratio_to_raw_sqlite"] = results["ingest"]["events_per_s"] / raw_sqlite
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
                "events_requested": args.events, "events_in_file": total}
-    print(f"{'stage':<12} {'events':>10} {'seconds':>9} {'events/s':>10} {'peak RSS MiB':>13} {'ratio':>7}")
+    print(f"{'stage':<16} {'events':>10} {'seconds':>9} {'events/s':>10} {'ev/CPU-s':>9} {'start s':>8} "
+          f"{'peak RSS MiB':>13} {'ratio':>7} {'load before/after':>18}")
     for name in STAGES:
         r = results.get(name)
         if r is None:
             continue
         ratio = r.get("ratio_to_raw_consume") or r.get("ratio_to_raw_sqlite")
-        print(f"{name:<12} {r['events']:>10,} {r['seconds']:>9.2f} {r['events_per_s']:>10,.0f} {r['peak_rss_mib']:>13.0f} "
-              f"{'' if ratio is None else f'{ratio:.2f}':>7}")
+        per_cpu = r.get("events_per_cpu_s")
+        start = r.get("seconds_from_process_start")
+        load = f"{r['load_before'][0]:.2f}/{r['load_after'][0]:.2f}" if "load_before" in r else ""
+        print(f"{name:<16} {r['events']:>10,} {r['seconds']:>9.2f} {r['events_per_s']:>10,.0f} "
+              f"{'' if not per_cpu else f'{per_cpu:,.0f}':>9} {'' if start is None else f'{start:.2f}':>8} "
+              f"{r.get('peak_rss_mib', 0):>13.0f} {'' if ratio is None else f'{ratio:.2f}':>7} {load:>18}")
+    if quix:
+        print(f"quix: {quix['events_per_s']:,.0f} events/s from process start ({quix['seconds_to_first_event']:.1f} s to its "
+              f"first event: group join, changelog topics), {quix['events_per_s_first_to_last_event']:,.0f} events/s "
+              f"from first to last event; consume/quix from process start: "
+              f"{results.get('consume', {}).get('ratio_to_quix', float('nan')):.2f}")
     relay = results.get("relay")
     if relay:
         print(f"relay: {relay['events_per_s']:,.0f} messages/s from scratch ({relay['messages_per_input_event']:.2f} "

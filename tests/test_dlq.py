@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -74,10 +73,12 @@ class ScriptedProducer:
         self.clock = clock
         self.script = script
         self.sends: list[bytes] = []
+        self.topics: list[str] = []
         self.attempt: dict[bytes, int] = {}
 
     def send(self, topic, value, headers):
         self.sends.append(value)
+        self.topics.append(topic)
         n = self.attempt[value] = self.attempt.get(value, 0) + 1
         kind, exc, seconds = self.script(value, n)
         self.clock.now += seconds
@@ -93,7 +94,31 @@ def letters(n: int, topic: str = "ev") -> list[DeadLetter]:
 def sink(script, policy: CopyPolicy = CopyPolicy()) -> tuple[DeadLetterTopic, ScriptedProducer, Clock]:
     clock = Clock()
     producer = ScriptedProducer(clock, script)
-    return DeadLetterTopic(producer, "ev.dlq", policy, clock=clock, sleep=clock.sleep), producer, clock
+    return DeadLetterTopic(producer, "ev.dlq", policy, routes={"sh": "sh.dlq"}, clock=clock, sleep=clock.sleep), producer, clock
+
+
+def test_a_dead_letter_goes_to_the_dead_letter_topic_of_the_topic_it_came_from():
+    """SPEC §9: a bad share on ``<shares-topic>.dlq``, a bad event on ``<topic>.dlq``."""
+    topic, producer, clock = sink(lambda value, n: ("ok", None, 0.001))
+    mixed = [letters(2)[0], letters(2, topic="sh")[1], DeadLetter("malformed_json", "x", Source(file="f", line=1), b"f1")]
+    report = topic.write(mixed)
+    assert report.sent == 3 and producer.topics == ["ev.dlq", "sh.dlq", "ev.dlq"]  # not from Kafka: the default topic
+
+
+def test_one_dead_letter_topic_stalled_on_metadata_does_not_hold_up_the_other():
+    """Metadata trouble is a topic's: the shares' copies wait (the rest of the
+    round is not sent there), the events' copies go through in the same round."""
+    def script(value, n):
+        if value.startswith(b"s"):
+            return "raise", KafkaTimeoutError("Failed to update metadata after 1.0 secs."), 1.0
+        return "ok", None, 0.001
+
+    topic, producer, clock = sink(script, CopyPolicy(budget_s=1.05))
+    mixed = [DeadLetter("malformed_json", "x", Source(topic=t, partition=0, offset=i), f"{t[0]}{i}".encode())
+             for i, t in enumerate(["sh", "ev", "sh", "ev"])]
+    report = topic.write(mixed)
+    assert report.sent == 2 and [f.letter.raw for f in report.failures] == [b"s0", b"s2"]
+    assert producer.sends == [b"s0", b"e1", b"e3"] and report.attempts == 1  # the next pause would end past the budget
 
 
 def test_copies_acknowledged_on_the_first_try_are_not_retried():
@@ -278,6 +303,34 @@ def test_a_dead_letter_over_the_producers_limit_is_a_counted_failure_and_the_str
     assert [m.value for m in copies] == [b"[1, 2, 3]"]
 
 
+def test_a_bad_share_is_copied_to_the_shares_dead_letter_topic_which_publish_creates(tmp_path, kafka_bootstrap, topics):
+    """SPEC §9 "on Kafka also go to ``<topic>.dlq``": a bad share's copy goes
+    to ``<shares-topic>.dlq`` (once, though both tasks apply it), a bad event's
+    to ``<events-topic>.dlq``; ``publish`` creates both dead-letter topics."""
+    from kafka import KafkaAdminClient
+
+    events_topic, shares_topic = topics
+    lines = list(generate(1_000, seed=6, malformed_rate=0, duplicate_rate=0))
+    publish(lines, kafka_bootstrap, topic=events_topic, shares_topic=shares_topic, partitions=2)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        assert {f"{events_topic}.dlq", f"{shares_topic}.dlq"} <= set(admin.list_topics())
+    finally:
+        admin.close()
+    bad_share, bad_event = b'{"type":"share","event_id":"bad-s"', b'{"type":"click","event_id":"bad-c"'
+    placed = send_routed(kafka_bootstrap, events_topic, shares_topic, [(shares_topic, 1, bad_share), (events_topic, 0, bad_event)])
+    stats = LedgerConsumer(Store(f"sqlite:///{tmp_path}/ledger.db"), kafka_bootstrap, topic=events_topic,
+                           shares_topic=shares_topic).run(until_idle_s=2.0)
+    assert stats.counts.reasons == {"malformed_json": 3}  # the share in both tasks' journals, the event in one
+    assert stats.dlq_copies == 2 and not stats.dlq_failures
+    for dlq, value, source in ((f"{shares_topic}.dlq", bad_share, placed[0]), (f"{events_topic}.dlq", bad_event, placed[1])):
+        copies = _read_all(kafka_bootstrap, dlq, 2, timeout_s=5)
+        assert [m.value for m in copies] == [value], dlq
+        h = dict(copies[0].headers)
+        assert (h["source.topic"].decode(), int(h["source.partition"]), int(h["source.offset"])) == (
+            source.topic, source.partition, source.offset)
+
+
 def file_ingest_dead_letters(lines: list[bytes]) -> int:
     ledger = Ledger(JournalStore(Store("memory://"), "main"))
     return ledger.ingest((raw, Source(file="ref", line=i)) for i, raw in enumerate(lines, 1)).dead_letters
@@ -390,21 +443,6 @@ def test_a_dead_letter_topic_the_client_cannot_name_is_counted_not_retried(tmp_p
     assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)
 
 
-class Proxy(FlakyProxy):
-    """FlakyProxy whose outage also wakes its listener: closing a listening
-    socket that another thread is blocked in accept() on leaves it accepting
-    one more connection (Linux), and a reconnecting client gets it; shutting
-    it down first makes the port refuse at once."""
-
-    def outage(self) -> None:
-        if self.server is not None:
-            try:
-                self.server.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        super().outage()
-
-
 def test_the_broker_going_away_during_the_copies_costs_one_budget(tmp_path, topics):
     """The broker disappears (through a proxy that is every client's only
     route to it) just as the first batch's copies are sent: they are not
@@ -431,7 +469,7 @@ def test_the_broker_going_away_during_the_copies_costs_one_budget(tmp_path, topi
             return report
 
     with EmbeddedBroker(advertised_port=proxy_port) as broker:
-        proxy = Proxy(broker.bootstrap, proxy_port)
+        proxy = FlakyProxy(broker.bootstrap, proxy_port)
         via_proxy = f"127.0.0.1:{proxy_port}"
         try:
             publish(lines, via_proxy, topic=topics[0], shares_topic=topics[1], partitions=1)

@@ -7,8 +7,9 @@ lines over 1 MB — some of them the very first message of every shares
 partition, so each task meets a poisoned share before any good one.
 ``commission-ledger consume`` must exit 0 with the books of a clean file
 ingest of the clean lines, every hostile message a dead letter with its exact
-bytes and source, and exactly one copy of each on ``<topic>.dlq`` (the 1 MB+
-ones too: the old producer, limited to 1 MiB, could not send them).
+bytes and source, and exactly one copy of each on the ``.dlq`` topic of the
+topic it came from (the 1 MB+ ones too: the old producer, limited to 1 MiB,
+could not send them).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def hostile_values(kind: str) -> list[bytes | None]:
 def test_consume_of_both_topics_with_hostile_messages_spliced_in(tmp_path, kafka_bootstrap, topics):
     events_topic, shares_topic = topics
     clean = list(generate(3_000, seed=11))
-    ensure_topics(kafka_bootstrap, {events_topic: PARTITIONS, shares_topic: PARTITIONS, f"{events_topic}.dlq": 1})
+    ensure_topics(kafka_bootstrap, {events_topic: PARTITIONS, shares_topic: PARTITIONS, f"{events_topic}.dlq": 1,
+                                    f"{shares_topic}.dlq": 1})
 
     bad_shares = hostile_values("share")
     bad_events = hostile_values("click")
@@ -105,16 +107,18 @@ def test_consume_of_both_topics_with_hostile_messages_spliced_in(tmp_path, kafka
         journals = {r["journal"] for r in found}
         assert len(journals) == (PARTITIONS if source.startswith(shares_topic) else 1), (source, journals)
 
-    # One copy of each on <topic>.dlq, its value the original bytes, its headers the source.
+    # One copy of each on the .dlq of its topic, its value the original bytes, its headers the source.
     copied = samples.get(("ledger_dlq_copies_sent_total", ()))
     assert copied is not None and copied >= len(sources), {k: v for k, v in samples.items() if k[0].startswith("ledger_dlq")}
     assert not any(k[0] == "ledger_dlq_send_failures_total" and v for k, v in samples.items())
-    copies = _read_all(kafka_bootstrap, f"{events_topic}.dlq", int(copied))
+    shares_copies = _read_all(kafka_bootstrap, f"{shares_topic}.dlq", len(bad_shares))
+    copies = shares_copies + _read_all(kafka_bootstrap, f"{events_topic}.dlq", int(copied) - len(shares_copies))
     assert len(copies) == copied
     seen = Counter()
     for message in copies:
         h = dict(message.headers)
         source = f"{h['source.topic'].decode()}/{h['source.partition'].decode()}@{h['source.offset'].decode()}"
+        assert message.topic == f"{h['source.topic'].decode()}.dlq", (message.topic, source)
         seen[source] += 1
         if source in sources:
             assert (message.value, h["reason"]) == (sources[source], b"malformed_json"), source

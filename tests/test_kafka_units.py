@@ -94,3 +94,117 @@ def test_backoff_doubles_up_to_its_cap(monkeypatch):
     assert slept == [0.5, 1.0, 2.0, 3.0, 3.0]
     with pytest.raises(ValueError):
         Backoff(0)
+
+
+# ------------------------------------------------- reading fetched batches
+def _batch(records, base_offset=0, compression=0, log_append_time=False) -> bytes:
+    """One v2 record batch as the broker returns it: ``records`` are
+    (offset delta, timestamp, key, value, headers)."""
+    import struct
+
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=compression, is_transactional=0, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 30)
+    for delta, ts, key, value, hdrs in records:
+        builder.append(delta, timestamp=ts, key=key, value=value, headers=hdrs)
+    buf = builder.build()
+    struct.pack_into(">q", buf, 0, base_offset)
+    if log_append_time:
+        _set_attribute(buf, 0x08)
+    return bytes(buf)
+
+
+def _set_attribute(buf: bytearray, bit: int) -> None:
+    """Set an attribute bit of a batch and recompute its CRC, as a broker would write it."""
+    import struct
+
+    from kafka.record.util import calc_crc32c
+
+    attributes = struct.unpack_from(">h", buf, 21)[0] | bit
+    struct.pack_into(">h", buf, 21, attributes)
+    struct.pack_into(">I", buf, 17, calc_crc32c(memoryview(buf)[21:]))
+
+
+def _readers(data: bytes, fetch_offset: int = 0, **kwargs):
+    from kafka.consumer.fetcher import Fetcher
+    from kafka.record.memory_records import MemoryRecords
+    from kafka.structs import TopicPartition
+
+    from consumers.kafka.fastrecords import FastPartitionRecords
+
+    tp = TopicPartition("ev", 3)
+    return (Fetcher.PartitionRecords(fetch_offset, tp, MemoryRecords(data), **kwargs),
+            FastPartitionRecords(fetch_offset, tp, MemoryRecords(data), **kwargs))
+
+
+def _varied_records(n: int, start_ts: int = 1_700_000_000_000) -> list:
+    """Keys and values absent, empty, short and long (varints of 1 to 3
+    bytes), headers now and then, timestamp deltas small and large."""
+    out = []
+    for i in range(n):
+        key = None if i % 7 == 0 else (b"" if i % 11 == 0 else f"buyer-{i}".encode())
+        value = None if i % 13 == 0 else (b"x" * (70_000 if i % 50 == 1 else 100 + i * 37 % 9000))
+        hdrs = [("h", b"v"), ("empty", None)] if i % 17 == 0 else []
+        out.append((i, start_ts + (i * i * 997) % 10_000_000, key, value, hdrs))
+    return out
+
+
+def test_the_fast_reader_reads_what_kafka_python_reads():
+    data = _batch(_varied_records(400)) + _batch(_varied_records(300, 1_600_000_000_000), base_offset=400)
+    data += _batch(_varied_records(20), base_offset=700, log_append_time=True)
+    data += _batch(_varied_records(30), base_offset=720, compression=1)  # gzip: kafka-python's own reading
+    original, fast = _readers(data)
+    expected = original.take()
+    assert len(expected) == 750 and fast.take() == expected
+    assert fast.next_fetch_offset == original.next_fetch_offset == 750
+    assert not fast and not original  # drained: the fetcher asks no more of them
+
+
+def test_the_fast_reader_takes_in_pieces_from_the_middle_of_a_batch():
+    data = _batch(_varied_records(100)) + _batch(_varied_records(100), base_offset=100)
+    original, fast = _readers(data, fetch_offset=37)
+    for n in (1, 10, 62, 5, 200):
+        taken = fast.take(n)
+        assert taken == original.take(n)
+        assert fast.next_fetch_offset == original.next_fetch_offset
+    assert taken[-1].offset == 199 and not fast and not original
+
+
+def test_the_fast_reader_skips_control_batches_and_refuses_corrupt_ones():
+    import kafka.errors as Errors
+
+    control = bytearray(_batch([(0, 1, b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00", [])], base_offset=10))
+    _set_attribute(control, 0x20)
+    data = _batch(_varied_records(10)) + bytes(control) + _batch(_varied_records(5), base_offset=11)
+    original, fast = _readers(data)
+    assert [r.offset for r in fast.take()] == [r.offset for r in original.take()] == list(range(10)) + list(range(11, 16))
+
+    corrupt = bytearray(_batch(_varied_records(10)))
+    corrupt[200] ^= 0xFF
+    for reader in _readers(bytes(corrupt)):
+        with pytest.raises(Errors.CorruptRecordError, match="crc"):
+            reader.take()
+    # Without CRC checks, a record whose length does not add up is still refused.
+    truncated = bytearray(_batch(_varied_records(3)))
+    truncated[61] = 0x7E  # the first record's length: 63, past what it holds
+    for reader in _readers(bytes(truncated), check_crcs=False):
+        with pytest.raises(Errors.CorruptRecordError):
+            reader.take()
+
+
+def test_the_fast_reader_is_installed_on_one_consumer_not_on_the_library():
+    from kafka import KafkaConsumer
+    from kafka.consumer.fetcher import Fetcher
+
+    from consumers.kafka.fastrecords import FastPartitionRecords, install
+
+    consumer = KafkaConsumer(bootstrap_servers="127.0.0.1:1", api_version=(3, 9))  # not connected
+    other = KafkaConsumer(bootstrap_servers="127.0.0.1:1", api_version=(3, 9))
+    try:
+        assert install(consumer) and install(consumer)
+        assert consumer._fetcher.PartitionRecords is FastPartitionRecords
+        assert other._fetcher.PartitionRecords is Fetcher.PartitionRecords is not FastPartitionRecords
+    finally:
+        consumer.close()
+        other.close()

@@ -17,6 +17,7 @@ from typing import Callable
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from consumers.kafka import fastrecords
 from consumers.kafka.dlq import CopyPolicy, producer_config
 
 log = logging.getLogger("commission_ledger.consume")
@@ -116,6 +117,10 @@ def connect(
             events.bootstrap(timeout_ms=int(max(backoff.delay_s, 1.0) * 1000))
             shares = KafkaConsumer(group_id=None, client_id="commission-ledger-shares", **common)
             opened.append(shares)
+            for consumer in (events, shares):
+                if not fastrecords.install(consumer):
+                    log.info("kafka-python's own record reader on %s (fastrecords does not fit this version)",
+                             consumer.config["client_id"])
             largest_fetch = max(c.config["receive_message_max_bytes"] for c in (events, shares))
             producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="commission-ledger-dlq",
                                      **{**producer_config(dlq_policy, largest_fetch), **(producer_options or {})})

@@ -1,5 +1,6 @@
-"""The dead-letter topic ``<topic>.dlq`` (SPEC §9): a copy of each dead letter
-for the upstream teams. The record of truth is the dead letter in the ledger,
+"""The dead-letter topics (SPEC §9): a copy of each dead letter for the
+upstream teams, on ``<topic>.dlq`` of the topic it came from — a bad event on
+``<events-topic>.dlq``, a bad share on ``<shares-topic>.dlq``. The record of truth is the dead letter in the ledger,
 committed with its batch; the copy is a convenience, and writing it never
 stops, loops or holds up a partition for longer than its budget.
 
@@ -110,7 +111,7 @@ def producer_config(policy: CopyPolicy, largest_fetch_bytes: int) -> dict:
         "acks": "all",
         "enable_idempotence": False,
         "retries": 0,
-        "linger_ms": 5,
+        "linger_ms": 0,  # a batch's copies are awaited at once: lingering would only add to the wait
         "max_request_size": largest_fetch_bytes + HEADROOM_BYTES,
         "max_block_ms": policy.max_block_ms,
         # A record not acknowledged within about the budget is expired by the
@@ -202,8 +203,11 @@ class DeadLetterSink(Protocol):
 
 
 class DeadLetterTopic:
-    """Copies dead letters to one Kafka topic with the consumer's dead-letter
-    producer (configured by ``producer_config``)."""
+    """Copies dead letters to their dead-letter topic with the consumer's
+    dead-letter producer (configured by ``producer_config``): ``routes`` maps a
+    source topic to its dead-letter topic; a letter from any other source goes
+    to ``topic``. One budget covers all the letters of a write, whichever
+    topics they go to."""
 
     def __init__(
         self,
@@ -211,14 +215,19 @@ class DeadLetterTopic:
         topic: str,
         policy: CopyPolicy = CopyPolicy(),
         *,
+        routes: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.producer = producer
         self.topic = topic
+        self.routes = dict(routes or {})
         self.policy = policy
         self.clock = clock
         self.sleep = sleep
+
+    def topic_for(self, letter: DeadLetter) -> str:
+        return self.routes.get(letter.source.topic, self.topic)
 
     def write(self, letters: Sequence[DeadLetter]) -> CopyReport:
         report = CopyReport()
@@ -250,15 +259,21 @@ class DeadLetterTopic:
         the letters worth another try, with their error."""
         again: list[tuple[DeadLetter, BaseException]] = []
         in_flight = []
-        for i, letter in enumerate(letters):
+        stalled: dict[str, BaseException] = {}  # topic → the retriable error its send raised this round
+        for letter in letters:
+            topic = self.topic_for(letter)
+            if topic in stalled:
+                # Metadata or connection trouble concerns the topic, not the
+                # letter: the rest of this round would wait the same way.
+                again.append((letter, stalled[topic]))
+                continue
             try:
-                in_flight.append((letter, self.producer.send(self.topic, value=letter.raw, headers=headers(letter))))
+                in_flight.append((letter, self.producer.send(topic, value=letter.raw, headers=headers(letter))))
             except Exception as exc:  # noqa: BLE001 - whatever the client raises is a failed copy, never a crash
                 if retriable(exc):
-                    # Metadata or connection trouble concerns the topic, not the
-                    # letter: the rest of this round would wait the same way.
-                    again += [(rest, exc) for rest in letters[i:]]
-                    break
+                    stalled[topic] = exc
+                    again.append((letter, exc))
+                    continue
                 report.failures.append(Failure(letter, failure_reason(exc), describe(exc)))
         for letter, future in in_flight:
             try:
@@ -276,12 +291,14 @@ class DeadLetterTopic:
         for failure in report.failures[:LOGGED_PER_BATCH]:
             src = failure.letter.source
             log.warning("dead-letter copy to %s given up (%s) after %d attempt(s) in %.2fs: topic %s partition %s offset %s "
-                        "(%s): %s", self.topic, failure.reason, report.attempts, report.seconds, src.topic, src.partition,
+                        "(%s): %s", self.topic_for(failure.letter), failure.reason, report.attempts, report.seconds, src.topic, src.partition,
                         src.offset, failure.letter.reason, failure.error)
-        rest = report.failures[LOGGED_PER_BATCH:]
-        if rest:
+        by_topic: dict[str, list[Failure]] = {}
+        for failure in report.failures[LOGGED_PER_BATCH:]:
+            by_topic.setdefault(self.topic_for(failure.letter), []).append(failure)
+        for topic, rest in by_topic.items():
             sources = ", ".join(f.letter.source.text() for f in rest[:50]) + (" …" if len(rest) > 50 else "")
-            log.warning("dead-letter copy to %s given up for %d more: %s", self.topic, len(rest), sources)
+            log.warning("dead-letter copy to %s given up for %d more: %s", topic, len(rest), sources)
 
 
 class CopiedShares:

@@ -3,7 +3,8 @@
 Clicks, orders and refunds go to the events topic keyed by ``buyer_id``; shares
 to the shares topic keyed by ``promoter_id``. Lines that are not JSON objects
 (upstream garbage, for testing the dead-letter path) go to the events topic
-without a key. Sends are idempotent and acknowledged by all replicas.
+without a key. Sends are idempotent and acknowledged by all replicas. The
+dead-letter topics of both (``<topic>.dlq``, one partition) are created too.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def publish(
     partitions: int = DEFAULT_PARTITIONS,
 ) -> PublishCounts:
     """Publish every line; returns once all sends are acknowledged."""
-    ensure_topics(bootstrap, {topic: partitions, shares_topic: partitions, dlq_topic(topic): 1})
+    ensure_topics(bootstrap, {topic: partitions, shares_topic: partitions, dlq_topic(topic): 1, dlq_topic(shares_topic): 1})
     counts = PublishCounts()
     sender = producer(bootstrap)
     try:

@@ -14,7 +14,7 @@ DEFAULT_PARTITIONS = 4
 
 
 def dlq_topic(topic: str) -> str:
-    """The dead-letter topic of an events topic (SPEC §9)."""
+    """The dead-letter topic of an events or shares topic (SPEC §9)."""
     return f"{topic}.dlq"
 
 

@@ -1,0 +1,277 @@
+"""A faster reading of fetched record batches for kafka-python's consumer.
+
+kafka-python reads every record of a fetch response in Python: seven varint
+calls, a ``DefaultRecord`` and a ``ConsumerRecord`` per message, its key and
+headers copied — measured at ~6 µs a message on this machine, a quarter of the
+whole ledger's consume profile. ``FastPartitionRecords`` reads the common
+batch — message format v2, uncompressed, not a control batch — in one loop
+over its bytes, with one- and two-byte varints decoded inline, and still
+yields kafka-python's ``ConsumerRecord``s (topic, partition, offset,
+timestamp, key, value, headers: the fields the consumer's callers read). Any
+other batch (compressed, transactional control, the legacy formats) goes
+through kafka-python's own reader, so nothing changes there. The batch's CRC
+is checked as before (``check_crcs``, with the ``crc32c`` C extension).
+
+It is installed on one consumer's fetcher (``install``), not on the library:
+kafka-python's fetcher creates its per-partition readers as
+``self.PartitionRecords`` (kafka-python 3.0; ``install`` says False and leaves
+the consumer alone when a version does not).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kafka.errors as Errors
+from kafka import KafkaConsumer
+from kafka.consumer.fetcher import ConsumerRecord, Fetcher
+from kafka.protocol.consumer import IsolationLevel
+from kafka.record.default_records import DefaultRecordBatch
+from kafka.record.util import decode_varint
+
+log = logging.getLogger("commission_ledger.consume")
+
+_CODEC_MASK = DefaultRecordBatch.CODEC_MASK
+_CONTROL_MASK = DefaultRecordBatch.CONTROL_MASK
+_TIMESTAMP_TYPE_MASK = DefaultRecordBatch.TIMESTAMP_TYPE_MASK
+_HEADER_SIZE = DefaultRecordBatch.HEADER_STRUCT.size
+
+
+def read_batch(buffer: bytes, base_offset: int, first_timestamp: int, max_timestamp: int, log_append_time: bool,
+               count: int, topic: str, partition: int, leader_epoch: int) -> list[ConsumerRecord]:
+    """The records of one uncompressed v2 batch (``buffer``: the whole batch).
+    Raises CorruptRecordError where kafka-python's reader would.
+
+    Each varint is decoded inline when it has one or two bytes (zigzag values
+    below 8192: lengths, offset and timestamp deltas of ordinary batches),
+    by ``decode_varint`` otherwise. The five inline blocks repeat on purpose:
+    the same with one small helper function measured 2.45 against 2.05 µs a
+    record (20k records)."""
+    out: list[ConsumerRecord] = []
+    append = out.append
+    new = tuple.__new__  # a ConsumerRecord without the Python-level __new__ of a namedtuple
+    pos = _HEADER_SIZE
+    end = len(buffer)
+    timestamp_type = 1 if log_append_time else 0
+    try:
+        for _ in range(count):
+            b = buffer[pos]  # Length
+            if b < 0x80:
+                length = (b >> 1) ^ -(b & 1)
+                pos += 1
+            elif buffer[pos + 1] < 0x80:
+                b = (b & 0x7F) | (buffer[pos + 1] << 7)
+                length = (b >> 1) ^ -(b & 1)
+                pos += 2
+            else:
+                length, pos = decode_varint(buffer, pos)
+            start = pos
+            pos += 1  # Attributes: unused by the format so far
+            b = buffer[pos]  # TimestampDelta
+            if b < 0x80:
+                ts_delta = (b >> 1) ^ -(b & 1)
+                pos += 1
+            elif buffer[pos + 1] < 0x80:
+                b = (b & 0x7F) | (buffer[pos + 1] << 7)
+                ts_delta = (b >> 1) ^ -(b & 1)
+                pos += 2
+            else:
+                ts_delta, pos = decode_varint(buffer, pos)
+            b = buffer[pos]  # OffsetDelta
+            if b < 0x80:
+                offset_delta = (b >> 1) ^ -(b & 1)
+                pos += 1
+            elif buffer[pos + 1] < 0x80:
+                b = (b & 0x7F) | (buffer[pos + 1] << 7)
+                offset_delta = (b >> 1) ^ -(b & 1)
+                pos += 2
+            else:
+                offset_delta, pos = decode_varint(buffer, pos)
+            b = buffer[pos]  # Key length
+            if b < 0x80:
+                key_len = (b >> 1) ^ -(b & 1)
+                pos += 1
+            elif buffer[pos + 1] < 0x80:
+                b = (b & 0x7F) | (buffer[pos + 1] << 7)
+                key_len = (b >> 1) ^ -(b & 1)
+                pos += 2
+            else:
+                key_len, pos = decode_varint(buffer, pos)
+            if key_len >= 0:
+                key = buffer[pos:pos + key_len]
+                pos += key_len
+            else:
+                key = None
+            b = buffer[pos]  # Value length
+            if b < 0x80:
+                value_len = (b >> 1) ^ -(b & 1)
+                pos += 1
+            elif buffer[pos + 1] < 0x80:
+                b = (b & 0x7F) | (buffer[pos + 1] << 7)
+                value_len = (b >> 1) ^ -(b & 1)
+                pos += 2
+            else:
+                value_len, pos = decode_varint(buffer, pos)
+            if value_len >= 0:
+                value = buffer[pos:pos + value_len]
+                pos += value_len
+            else:
+                value = None
+            if buffer[pos] == 0:  # no headers: the common case
+                pos += 1
+                headers: list = []
+                header_size = -1
+            else:
+                headers, pos = _read_headers(buffer, pos)
+                header_size = (sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in headers)
+                               if headers else -1)
+            if pos - start != length or pos > end:
+                raise Errors.CorruptRecordError(
+                    f"Invalid record size: expected to read {length} bytes in record payload, but instead read {pos - start}")
+            append(new(ConsumerRecord, (topic, partition, leader_epoch, base_offset + offset_delta,
+                                        max_timestamp if log_append_time else first_timestamp + ts_delta, timestamp_type,
+                                        key, value, headers, None, -1 if key is None else key_len,
+                                        -1 if value is None else value_len, header_size)))
+    except IndexError as err:
+        raise Errors.CorruptRecordError(f"Found invalid record structure: {err!r}") from None
+    if pos != end:
+        raise Errors.CorruptRecordError(f"{end - pos} unconsumed bytes after all records consumed")
+    return out
+
+
+def _read_headers(buffer: bytes, pos: int) -> tuple[list, int]:
+    count, pos = decode_varint(buffer, pos)
+    if count < 0:
+        raise Errors.CorruptRecordError(f"Found invalid number of record headers {count}")
+    headers = []
+    for _ in range(count):
+        key_len, pos = decode_varint(buffer, pos)
+        if key_len < 0:
+            raise Errors.CorruptRecordError(f"Invalid negative header key size {key_len}")
+        key = buffer[pos:pos + key_len].decode("utf-8")
+        pos += key_len
+        value_len, pos = decode_varint(buffer, pos)
+        if value_len >= 0:
+            value = buffer[pos:pos + value_len]
+            pos += value_len
+        else:
+            value = None
+        headers.append((key, value))
+    return headers, pos
+
+
+class FastPartitionRecords(Fetcher.PartitionRecords):
+    """kafka-python's per-partition reader, reading a batch at a time:
+    ``read_batch`` for the common batch, kafka-python's own reading for the
+    rest, and ``take`` handing out slices of the batch in hand instead of
+    pulling records one by one through a chain of generators. Skipping to
+    the fetch offset, aborted transactions, control batches, CRC checks,
+    ``next_fetch_offset`` and draining behave as in the original."""
+
+    def __init__(self, fetch_offset, tp, records, key_deserializer=None, value_deserializer=None, **kwargs):
+        super().__init__(fetch_offset, tp, records, key_deserializer, value_deserializer, **kwargs)
+        # With deserializers, the original reader (it calls them per record).
+        self._batches = None if key_deserializer or value_deserializer else self._read_batches(tp, records)
+        self._pending: list[ConsumerRecord] = []
+        self._at = 0
+
+    def take(self, n=None):
+        if self._batches is None:
+            return super().take(n)
+        self._maybe_raise_next_inline_exception()
+        out: list[ConsumerRecord] = []
+        try:
+            while n is None or len(out) < n:
+                pending, at = self._pending, self._at
+                if at >= len(pending):
+                    self._pending, self._at = next(self._batches, None) or [], 0
+                    if not self._pending:
+                        break
+                    continue
+                stop = len(pending) if n is None else min(len(pending), at + n - len(out))
+                out += pending[at:stop]
+                self._at = stop
+                self.records_read += stop - at
+                self.next_fetch_offset = pending[stop - 1].offset + 1
+        except Exception as e:
+            if not out:
+                raise
+            self._next_inline_exception = e  # raised by the next take, as the original does
+        return out
+
+    def _read_batches(self, tp, records):
+        """The records of each batch at or after the fetch offset, a list per
+        batch (batches without any are skipped); drains at the end."""
+        batch = records.next_batch()
+        last_batch = None
+        while batch is not None:
+            last_batch = batch
+            if self.check_crcs and not batch.validate_crc():
+                raise Errors.CorruptRecordError(
+                    "Record batch for partition %s at offset %s failed crc check" % (
+                        self.topic_partition, batch.base_offset))
+            if batch.magic != 2:
+                read = list(self._records_of(tp, batch))
+            else:
+                self.leader_epoch = batch.leader_epoch
+                if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
+                    self._consume_aborted_transactions_up_to(batch.last_offset)
+                    producer_id = batch.producer_id
+                    if self._contains_abort_marker(batch):
+                        self.aborted_producer_ids.discard(producer_id)
+                    elif self._is_batch_aborted(batch):
+                        self.next_fetch_offset = batch.next_offset
+                        batch = records.next_batch()
+                        continue
+                attributes = batch.attributes
+                if attributes & _CONTROL_MASK:
+                    self.next_fetch_offset = batch.next_offset
+                    batch = records.next_batch()
+                    continue
+                if attributes & _CODEC_MASK:
+                    read = list(self._records_of(tp, batch))
+                else:
+                    buffer = bytes(batch._buffer)
+                    read = read_batch(buffer, batch.base_offset, batch.first_timestamp, batch.max_timestamp,
+                                      bool(attributes & _TIMESTAMP_TYPE_MASK), batch.records_count,
+                                      tp.topic, tp.partition, self.leader_epoch)
+                    self.bytes_read += len(buffer)
+            if read and read[0].offset < self.fetch_offset:  # fetched from the middle of a batch
+                read = [r for r in read if r.offset >= self.fetch_offset]
+            if read:
+                yield read
+            batch = records.next_batch()
+        if last_batch and last_batch.magic == 2:
+            self.next_fetch_offset = last_batch.next_offset
+        self.drain()
+
+    def _records_of(self, tp, batch):
+        """kafka-python's own reading of one batch (the uncommon kinds)."""
+        for record in batch:
+            if self.check_crcs and not record.validate_crc():
+                raise Errors.CorruptRecordError(
+                    "Record for partition %s at offset %s failed crc check" % (self.topic_partition, record.offset))
+            headers = record.headers
+            header_size = sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in headers) if headers else -1
+            self.bytes_read += record.size_in_bytes
+            yield ConsumerRecord(
+                tp.topic, tp.partition, self.leader_epoch, record.offset, record.timestamp, record.timestamp_type,
+                record.key, record.value, headers, record.checksum,
+                len(record.key) if record.key is not None else -1, len(record.value) if record.value is not None else -1,
+                header_size)
+
+
+def install(consumer: KafkaConsumer) -> bool:
+    """Read this consumer's fetched batches with ``FastPartitionRecords``;
+    False (and the consumer unchanged) where its fetcher is not the kind this
+    was written for."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if not isinstance(fetcher, Fetcher):
+        return False
+    current = getattr(fetcher, "PartitionRecords", None)
+    if current is FastPartitionRecords:
+        return True
+    if current is not Fetcher.PartitionRecords:
+        return False
+    fetcher.PartitionRecords = FastPartitionRecords
+    return True
