@@ -2,7 +2,7 @@
 one place so that no two parts of the engine share one."""
 
 META = 0x00  # the journal's head, rules and counters (one row)
-SEEN = 0x01  # event_id → content fingerprint (SPEC §8)
+SEEN = 0x01  # event_id → (segment version, index) of its first occurrence (SPEC §8)
 REFUND_IDS = 0x02  # refund_id claimed
 ORDERS = 0x03  # order_id → OrderState
 BUYERS = 0x04  # buyer_id → the buyer's recent clicks and unsettled orders

@@ -15,6 +15,7 @@ so an evicted and reloaded value is always the one true copy.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Generic, Iterable, TypeVar
@@ -209,6 +210,12 @@ class Flush:
 
 
 _open_caches: "weakref.WeakSet[StateCache]" = weakref.WeakSet()  # every cache of this process
+_open_caches_lock = threading.Lock()  # threads open ledgers concurrently (service, payout commands)
+
+
+def _all_caches() -> "list[StateCache]":
+    with _open_caches_lock:
+        return list(_open_caches)
 
 
 class StateCache:
@@ -222,7 +229,8 @@ class StateCache:
         self.spaces: list[SortedSpace] = []
         self._before_flush: list[Callable[[], None]] = []
         self._generation = 0
-        _open_caches.add(self)
+        with _open_caches_lock:
+            _open_caches.add(self)
         stored = reader.get_many(journal, [META_KEY]).get(META_KEY)
         # The journal's own row, always resident (the engine's parts keep it).
         self.meta = _meta_decoder.decode(stored) if stored is not None else JournalMeta()
@@ -272,7 +280,8 @@ class StateCache:
         journals a process has open (a consumer has one per partition), each
         cache trimming itself to its share when the sum is over."""
         mine = self.cached_bytes()
-        total = sum(cache.cached_bytes() for cache in _open_caches) if len(_open_caches) > 1 else mine
+        caches = _all_caches()
+        total = sum(cache.cached_bytes() for cache in caches) if len(caches) > 1 else mine
         if total <= self.budget_bytes or not mine:
             return
         ratio = self.budget_bytes / total
