@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         top = sorted(rows, key=lambda r: (-r.paid, r.promoter_id, r.currency))[:12]
         out("top balances (minor units):\n")
         out(render(top, ("promoter_id", "currency", "pending", "payable", "paid"), "table", ("pending", "payable", "paid")))
-        out(f"\ndead letters: {c.dead_letters} {dict(sorted(c.reasons.items()))} (also on topic {topic}.dlq)\n")
+        out(f"\ndead letters: {c.dead_letters} {dict(sorted(c.reasons.items()))} (copies on {topic}.dlq and {shares_topic}.dlq)\n")
         result = audit_replay(store)
         verdict = "every journal re-executed, chains intact, matches live" if result.ok else f"FAILED: {(result.failures or result.differences)[0]}"
         out(f"audit replay of {result.records} records: {verdict}; digest sha256:{result.digest}\n")
