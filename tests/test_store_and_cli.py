@@ -261,6 +261,25 @@ def test_a_consistently_regenerated_history_is_caught_by_re_execution_and_the_an
     assert "FAIL journal main position 10: the state tables stand at position 10 (segment 2) with another head" in out
 
 
+def test_a_deleted_newest_segment_is_caught_by_the_anchor_and_the_state_row(capsys, store, jsonl, tmp_path):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    cli(capsys, "--store", store, "settle", "--as-of", "2026-03-01T00:00:00Z")  # main's segment 3
+    code, out, _ = cli(capsys, "--store", store, "audit", "replay")
+    assert code == 0 and "head main 11 sha256:" in out
+    heads = tmp_path / "heads.txt"
+    heads.write_text(out)
+    with sqlite3.connect(store[len("sqlite:///"):]) as db:  # the settle disappears, as a forger would have it
+        deleted = db.execute("DELETE FROM stored_events WHERE originator_id='journal:main' AND originator_version=3").rowcount
+    assert deleted == 1
+    code, out, err = cli(capsys, "--store", store, "audit", "replay", "--anchor", str(heads))
+    assert code == 1
+    assert "FAIL journal main position 11: the anchored head is gone (the journal now ends at 10)" in out
+    assert "FAIL journal main position 10: the state tables stand at position 11 (segment 3) with another head" in out
+    assert err.startswith("commission-ledger: audit failed: journal main position") and len(err.splitlines()) == 1
+    code, _, err = cli(capsys, "--store", store, "ingest", str(jsonl))
+    assert code == 1 and "integrity error" in err  # no write on a journal whose state is ahead of it
+
+
 def test_audit_replay_digest_is_stable_across_stores(capsys, tmp_path, jsonl):
     digests = []
     for name in ("a", "b"):
