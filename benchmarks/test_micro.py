@@ -94,7 +94,7 @@ def test_store_batch_sqlite(benchmark, lines, tmp_path):
     from ledger.app import record_for
 
     source = Source(file="bench", line=0)
-    records = [record_for(engine.apply_decoded(d, raw, source), raw, source, d) for raw, d in ((raw, decode_event(raw)) for raw in lines)]
+    records = [record_for(engine.ingest(raw, source), raw, source, decode_event(raw)) for raw in lines]
     journal = JournalStore(Store(f"sqlite:///{tmp_path}/bench.db"), "bench")
     version = [0]
 
@@ -112,7 +112,7 @@ def test_payout_projection(benchmark, lines):
     from ledger.app import record_for
 
     source = Source(file="bench", line=0)
-    records = [record_for(engine.apply_decoded(d, raw, source), raw, source, d) for raw, d in ((raw, decode_event(raw)) for raw in lines)]
+    records = [record_for(engine.ingest(raw, source), raw, source, decode_event(raw)) for raw in lines]
     balances = benchmark(lambda: fold_records(records))
     pending: dict[tuple[str, str], int] = {}  # an independent fold of one bucket
     for record in records:
