@@ -4,6 +4,10 @@
 
 Stages (each in its own process, so peak RSS is per stage):
   ingest          file ingest into SQLite                  (commission-ledger ingest)
+  ingest-2w       the same split by buyer into two processes (commission-ledger ingest --workers 2),
+                  process start included; peak RSS is the largest process's. Also timed: the same
+                  two workers each writing its own SQLite file ("apart": no shared write lock), to
+                  show what one SQLite file's serialised commits cost
   publish         publish to the embedded broker            (commission-ledger publish)
   consume         consume into SQLite                       (commission-ledger consume)
   consume-2w      the same with two processes, one per core (commission-ledger consume --workers 2);
@@ -33,7 +37,7 @@ import sys
 import tempfile
 import time
 
-STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-sqlite")
+STAGES = ("ingest", "ingest-2w", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-sqlite")
 IDLE_S = 2.0  # consume-2w: workers exit after this long without messages (not counted)
 
 
@@ -56,6 +60,41 @@ def stage_ingest(path: str, store: str) -> None:
     started = time.perf_counter()
     counts = ledger.ingest(read_files([path]))
     _report(counts.total, time.perf_counter() - started)
+
+
+def stage_ingest_workers(path: str, store: str, tmp: str) -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
+    started = time.perf_counter()
+    done = subprocess.run([exe, "--store", store, "ingest", path, "--workers", "2", "--format", "json"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    summary = json.loads(done.stdout)
+    events = summary["accepted"] + summary["duplicates"] + summary["parked"] + summary["dead_letters"]
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # The same two workers, each into its own SQLite file: no write lock shared.
+    started = time.perf_counter()
+    halves = [subprocess.Popen([sys.executable, "-m", "benchmarks.e2e", "--stage", "ingest-half", path,
+                                f"sqlite:///{tmp}/apart-{i}.db", str(i), "2"], stdout=subprocess.DEVNULL)
+              for i in range(2)]
+    if any(half.wait() != 0 for half in halves):
+        raise RuntimeError("ingest-half failed")
+    apart_s = time.perf_counter() - started
+    print(json.dumps({"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mib": peak,
+                      "apart_seconds": apart_s, "apart_events_per_s": events / apart_s}))
+
+
+def stage_ingest_half(path: str, store: str, worker: int, workers: int) -> None:
+    """What worker ``worker`` of ``ingest --workers`` does, into a store of its own."""
+    from consumers.jsonl import events_for, read_files, share_copies, shares
+    from ledger.books import Books
+    from ledger.store import Store
+
+    ledger = Books(Store(store)).ledger(f"file:{worker}/{workers}")
+    found = shares(read_files([path]))
+    ledger.ingest(found if worker == 0 else share_copies(found))
+    ledger.ingest(events_for(read_files([path]), worker, workers))
 
 
 def stage_publish(path: str, bootstrap: str, topic: str) -> None:
@@ -248,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         name, *rest = args.stage
         if name == "ingest":
             stage_ingest(*rest)
+        elif name == "ingest-2w":
+            stage_ingest_workers(*rest)
+        elif name == "ingest-half":
+            stage_ingest_half(rest[0], rest[1], int(rest[2]), int(rest[3]))
         elif name == "publish":
             stage_publish(*rest)
         elif name == "consume":
@@ -268,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     from devkit.synthetic import write_jsonl
 
     wanted = [s for s in args.stages.split(",") if s]
+    load_start = os.getloadavg()  # the machine is shared: the 1/5/15-minute load averages, start and end
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
         path = os.path.join(tmp, "events.jsonl")
@@ -277,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             results["ingest"] = _run_stage("ingest", path, ingest_store)
         if "replay" in wanted:
             results["replay"] = _run_stage("replay", ingest_store)
+        if "ingest-2w" in wanted:
+            results["ingest-2w"] = _run_stage("ingest-2w", path, f"sqlite:///{tmp}/ingest2.db", tmp)
         if "raw-sqlite" in wanted:
             results["raw-sqlite"] = _run_stage("raw-sqlite", path, f"{tmp}/raw.db")
         kafka_stages = {"publish", "consume", "consume-2w", "raw-consume"} & set(wanted)
@@ -299,10 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("consume", "consume-2w"):
         if raw_consume and name in results:
             results[name]["ratio_to_raw_consume"] = results[name]["events_per_s"] / raw_consume
-    if raw_sqlite and "ingest" in results:
-        results["ingest"]["ratio_to_raw_sqlite"] = results["ingest"]["events_per_s"] / raw_sqlite
+    for name in ("ingest", "ingest-2w"):
+        if raw_sqlite and name in results:
+            results[name]["ratio_to_raw_sqlite"] = results[name]["events_per_s"] / raw_sqlite
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
-               "events_requested": args.events, "events_in_file": total}
+               "events_requested": args.events, "events_in_file": total,
+               "load_average_start": load_start, "load_average_end": os.getloadavg()}
     print(f"{'stage':<12} {'events':>10} {'seconds':>9} {'events/s':>10} {'peak RSS MiB':>13} {'ratio':>7}")
     for name in STAGES:
         r = results.get(name)
@@ -311,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         ratio = r.get("ratio_to_raw_consume") or r.get("ratio_to_raw_sqlite")
         print(f"{name:<12} {r['events']:>10,} {r['seconds']:>9.2f} {r['events_per_s']:>10,.0f} {r['peak_rss_mib']:>13.0f} "
               f"{'' if ratio is None else f'{ratio:.2f}':>7}")
+    print(f"load average (1, 5, 15 min): start {machine['load_average_start']}, end {machine['load_average_end']}")
+    two = results.get("ingest-2w")
+    if two:
+        print(f"ingest-2w: {two['events_per_s']:,.0f} events/s into one SQLite file; the same two workers each into "
+              f"its own file: {two['apart_events_per_s']:,.0f} events/s ({two['apart_seconds']:.2f} s)")
     relay = results.get("relay")
     if relay:
         print(f"relay: {relay['events_per_s']:,.0f} messages/s from scratch ({relay['messages_per_input_event']:.2f} "

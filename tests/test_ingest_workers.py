@@ -164,6 +164,18 @@ def test_two_workers_equal_one_process_and_continue(tmp_path, streams):
     assert Books(Store(single)).journals() == ["main"]
 
 
+def test_two_workers_on_postgresql_equal_one_process(tmp_path, postgres_url):
+    """The store for scale-out: the same books as one process on SQLite."""
+    path = _write(tmp_path / "pg.jsonl", list(generate(6_000, seed=17)))
+    single = f"sqlite:///{tmp_path}/single.db"
+    _same_totals(_ingest(single, path), _ingest(postgres_url, path, "--workers", "2"))
+    assert _nonzero(postgres_url) == _nonzero(single)
+    assert _letters(postgres_url) == _letters(single)
+    assert _run(postgres_url, "audit", "replay").returncode == 0
+    refused = _run(postgres_url, "ingest", path, "--workers", "3")
+    assert refused.returncode == 2 and "--workers 2" in refused.stderr
+
+
 def _buyers_apart() -> tuple[str, str]:
     """Two buyer ids on different workers of two."""
     first = "buyer-a"
