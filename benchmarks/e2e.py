@@ -72,7 +72,8 @@ def stage_ingest_workers(path: str, store: str, tmp: str) -> None:
         raise RuntimeError(done.stderr[-3000:])
     summary = json.loads(done.stdout)
     events = summary["accepted"] + summary["duplicates"] + summary["parked"] + summary["dead_letters"]
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak, cpu = used.ru_maxrss / 1024, used.ru_utime + used.ru_stime  # the parent and both workers
     # The same two workers, each into its own SQLite file: no write lock shared.
     started = time.perf_counter()
     halves = [subprocess.Popen([sys.executable, "-m", "benchmarks.e2e", "--stage", "ingest-half", path,
@@ -82,7 +83,7 @@ def stage_ingest_workers(path: str, store: str, tmp: str) -> None:
         raise RuntimeError("ingest-half failed")
     apart_s = time.perf_counter() - started
     print(json.dumps({"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mib": peak,
-                      "apart_seconds": apart_s, "apart_events_per_s": events / apart_s}))
+                      "cpu_seconds": cpu, "apart_seconds": apart_s, "apart_events_per_s": events / apart_s}))
 
 
 def stage_ingest_half(path: str, store: str, worker: int, workers: int) -> None:
@@ -362,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1, 5, 15 min): start {machine['load_average_start']}, end {machine['load_average_end']}")
     two = results.get("ingest-2w")
     if two:
-        print(f"ingest-2w: {two['events_per_s']:,.0f} events/s into one SQLite file; the same two workers each into "
-              f"its own file: {two['apart_events_per_s']:,.0f} events/s ({two['apart_seconds']:.2f} s)")
+        print(f"ingest-2w: {two['events_per_s']:,.0f} events/s into one SQLite file ({two['cpu_seconds']:.1f} CPU-s in all "
+              f"its processes); the same two workers each into its own file: {two['apart_events_per_s']:,.0f} events/s "
+              f"({two['apart_seconds']:.2f} s)")
     relay = results.get("relay")
     if relay:
         print(f"relay: {relay['events_per_s']:,.0f} messages/s from scratch ({relay['messages_per_input_event']:.2f} "
