@@ -6,8 +6,9 @@ Stages (each in its own process, so peak RSS is per stage):
   ingest          file ingest into SQLite                  (commission-ledger ingest)
   ingest-2w       the same split by buyer into two processes (commission-ledger ingest --workers 2),
                   process start included; peak RSS is the largest process's. Also timed: the same
-                  two workers each writing its own SQLite file ("apart": no shared write lock), to
-                  show what one SQLite file's serialised commits cost
+                  two workers alone (no command around them), into one SQLite file and each into
+                  its own (no shared write lock), with the seconds each spends in commits: what
+                  one SQLite file's serialised commits cost
   publish         publish to the embedded broker            (commission-ledger publish)
   consume         consume into SQLite                       (commission-ledger consume)
   consume-2w      the same with two processes, one per core (commission-ledger consume --workers 2);
@@ -74,28 +75,53 @@ def stage_ingest_workers(path: str, store: str, tmp: str) -> None:
     events = summary["accepted"] + summary["duplicates"] + summary["parked"] + summary["dead_letters"]
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak, cpu = used.ru_maxrss / 1024, used.ru_utime + used.ru_stime  # the parent and both workers
-    # The same two workers, each into its own SQLite file: no write lock shared.
-    started = time.perf_counter()
-    halves = [subprocess.Popen([sys.executable, "-m", "benchmarks.e2e", "--stage", "ingest-half", path,
-                                f"sqlite:///{tmp}/apart-{i}.db", str(i), "2"], stdout=subprocess.DEVNULL)
-              for i in range(2)]
-    if any(half.wait() != 0 for half in halves):
-        raise RuntimeError("ingest-half failed")
-    apart_s = time.perf_counter() - started
+    # The two workers' work without the command around it, twice: both into one
+    # SQLite file (its write lock serialises their commits) and each into its own.
+    shared = _halves(path, [f"sqlite:///{tmp}/shared.db"] * 2)
+    apart = _halves(path, [f"sqlite:///{tmp}/apart-{i}.db" for i in range(2)])
     print(json.dumps({"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mib": peak,
-                      "cpu_seconds": cpu, "apart_seconds": apart_s, "apart_events_per_s": events / apart_s}))
+                      "cpu_seconds": cpu, "shared_file": shared, "apart": apart}))
+
+
+def _halves(path: str, stores: list[str]) -> dict:
+    """Worker i of 2 into ``stores[i]``, both at once: wall seconds, and each
+    worker's seconds inside its store transactions (commits)."""
+    started = time.perf_counter()
+    halves = [subprocess.Popen([sys.executable, "-m", "benchmarks.e2e", "--stage", "ingest-half", path, store, str(i), "2"],
+                               stdout=subprocess.PIPE, text=True) for i, store in enumerate(stores)]
+    outputs = [half.communicate()[0] for half in halves]
+    seconds = time.perf_counter() - started
+    if any(half.returncode != 0 for half in halves):
+        raise RuntimeError("ingest-half failed")
+    workers = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    return {"seconds": seconds, "commit_seconds": [w["commit_seconds"] for w in workers],
+            "worker_seconds": [w["seconds"] for w in workers]}
 
 
 def stage_ingest_half(path: str, store: str, worker: int, workers: int) -> None:
-    """What worker ``worker`` of ``ingest --workers`` does, into a store of its own."""
+    """What worker ``worker`` of ``ingest --workers`` does, into ``store``,
+    timing its store transactions."""
     from consumers.jsonl import events_for, read_files, share_copies, shares
     from ledger.books import Books
-    from ledger.store import Store
+    from ledger.store import JournalStore, Store
 
+    committing = [0.0]
+    append = JournalStore.append
+
+    def timed(self, *args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return append(self, *args, **kwargs)
+        finally:
+            committing[0] += time.perf_counter() - began
+
+    JournalStore.append = timed  # type: ignore[method-assign]
+    started = time.perf_counter()
     ledger = Books(Store(store)).ledger(f"file:{worker}/{workers}")
     found = shares(read_files([path]))
     ledger.ingest(found if worker == 0 else share_copies(found))
     ledger.ingest(events_for(read_files([path]), worker, workers))
+    print(json.dumps({"seconds": time.perf_counter() - started, "commit_seconds": committing[0]}))
 
 
 def stage_publish(path: str, bootstrap: str, topic: str) -> None:
@@ -363,9 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1, 5, 15 min): start {machine['load_average_start']}, end {machine['load_average_end']}")
     two = results.get("ingest-2w")
     if two:
-        print(f"ingest-2w: {two['events_per_s']:,.0f} events/s into one SQLite file ({two['cpu_seconds']:.1f} CPU-s in all "
-              f"its processes); the same two workers each into its own file: {two['apart_events_per_s']:,.0f} events/s "
-              f"({two['apart_seconds']:.2f} s)")
+        shared, apart = two["shared_file"], two["apart"]
+        print(f"ingest-2w: {two['cpu_seconds']:.1f} CPU-s in its three processes. Its two workers alone: "
+              f"{shared['seconds']:.2f} s into one SQLite file (in commits: "
+              f"{', '.join(f'{c:.2f}' for c in shared['commit_seconds'])} s), {apart['seconds']:.2f} s into a file "
+              f"each (in commits: {', '.join(f'{c:.2f}' for c in apart['commit_seconds'])} s)")
     relay = results.get("relay")
     if relay:
         print(f"relay: {relay['events_per_s']:,.0f} messages/s from scratch ({relay['messages_per_input_event']:.2f} "
