@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {}
         row["ingest_s"], row["ingest_rss_mib"], _ = _timed(["--store", store, "ingest", path])
         row["settle_s"], row["settle_rss_mib"], _ = _timed(["--store", store, "settle", "--as-of", last_time])
+        # The projection process folds what was just committed (in production it follows continuously).
+        row["project_s"], row["project_rss_mib"], _ = _timed(["--store", store, "project"])
         if chunk in (2, args.chunks):
             row["payouts_s"], row["payouts_rss_mib"], _ = _timed(["--store", store, "payouts", "--format", "json"])
             row["statement_s"], row["statement_rss_mib"], _ = _timed(["--store", store, "statement", "p7", "--format", "json"])

@@ -18,7 +18,8 @@ from ledger.engine import memory_engine
 from ledger.records import Segment, Source, encode_segment
 from ledger.store import JournalStore, Store
 from projections.balances import fold_records
-from schemas.decode import decode_event
+from schemas.decode import Decoded, _decode_careful, decode_event, fingerprint
+from schemas.timestamps import _parse_careful, parse_timestamp_us
 
 BATCH = 5_000
 
@@ -29,8 +30,29 @@ def lines() -> list[bytes]:
 
 
 def test_decode_batch(benchmark, lines):
+    """The typed fast path (issue 13); no fingerprint."""
     results = benchmark(lambda: [decode_event(raw) for raw in lines])
     assert len(results) == len(lines)
+
+
+def test_decode_batch_careful_path(benchmark, lines):
+    """The reference path every event took before issue 13 (less the fingerprint)."""
+    results = benchmark(lambda: [_decode_careful(raw) for raw in lines])
+    assert len(results) == len(lines)
+
+
+def test_fingerprint_batch(benchmark, lines):
+    """The content fingerprint, now computed only when an event id comes again."""
+    valid = [raw for raw in lines if isinstance(decode_event(raw), Decoded)]
+    digests = benchmark(lambda: [fingerprint(raw) for raw in valid])
+    assert len(digests) == len(valid)
+
+
+@pytest.mark.parametrize("parse", [parse_timestamp_us, _parse_careful], ids=["sliced", "pattern"])
+def test_timestamp_batch(benchmark, lines, parse):
+    texts = [d.event.occurred_at for d in map(decode_event, lines) if isinstance(d, Decoded)]
+    instants = benchmark(lambda: [parse(text) for text in texts])
+    assert None not in instants
 
 
 def test_attribution_against_many_clicks(benchmark):

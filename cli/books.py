@@ -60,7 +60,6 @@ def adjust(args: argparse.Namespace) -> int:
     return 0
 
 
-SETTLE = Command("settle", "settle every known order whose return window has passed as of TS (SPEC §7)", settle_options, settle)
-PAYOUT = Command("payout", "pay every payable balance ≥ min_payout as of TS; list each line", payout_options, payout)
-ADJUST = Command("adjust", "a manual adjustment to payable (bonus or correction), recorded with actor and reason",
-                 adjust_options, adjust)
+SETTLE = Command(settle_options, settle)
+PAYOUT = Command(payout_options, payout)
+ADJUST = Command(adjust_options, adjust)

@@ -18,6 +18,8 @@ import time
 
 from cli.options import Command, config_path
 from cli.render import out
+from kafka import KafkaConsumer, TopicPartition
+
 from consumers.kafka import LedgerConsumer, publish
 from consumers.relay import Relay
 from devkit.broker import EmbeddedBroker
@@ -28,6 +30,7 @@ from ledger.store import Store
 from projections.audit import audit_replay
 from projections.balances import balance_rows
 from projections.render import render
+from schemas import outbound
 
 DEMO_EVENTS = 20_000
 SETTLE_AS_OF = "2026-03-01T00:00:00+08:00"
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         out(f"audit replay of {result.records} records: {verdict}; digest sha256:{result.digest}\n")
         out(f"balances digest sha256:{result.balances_digest} (the same for these events however they arrive)\n")
         for head in result.heads:
-            out(f"{head.line()}  (keep: `audit replay --anchor` proves nothing before it changed)\n")
+            out(f"{head.line()}\n")
+        out("(keep the head lines: `audit replay --anchor` proves later that nothing recorded up to them changed)\n")
         return 0 if result.ok else 1
     return 1
 
@@ -99,10 +103,6 @@ def run(args: argparse.Namespace) -> int:
 def _sample_messages(bootstrap: str, topic: str, scan: int = 20_000) -> list[str]:
     """The first message of each type in partition 0 of ``topic`` (reading at
     most ``scan`` messages), as published."""
-    import json
-
-    from kafka import KafkaConsumer, TopicPartition
-
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         tp = TopicPartition(topic, 0)
@@ -115,10 +115,10 @@ def _sample_messages(bootstrap: str, topic: str, scan: int = 20_000) -> list[str
             for records in consumer.poll(timeout_ms=500, max_records=5_000).values():
                 read += len(records)
                 for r in records:
-                    by_type.setdefault(json.loads(r.value)["type"], r.value.decode())
+                    by_type.setdefault(outbound.decode(r.value).type, r.value.decode())
         return list(by_type.values())
     finally:
         consumer.close()
 
 
-DEMO = Command("demo", "the whole pipeline on embedded defaults: broker, publish, consume, settle, pay out, relay, audit", options, run)
+DEMO = Command(options, run)

@@ -194,5 +194,4 @@ def _summary(args: argparse.Namespace, counts: IngestCounts, parked: tuple[int, 
     out(f"still parked: {parked_clicks} clicks (share unknown), {parked_refunds} refunds (order unknown)\n")
 
 
-INGEST = Command("ingest", "read JSONL files (- = stdin) into the ledger; print accepted, duplicates, parked, dead letters",
-                 options, run)
+INGEST = Command(options, run)

@@ -102,6 +102,5 @@ def publish_file(args: argparse.Namespace) -> int:
     return 0
 
 
-CONSUME = Command("consume", "the long-running Kafka consumer (exactly-once effect)", consume_options, consume)
-PUBLISH = Command("publish", "publish JSONL events to the topics and keys of SPEC §1 (acks=all, idempotent)",
-                  publish_options, publish_file)
+CONSUME = Command(consume_options, consume)
+PUBLISH = Command(publish_options, publish_file)

@@ -26,4 +26,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-MIGRATE = Command("migrate", "one-time: re-execute journals written by an earlier version into state tables and hash chains", options, run)
+MIGRATE = Command(options, run)

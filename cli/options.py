@@ -20,10 +20,9 @@ FORMATS = ("table", "json", "csv")
 
 @dataclass(frozen=True)
 class Command:
-    """One command: its name and help line, its options, and what runs it."""
+    """One command: its options, and what runs it (its name and help line are
+    in ``cli.main``'s table)."""
 
-    name: str
-    help: str
     options: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
 

@@ -3,12 +3,12 @@
 Shown only when stderr is a terminal: scripts, pipes and tests see nothing. A bar
 shows a percentage and the time left where the size is known (the bytes of the
 input files; the notification log, whose size is the id of its newest
-notification), otherwise a count and its rate (segments of a journal replayed).
+notification), otherwise a count and its rate (segments of a journal read through).
 
 The store reads are observed from outside the domain: ``Bars.store`` opens a
-``Store`` whose notification log and journal reads move the bars, so settle,
-payout, explain and audit show their replays without ledger/ or projections/
-knowing about progress at all.
+``Store`` whose notification log and journal reads move the bars, so the
+audit's passes and a first catch-up of the read models show progress without
+ledger/ or projections/ knowing about progress at all.
 """
 
 from __future__ import annotations

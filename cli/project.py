@@ -44,5 +44,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-PROJECT = Command("project", "the projection process: fold the notification log into the read-model tables, with tracking",
-                  options, run)
+PROJECT = Command(options, run)

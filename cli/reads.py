@@ -39,9 +39,9 @@ def payouts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _paging_options(parser: argparse.ArgumentParser, what: str) -> None:
+def _paging_options(parser: argparse.ArgumentParser, what: str, one: str) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help=f"at most N {what} (default: all)")
-    parser.add_argument("--after", type=int, default=0, metavar="N", help=f"start after the N-th {what[:-1]} (default 0)")
+    parser.add_argument("--after", type=int, default=0, metavar="N", help=f"start after the N-th {one} (default 0)")
 
 
 def _paging(args: argparse.Namespace) -> dict:
@@ -60,7 +60,7 @@ def _more(page: Page) -> None:
 
 def statement_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("promoter_id", metavar="PROMOTER_ID")
-    _paging_options(parser, "entries")
+    _paging_options(parser, "entries", "entry")
     time_travel_options(parser)
     format_option(parser)
 
@@ -89,7 +89,7 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def dead_letters_options(parser: argparse.ArgumentParser) -> None:
-    _paging_options(parser, "letters")
+    _paging_options(parser, "dead letters", "dead letter")
     format_option(parser)
 
 
@@ -134,9 +134,8 @@ def merchant_statement(args: argparse.Namespace) -> int:
     return 0
 
 
-PAYOUTS = Command("payouts", "current balances per promoter and currency", payouts_options, payouts)
-STATEMENT = Command("statement", "every entry of one promoter, with order, level, rules version", statement_options, statement_of)
-EXPLAIN = Command("explain", "why an order went to whom, and how each amount was computed", explain_options, explain)
-DEAD_LETTERS = Command("dead-letters", "the dead letters: reason, source, original bytes", dead_letters_options, dead_letters_of)
-MERCHANT_STATEMENT = Command("merchant-statement", "the commission one merchant owes, per order and currency, with totals",
-                             merchant_statement_options, merchant_statement)
+PAYOUTS = Command(payouts_options, payouts)
+STATEMENT = Command(statement_options, statement_of)
+EXPLAIN = Command(explain_options, explain)
+DEAD_LETTERS = Command(dead_letters_options, dead_letters_of)
+MERCHANT_STATEMENT = Command(merchant_statement_options, merchant_statement)

@@ -44,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-RELAY = Command("relay", "publish every money movement to Kafka (commission-ledger-events), at least once", options, run)
+RELAY = Command(options, run)

@@ -15,7 +15,7 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--tokens", default=None, metavar="FILE", help="tokens TOML (env LEDGER_TOKENS)")
-    parser.add_argument("--workers", type=int, default=1, help="server processes (each keeps its own read cache)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (each opens the store; reads come from the read-model tables)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,4 +47,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-SERVE = Command("serve", "the HTTP API and payout pages for finance and auditors", options, run)
+SERVE = Command(options, run)

@@ -6,9 +6,10 @@
 Every input must come back as ``Decoded`` or ``Rejected`` with a reason code of
 ``schemas.reasons``, without reaching decode_event's last-resort guard, and
 ``malformed_json`` exactly when an independent oracle says the bytes are not one
-I-JSON value (fuzz/properties.py). A failure is a crash: libFuzzer writes the
+I-JSON value, and with exactly the outcome of the careful path (the typed fast
+path of issue 13 decides nothing else; fuzz/properties.py). A failure is a crash: libFuzzer writes the
 input to ``crash-…``; each one becomes a named regression test in
-tests/test_hostile_input.py. tests/test_fuzz.py runs this for 30 s.
+tests/test_hostile_input.py. tests/test_atheris.py runs this for 30 s.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """What ``decode_event`` must do with any bytes (SPEC §9): the properties that
 both the atheris target (fuzz/fuzz_decode.py) and the Hypothesis tests
 (tests/test_fuzz.py) check, and an independent oracle for "one I-JSON value".
+Since issue 13 also: the typed fast path gives exactly the careful path's
+outcome (reason and detail, or event, instant and fingerprint).
 
 No atheris import here, so the test suite can use it without the fuzzer.
 """
@@ -68,11 +70,16 @@ def check_decode(raw: bytes, *, oracle: bool = True) -> Union[Decoded, Rejected]
     result = decode_event(raw)
     assert decode_module.unexpected_errors == before, f"last-resort guard reached: {result!r}"
     assert type(result) in (Decoded, Rejected), result
+    careful = decode_module._decode_careful(raw)  # the reference path (issue 13): the fast path decides nothing else
+    assert type(careful) is type(result), (result, careful)
     if type(result) is Rejected:
         assert result.reason in REASONS, result
         assert isinstance(result.detail, str) and "\n" not in result.detail, result
+        assert (result.reason, result.detail) == (careful.reason, careful.detail), (result, careful)
     else:
         msgspec.json.encode(result.event)  # every string is encodable: nothing reaches a record to crash it
+        assert (result.event, result.occurred_us, result.raw) == (careful.event, careful.occurred_us, raw), (result, careful)
+        assert result.fingerprint() == decode_module.fingerprint(raw) == careful.fingerprint()
     if oracle:
         malformed = type(result) is Rejected and result.reason == reasons.MALFORMED_JSON
         assert malformed == (not is_ijson(raw)), f"oracle disagrees: {result!r}"

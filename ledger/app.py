@@ -59,6 +59,7 @@ log = logging.getLogger("commission_ledger.ledger")
 
 DEFAULT_BATCH_EVENTS = 5_000
 MAX_WRITE_ATTEMPTS = 5
+SEGMENTS_KEPT = 4  # stored segments kept decoded for repeated event ids
 OPEN_ATTEMPTS = 5  # reads of (state row, chain head) that may straddle another writer's commit
 
 
@@ -171,6 +172,11 @@ class Ledger:
     def __init__(self, store: JournalStore, *, limits: Limits = DEFAULT_LIMITS) -> None:
         self.store = store
         self.limits = limits
+        # Records not (yet) readable from the store, for a repeated event id's
+        # first occurrence: the batch being applied, the one being written.
+        self._applying: tuple[int, list[Record]] | None = None
+        self._writing: Pending | None = None
+        self._recent = RecentSegments(store)  # a few stored segments read for repeats
         self._open()
 
     # -------------------------------------------------------------- opening
@@ -191,7 +197,7 @@ class Ledger:
                 time.sleep(0.01 * (attempt + 1))
         meta = cache.meta
         self.cache = cache
-        self.engine = Engine(cache, self.limits)
+        self.engine = Engine(cache, self.limits, self._first_raw)
         self.version = meta.version
         self.position = meta.position
 
@@ -214,6 +220,17 @@ class Ledger:
             raise IntegrityError(f"journal {name} segment {last.version}: the state tables stand at segment "
                                  f"{meta.version} with another head: the journal changed without its state "
                                  "(run `commission-ledger audit replay`)")
+
+    def _first_raw(self, version: int, index: int) -> bytes:
+        """The raw bytes of the record at (segment ``version``, ``index``): a
+        repeated event id's first occurrence (``ledger.engine.dedupe``)."""
+        if self._applying is not None and self._applying[0] == version:
+            records = self._applying[1]
+        elif self._writing is not None and self._writing.after_version + 1 == version:
+            records = self._writing.records
+        else:
+            records = self._recent.records(version)
+        return raw_of(records[index])
 
     def reload(self) -> None:
         """Drop everything cached and open again from the store."""
@@ -264,8 +281,29 @@ class Ledger:
                     self.reload()
                     raise
                 self.reload()
-                records = _reexecute(self.engine, records)
+                records = self._redo(records)
         raise ConcurrentWriteError(f"journal {self.store.name}: gave up after {MAX_WRITE_ATTEMPTS} write conflicts")
+
+    def _redo(self, records: list[Record]) -> list[Record]:
+        """Re-execute records (lost in a write race) on the reopened engine, as
+        the next segment."""
+        engine = self.engine
+        version = self.cache.meta.version + 1
+        redone: list[Record] = []
+        self._applying = (version, redone)
+        engine.begin_batch()
+        try:
+            for record in records:
+                if isinstance(record, NetworkRebuilt):
+                    continue  # the walk is re-run at the end
+                engine.at = (version, len(redone))
+                result = apply_record(engine, record)
+                if not (isinstance(result, RulesAdopted) and result.version == -1):
+                    redone.append(result)
+            walked, transfers = engine.end_batch()
+        finally:
+            self._applying = None
+        return redone + [NetworkRebuilt(transfers)] if walked else redone
 
     def adopt_rules(self, rules: Rules) -> int:
         """Put ``rules`` in force (recorded when they differ); return the version."""
@@ -286,7 +324,10 @@ class Ledger:
         engine.prefetch(decoded)
         engine.begin_batch()
         records: list[Record] = []
+        version = self.cache.meta.version + 1  # the segment these records will be
+        self._applying = (version, records)
         for (raw, source), event in zip(items, decoded):
+            engine.at = (version, len(records))
             try:
                 outcome = engine.apply_decoded(event, raw, source)
             except Exception as exc:  # noqa: BLE001 - the last-resort guard: see guarded()
@@ -298,6 +339,7 @@ class Ledger:
                     letters.append(outcome.dead_letter)
                 letters.extend(outcome.released)
         walked, transfers = engine.end_batch()
+        self._applying = None
         if walked:
             records.append(NetworkRebuilt(transfers))
         return records
@@ -345,6 +387,7 @@ class Ledger:
         if self._finish(inflight, items, records):
             return None  # written synchronously after a conflict
         pending = self._seal(records)
+        self._writing = pending  # its records are not readable from the store until it commits
         return writer.submit(self.store.append, pending.stored, pending.after_version, (), pending.flush.ops), pending
 
     def _finish(self, inflight: tuple[Future, Pending] | None, following: list[Item], applied: list[Record]) -> bool:
@@ -357,12 +400,15 @@ class Ledger:
         try:
             future.result()
         except ConcurrentWriteError:
+            self._writing = None
             self.reload()
-            self._append(_reexecute(self.engine, pending.records + applied))
+            self._append(self._redo(pending.records + applied))
             return True
         except BaseException:
+            self._writing = None
             self.reload()  # the cache holds what was not written
             raise
+        self._writing = None
         self.cache.committed(pending.flush)
         return False
 
@@ -466,15 +512,6 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def _reexecute(engine: Engine, records: list[Record]) -> list[Record]:
-    """Re-execute records (lost in a write race) on a caught-up engine."""
-    engine.begin_batch()
-    redone = [apply_record(engine, r) for r in records if not isinstance(r, NetworkRebuilt)]
-    walked, transfers = engine.end_batch()
-    kept = [r for r in redone if not (isinstance(r, RulesAdopted) and r.version == -1)]
-    return kept + [NetworkRebuilt(transfers)] if walked else kept
-
-
 def validate_adjustment(promoter_id: str, currency: str, amount_minor: int, reason: str) -> None:
     if not 1 <= len(promoter_id) <= 128:
         raise CommandError("promoter id must be 1-128 characters")
@@ -484,6 +521,33 @@ def validate_adjustment(promoter_id: str, currency: str, amount_minor: int, reas
         raise CommandError("amount must be a non-zero integer of minor units, |amount| ≤ 2^53 − 1")
     if not reason.strip():
         raise CommandError("--reason must not be empty")
+
+
+class RecentSegments:
+    """The last few stored segments read, kept decoded: a repeated event id's
+    first occurrence is usually close behind it, and is read again."""
+
+    def __init__(self, store: JournalStore, kept: int = SEGMENTS_KEPT) -> None:
+        self.store = store
+        self.kept = kept
+        self._records: dict[int, list[Record]] = {}
+
+    def records(self, version: int) -> list[Record]:
+        records = self._records.get(version)
+        if records is None:
+            records = decode_segment(self.store.segment(version).state).records
+            if len(self._records) >= self.kept:
+                self._records.pop(next(iter(self._records)))
+            self._records[version] = records
+        return records
+
+
+def raw_of(record: Record) -> bytes:
+    """The raw event of a record that holds one (an ingested event or a dead letter)."""
+    if isinstance(record, Ingested):
+        return record.raw
+    require(isinstance(record, DeadLettered), f"{type(record).__name__} holds no raw event")
+    return record.letter.raw  # type: ignore[union-attr]
 
 
 def apply_record(engine: Engine, record: Record) -> Record:

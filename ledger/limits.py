@@ -18,8 +18,9 @@ DEFAULT_CACHE_MB = 256
 
 @dataclass(frozen=True)
 class Limits:
-    # The state a journal's engine keeps decoded in memory (an estimate of
-    # the Python objects; the rest is read from the state tables when needed).
+    # The state this process keeps decoded in memory, over all the journals it
+    # has open (an estimate of the Python objects; the rest is read from the
+    # state tables when needed).
     cache_bytes: int = DEFAULT_CACHE_MB * MIB
     # A buyer's clicks older than the watermark minus the longest window minus
     # this slack move to cold rows: events up to this late find them at hand.

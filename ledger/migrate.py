@@ -16,11 +16,14 @@ from typing import Callable
 import msgspec
 
 from ledger.app import IntegrityError
+from ledger.chain import ChainError, link
 from ledger.engine import Engine
 from ledger.engine.tables import StateCache
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.records import DeadLetter, DeadLettered, Ingested, PaidOut, Record, Segment, encode_segment, frame, genesis, unframe
-from ledger.replay import _replay_segment, stored_segments
+from ledger.records import (
+    DeadLetter, DeadLettered, Ingested, PaidOut, Record, Segment, encode_segment, frame, genesis, unframe, without_details,
+)
+from ledger.replay import StoredRecords, replay_segment, stored_segments
 from ledger.store import JournalStore, Store
 
 
@@ -40,22 +43,30 @@ def _migrate_journal(journal: JournalStore, limits: Limits, progress: Callable[[
     name = journal.name
     journal.store.clear_state(journal.number)  # a migration interrupted earlier starts over
     cache = StateCache(journal.state, journal.number, limits.cache_bytes)
-    engine = Engine(cache, limits)
+    stored = StoredRecords(journal)
+    engine = Engine(cache, limits, stored.first_raw)
     head = genesis(name)
     position = 0
     rewritten = 0
-    for version, stored, segment in stored_segments(journal):
-        if unframe(stored)[0] is not None:
-            raise IntegrityError(f"journal {name} segment {version}: partly migrated journal (chained after unchained)")
-        replayed = _replay_segment(engine, segment.records)
+    for version, data_before, segment in stored_segments(journal):
+        already = unframe(data_before)[0] is not None  # rewritten by a migration interrupted earlier
+        stored.current = (version, segment.records)
+        replayed = replay_segment(engine, version, segment.records)
         if [_older(r) for r in replayed] != [_older(r) for r in segment.records]:
             for offset, (mine, theirs) in enumerate(zip(replayed, segment.records)):
                 if _older(mine) != _older(theirs):
                     raise IntegrityError(f"journal {name} record {segment.first + offset} ({type(theirs).__name__}) "
                                          "differs from what the rules produce: not migrated")
             raise IntegrityError(f"journal {name} segment {version}: another number of records on re-execution")
-        payload = encode_segment(Segment(segment.first, replayed, segment.recorded_us))
-        data, head = frame(head, payload)
+        if already:
+            try:
+                head = link(name, version, head, data_before)
+            except ChainError as exc:
+                raise IntegrityError(str(exc)) from None
+            data = data_before
+        else:
+            migrated = [_kept_details(mine, theirs) for mine, theirs in zip(replayed, segment.records)]
+            data, head = frame(head, encode_segment(Segment(segment.first, migrated, segment.recorded_us)))
         position += len(replayed)
         meta = cache.meta
         meta.version, meta.position, meta.head_sha256 = version, position, head
@@ -69,7 +80,9 @@ def _migrate_journal(journal: JournalStore, limits: Limits, progress: Callable[[
 
 
 def _older(record: Record) -> Record:
-    """A record as the previous version wrote it (without the added fields)."""
+    """A record as the previous version wrote it: without the added fields,
+    and without dead letters' detail texts (prose whose wording changed)."""
+    record = without_details(record)
     if isinstance(record, Ingested):
         return msgspec.structs.replace(record, occurred_us=None, order_id=None,
                                        released=[_letter(x) for x in record.released])
@@ -82,3 +95,14 @@ def _older(record: Record) -> Record:
 
 def _letter(letter: DeadLetter) -> DeadLetter:
     return msgspec.structs.replace(letter, order_id=None)
+
+
+def _kept_details(replayed: Record, stored: Record) -> Record:
+    """The re-executed record, with the stored dead letters' detail texts (the
+    migration adds fields; it does not reword history)."""
+    if isinstance(replayed, DeadLettered) and isinstance(stored, DeadLettered):
+        return DeadLettered(msgspec.structs.replace(replayed.letter, detail=stored.letter.detail))
+    if isinstance(replayed, Ingested) and isinstance(stored, Ingested) and replayed.released:
+        return msgspec.structs.replace(replayed, released=[
+            msgspec.structs.replace(mine, detail=theirs.detail) for mine, theirs in zip(replayed.released, stored.released)])
+    return replayed

@@ -14,15 +14,12 @@ from typing import Any, Sequence
 
 from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
-from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
-from ledger.statestore import (
-    POSTGRES_STATE_TABLE, SQLITE_STATE_TABLE, MemoryState, postgres_write, sqlite_write,
-)
+from ledger.statestore import SQLITE_STATE_TABLE, MemoryState, sqlite_write
 
 
-def _trackings(kwargs: dict[str, Any]) -> list[Tracking]:
+def trackings_of(kwargs: dict[str, Any]) -> list[Tracking]:
     trackings = list(kwargs.get("trackings") or ())
     if kwargs.get("tracking") is not None:
         trackings.append(kwargs["tracking"])
@@ -38,7 +35,7 @@ class BatchSQLiteProcessRecorder(SQLiteProcessRecorder):
             self.insert_events_statement,
             [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
         )
-        for tracking in _trackings(kwargs):
+        for tracking in trackings_of(kwargs):
             self._insert_tracking(c, tracking)
         state = kwargs.get("state")
         if state is not None:
@@ -53,31 +50,14 @@ class MultiTrackingPOPOProcessRecorder(POPOProcessRecorder):
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events)
-        for tracking in _trackings(kwargs):
+        for tracking in trackings_of(kwargs):
             self._assert_tracking_uniqueness(tracking)
 
     def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         notification_ids = super()._update_table(stored_events)
-        for tracking in _trackings(kwargs):
+        for tracking in trackings_of(kwargs):
             self._insert_tracking(tracking)
         state = kwargs.get("state")
         if state is not None:
             self.state.write(*state)
         return notification_ids
-
-
-class MultiTrackingPostgresProcessRecorder(PostgresProcessRecorder):
-    def create_table(self) -> None:
-        super().create_table()
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(POSTGRES_STATE_TABLE)
-
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        for tracking in _trackings(kwargs):
-            self._insert_tracking(curs, tracking=tracking)
-        state = kwargs.pop("state", None)
-        if state is not None:
-            postgres_write(curs, *state)
-        kwargs.pop("tracking", None)
-        kwargs.pop("trackings", None)
-        super(PostgresProcessRecorder, self)._insert_events(curs, stored_events, **kwargs)

@@ -32,20 +32,26 @@ POSTGRES_STATE_TABLE = (
     "journal INTEGER NOT NULL, k BYTEA NOT NULL, v BYTEA NOT NULL, "
     "PRIMARY KEY (journal, k))"
 )
-GET_CHUNK = 500  # keys per IN (…) query: well under SQLite's variable limit
+GET_CHUNK = 8_000  # keys per IN (…) query: a batch's keys in one query, under SQLite's 32,766 variables
 SIGN_BIT = 1 << 63
-SQLITE_PAGE_CACHE_KIB = 65_536  # per connection: the state table's B-tree stays in memory while batches hit it
+SQLITE_PAGE_CACHE_KIB = 16_384  # per connection (a pool holds several): the hot part of the state B-tree
+WAL_CHECKPOINT_PAGES = 20_000  # ~80 MB of WAL between checkpoints
 _tuned: set[int] = set()
 
 
 def tune_sqlite(cursor: Any) -> None:
-    """Give a connection of the eventsourcing pool a page cache that fits the
-    hot part of the state table (SQLite's default, 2 MB, makes every batch's
-    random inserts and lookups read pages again), once per connection."""
+    """Tune a connection of the eventsourcing pool for the state table, once:
+    a page cache that holds its hot part (SQLite's default, 2 MB, makes every
+    batch's random inserts and lookups read pages again), and fewer checkpoints."""
     raw = getattr(cursor, "sqlite_cursor", cursor)  # eventsourcing wraps its cursors
     connection = raw.connection
     if id(connection) not in _tuned:
         connection.execute(f"PRAGMA cache_size = -{SQLITE_PAGE_CACHE_KIB}")
+        # A batch's state writes touch pages all over the state B-tree: with the
+        # default (a checkpoint every 1,000 WAL pages) every commit paid a
+        # checkpoint and its fsyncs; one every WAL_CHECKPOINT_PAGES rewrites a
+        # hot page into the database once for many commits (300k ingest: 21 → 16 s).
+        connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         _tuned.add(id(connection))
 
 
@@ -128,9 +134,9 @@ class PostgresState:
     def get_many(self, journal: int, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
         with self.datastore.transaction(commit=False) as c:
-            for i in range(0, len(keys), GET_CHUNK * 4):
+            for i in range(0, len(keys), GET_CHUNK):
                 c.execute("SELECT k, v FROM ledger_state WHERE journal = %s AND k = ANY(%s)",
-                          (journal, list(keys[i:i + GET_CHUNK * 4])))
+                          (journal, list(keys[i:i + GET_CHUNK])))
                 found.update((bytes(row["k"]), bytes(row["v"])) for row in c.fetchall())
         return found
 
@@ -142,15 +148,18 @@ class PostgresState:
 
 
 def postgres_write(cursor: Any, journal: int, ops: Sequence[Op]) -> None:
-    """Apply writes inside the caller's PostgreSQL transaction (pipelined)."""
-    deletes = [(journal, k) for k, v in ops if v is None]
-    puts = [(journal, k, v) for k, v in ops if v is not None]
+    """Apply writes inside the caller's PostgreSQL transaction: one statement
+    for the deletes and one for the upserts, the keys and values sent as
+    arrays (a statement per row costs a round trip each, even pipelined)."""
+    deletes = [k for k, v in ops if v is None]
+    keys = [k for k, v in ops if v is not None]
     if deletes:
-        cursor.executemany("DELETE FROM ledger_state WHERE journal = %s AND k = %s", deletes)
-    if puts:
-        cursor.executemany(
-            "INSERT INTO ledger_state (journal, k, v) VALUES (%s, %s, %s) "
-            "ON CONFLICT (journal, k) DO UPDATE SET v = EXCLUDED.v", puts)
+        cursor.execute("DELETE FROM ledger_state WHERE journal = %s AND k = ANY(%s)", (journal, deletes))
+    if keys:
+        values = [v for _, v in ops if v is not None]
+        cursor.execute(
+            "INSERT INTO ledger_state (journal, k, v) SELECT %s, k, v FROM unnest(%s::bytea[], %s::bytea[]) AS t(k, v) "
+            "ON CONFLICT (journal, k) DO UPDATE SET v = EXCLUDED.v", (journal, keys, values))
 
 
 class MemoryState:

@@ -92,7 +92,7 @@ def _environment(url: str) -> dict[str, str]:
             # a small pool keeps many processes within the server's limit.
             "POSTGRES_POOL_SIZE": "3",
             "POSTGRES_MAX_OVERFLOW": "6",
-            "PROCESS_RECORDER_TOPIC": "ledger.recorders:MultiTrackingPostgresProcessRecorder",
+            "PROCESS_RECORDER_TOPIC": "ledger.recorders_postgres:MultiTrackingPostgresProcessRecorder",
             **common,
         }
     raise StoreError(f"bad store URL {url!r}: expected memory://, sqlite:///PATH or postgresql://…")

@@ -38,7 +38,7 @@ from ledger.store import Store, StoreError, one_line, redact
 SCHEMA_VERSION = 2
 PROJECTOR = f"readmodels/v{SCHEMA_VERSION}"  # its row in rm_tracking
 SQLITE_TIMEOUT_S = 30
-SQLITE_CACHE_KIB = 32 * 1024
+SQLITE_CACHE_KIB = 16 * 1024
 SCHEMA_LOCK_ID = 0x726D6F64656C73  # pg_advisory_xact_lock key: "rmodels"
 
 TABLES = (

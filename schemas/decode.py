@@ -1,11 +1,24 @@
 """Bytes → validated event, or a dead-letter reason (SPEC §1, §9). No I/O.
 
 ``decode_event`` never raises: whatever the bytes, it returns ``Decoded`` or a
-``Rejected`` with a reason code of ``schemas.reasons``. Whether the bytes are one
-I-JSON value at all (``malformed_json``) is ``schemas.ijson``'s question. The fast
-path is then one ``msgspec.convert`` into the tagged union; only when that fails
-do we walk the SPEC §9 order by hand to find the *first* applicable reason code,
-so the fast path never decides a reason.
+``Rejected`` with a reason code of ``schemas.reasons``.
+
+Two paths (issue 13):
+
+- The fast path is one typed msgspec decode of the bytes straight into the
+  tagged union ``Event``, after the two I-JSON checks such a decode skips
+  (``ijson.typed_decode_suffices``: nesting depth, UTF-8 inside skipped
+  strings), then the checks a Struct cannot express (schema_version, the
+  timestamp, an order's sums). It only ever *accepts*: any failure, whatever
+  it is, goes to the careful path.
+- The careful path (``_decode_careful``) is the reference: ``ijson.parse``
+  decides ``malformed_json``, ``msgspec.convert`` the schema, and
+  ``_classify`` walks the SPEC §9 order to find the *first* applicable reason.
+  It alone decides every reason code and detail.
+
+The content fingerprint (SPEC §8) is not computed here: ``Decoded.fingerprint()``
+(or ``fingerprint(raw)``) computes it when the engine needs it, when an event
+id comes again.
 """
 
 from __future__ import annotations
@@ -35,12 +48,21 @@ log = logging.getLogger(__name__)
 unexpected_errors = 0
 
 
-class Decoded(msgspec.Struct, frozen=True, gc=False):
-    """A valid event with its instant and content fingerprint."""
+class Decoded(msgspec.Struct, gc=False):
+    """A valid event, its instant and the bytes it was decoded from; the
+    content fingerprint on demand (computed once, then kept)."""
 
     event: Event
     occurred_us: int
-    fingerprint: bytes
+    raw: bytes
+    _fingerprint: Union[bytes, None] = None
+
+    def fingerprint(self) -> bytes:
+        """``fingerprint(self.raw)``: the SPEC §8 content digest of this event."""
+        digest = self._fingerprint
+        if digest is None:
+            digest = self._fingerprint = fingerprint(self.raw)
+        return digest
 
 
 class Rejected(msgspec.Struct, frozen=True, gc=False):
@@ -121,6 +143,12 @@ def content_fingerprint(obj: dict) -> bytes:
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
+def fingerprint(raw: bytes) -> bytes:
+    """The content fingerprint of the event in ``raw`` (one I-JSON value, as
+    every accepted or stored event is): ``content_fingerprint`` of its parsed value."""
+    return content_fingerprint(ijson.parse(raw))
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -137,6 +165,18 @@ def _post_checks(event: Event) -> str | None:
         if total > MAX_SAFE_INT:
             return "Σ quantity × unit_price exceeds 2^53 − 1"
     return None
+
+
+def _sums_hold(order: Order) -> bool:
+    """``_post_checks(order) is None``, without building a detail (the fast path)."""
+    total = 0
+    for line in order.lines:
+        gross = line.quantity * line.unit_price
+        discount = line.discount
+        if discount is not None and discount > gross:
+            return False
+        total += gross
+    return total <= MAX_SAFE_INT
 
 
 def _show(value: Any) -> str:
@@ -172,8 +212,25 @@ def _classify(obj: Any, convert_error: str) -> Rejected:
     return Rejected(reasons.SCHEMA_VIOLATION, convert_error)
 
 
+_typed = msgspec.json.Decoder(Event)
+
+
 def decode_event(raw: bytes) -> Union[Decoded, Rejected]:
     """Decode and validate one wire event. Never raises, whatever ``raw`` is."""
+    try:
+        if ijson.typed_decode_suffices(raw):
+            event = _typed.decode(raw)
+            if event.schema_version is None or event.schema_version == 1:
+                occurred_us = parse_timestamp_us(event.occurred_at)
+                if occurred_us is not None and (type(event) is not Order or _sums_hold(event)):
+                    return Decoded(event, occurred_us, raw)
+    except Exception:  # the fast path failed (whatever the reason): the careful path decides
+        pass
+    return _decode_careful(raw)
+
+
+def _decode_careful(raw: bytes) -> Union[Decoded, Rejected]:
+    """The reference decode: the first SPEC §9 reason, or the event."""
     try:
         try:
             obj = ijson.parse(raw)
@@ -197,7 +254,7 @@ def decode_event(raw: bytes) -> Union[Decoded, Rejected]:
         problem = _post_checks(event)
         if problem is not None:
             return Rejected(reasons.SCHEMA_VIOLATION, problem)
-        return Decoded(event, occurred_us, content_fingerprint(obj))
+        return Decoded(event, occurred_us, raw)
     except Exception as exc:  # last resort: a bug, never bad input (tests/test_fuzz.py)
         global unexpected_errors
         unexpected_errors += 1

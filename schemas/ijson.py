@@ -179,6 +179,38 @@ def _parse_slow(raw: bytes) -> Any:
     return value
 
 
+def typed_decode_suffices(raw: bytes) -> bool:
+    """Whether a *typed* msgspec decode of ``raw`` (into the event Structs, as
+    schemas.decode's fast path does) would reject everything ``parse`` rejects.
+
+    A typed decode skips what it does not map to a field (unknown members, and
+    the values it scans past while looking for the ``type`` tag). While skipping,
+    msgspec 0.22 (``json_skip`` in its ``_core.c``) still checks the JSON
+    grammar, trailing data, raw control characters and every escape in strings
+    (a lone surrogate escape is an error), and refuses ``NaN``/``Infinity``;
+    numbers of any size pass, as here (decision 1). Two things it does not
+    check in skipped content, so they are checked here, cheaply:
+
+    - UTF-8: skipped strings and unknown member names are passed over byte by
+      byte, never decoded. ASCII input cannot hold invalid UTF-8 (one C scan);
+      other input is decoded once.
+    - depth: skipping recurses up to Python's recursion limit, not 128. The
+      same byte test as ``parse`` (length, then the count of ``[`` and ``{``)
+      leaves ordinary events out; the rest take the careful path.
+
+    tests/test_hostile_input.py pins each of these behaviours of msgspec.
+    """
+    if len(raw) > 2 * MAX_DEPTH + 1 and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        return False
+    if raw.isascii():
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def parse(raw: bytes) -> Any:
     """Parse one I-JSON value; raise NotIJSON (→ malformed_json) when it is not.
 

@@ -50,23 +50,64 @@ def _days(date: str) -> int | None:
     return days
 
 
-_hour_cache: dict[str, int | None] = {}  # "YYYY-MM-DDTHH" → seconds since the epoch, None if not real
-_HOUR_CACHE_MAX = 200_000  # bounded: ~23 years of distinct hours
+_hour_cache: dict[str, int] = {}  # "YYYY-MM-DDTHH" → seconds since the epoch; valid prefixes only
+_HOUR_CACHE_MAX = 200_000  # bounded: ~23 years of distinct hours; emptied when full
 
 
 def _hour_seconds(prefix: str) -> int | None:
-    seconds = _hour_cache.get(prefix, -1)
-    if seconds != -1:
+    """Seconds since the epoch for a ``YYYY-MM-DDTHH`` prefix that the pattern
+    matched, or None if it is not a real date and hour. Only real ones are
+    cached: the fast path takes a cached prefix as proof of its layout."""
+    seconds = _hour_cache.get(prefix)
+    if seconds is not None:
         return seconds
     days, hour = _days(prefix[:10]), int(prefix[11:13])
-    seconds = days * 86_400 + hour * 3600 if days is not None and hour <= 23 else None
-    if len(_hour_cache) < _HOUR_CACHE_MAX:
-        _hour_cache[prefix] = seconds
+    if days is None or hour > 23:
+        return None
+    seconds = days * 86_400 + hour * 3600
+    if len(_hour_cache) >= _HOUR_CACHE_MAX:
+        _hour_cache.clear()
+    _hour_cache[prefix] = seconds
     return seconds
 
 
+# Every valid ":MM:SS" and every valid zone (``Z``, ``z``, ``±HH:MM`` with HH ≤ 23,
+# MM ≤ 59) with its seconds; a piece not in these tables is not valid there.
+_MINUTE_SECONDS = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}
+_ZONES = {"Z": 0, "z": 0} | {
+    f"{sign}{h:02d}:{m:02d}": (-1 if sign == "+" else 1) * (h * 3600 + m * 60)
+    for sign in "+-" for h in range(24) for m in range(60)
+}
+_FRACTION_SCALE = (0, 100_000, 10_000, 1_000, 100, 10, 1)  # µs per unit of a 1–6 digit fraction
+
+
 def parse_timestamp_us(text: str) -> int | None:
-    """Return the instant as microseconds since the epoch, or None when invalid."""
+    """Return the instant as microseconds since the epoch, or None when invalid.
+
+    The fast path slices the fixed layout ``YYYY-MM-DDTHH`` ``:MM:SS``
+    ``[.f{1,6}]`` ``zone`` and looks each piece up in a table that holds valid
+    pieces only (a cached real hour, a real minute and second, a real zone), so
+    it answers only for valid text. Anything else goes to ``_parse_careful``,
+    the pattern, which alone decides that a text is invalid (and fills the
+    hour cache)."""
+    try:
+        seconds = _hour_cache[text[:13]] + _MINUTE_SECONDS[text[13:19]]
+        if text[19] != ".":  # no fraction: the rest is the zone
+            return (seconds + _ZONES[text[19:]]) * US_PER_SECOND
+        if text[-1] in "Zz":
+            fraction, offset = text[20:-1], 0
+        else:  # a 6-character window holding text[19] holds ".", so a valid zone starts past it
+            fraction, offset = text[20:-6], _ZONES[text[-6:]]
+        if fraction.isdigit() and fraction.isascii():  # ASCII digits only, at least one
+            return (seconds + offset) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[len(fraction)]  # IndexError past 6
+    except (KeyError, IndexError):
+        pass
+    return _parse_careful(text)
+
+
+def _parse_careful(text: str) -> int | None:
+    """The reference parser (the pattern, then the calendar): the instant, or
+    None when invalid. ``parse_timestamp_us`` gives the same answer for every text."""
     match = _PATTERN.fullmatch(text)
     if match is None:
         return None

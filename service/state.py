@@ -21,7 +21,7 @@ class Service:
     def __init__(self, store_url: str, tokens: dict[str, Principal]) -> None:
         self.store = Store(store_url)
         self.tokens = tokens
-        self.explainer = Explainer(self.store)  # replays each journal on first use, then catches up
+        self.explainer = Explainer(self.store)  # reads the state tables and read models: no replay
         self.write_lock = threading.Lock()  # one write at a time per process; the store serialises across processes
         database(self.store)  # the tables exist (created on a new store)
         # Catch the tables up in the background: the server listens at once,

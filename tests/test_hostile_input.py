@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import msgspec
 import pytest
 
 from devkit.synthetic import generate
@@ -23,6 +24,7 @@ from fuzz.properties import check_decode, is_ijson
 from schemas import decode as decode_module
 from schemas import ijson
 from schemas.decode import Decoded, Rejected, decode_event
+from schemas.events import Click
 from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, share
 
 EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
@@ -143,7 +145,7 @@ def test_numbers_beyond_2_53_in_known_fields_are_schema_violations():
 def test_huge_numbers_keep_an_exact_fingerprint():
     """Same content is equal parsed values (§8): exact for numbers of any size."""
     def fp(value: bytes) -> bytes:
-        return check_decode(with_field(SHARE, "x", value)).fingerprint
+        return check_decode(with_field(SHARE, "x", value)).fingerprint()
 
     huge = b"9" * 5000
     assert fp(huge) == fp(huge) != fp(b"9" * 4999 + b"8")
@@ -162,16 +164,131 @@ def test_duplicate_member_names_are_accepted_and_the_last_wins():
 
 
 def test_the_last_resort_guard_turns_a_bug_into_a_schema_violation(monkeypatch):
-    def broken(obj):
+    def broken(text):
         raise KeyError("boom")
 
-    monkeypatch.setattr(decode_module, "content_fingerprint", broken)
+    # Both paths call it: the fast path fails (and decides nothing), the careful path's guard answers.
+    monkeypatch.setattr(decode_module, "parse_timestamp_us", broken)
     before = decode_module.unexpected_errors
     result = decode_event(SHARE + b"}")
     assert result == Rejected("schema_violation", "KeyError: 'boom'")
     assert decode_module.unexpected_errors == before + 1
     assert isinstance(decode_event(None), Rejected)  # not even bytes: a tombstone's None
     assert decode_event(None).reason == "malformed_json"
+
+
+# ------------------------------ the typed fast path (issue 13): what it skips
+# decode_event's fast path decodes the bytes straight into the event Structs;
+# unknown members (and whatever msgspec scans past to find the ``type`` tag) are
+# skipped, not parsed into values. These tests pin what msgspec checks while
+# skipping: if a msgspec upgrade stops checking one of them, the first test
+# fails, before any hostile input gets through. ijson.typed_decode_suffices
+# covers the two gaps (UTF-8 and depth).
+SKIPPED_BUT_CHECKED = {
+    "lone-surrogate-value": with_field(CLICK, "x", b'"a\\ud800"'),
+    "lone-low-surrogate-value": with_field(CLICK, "x", b'"\\udc00"'),
+    "reversed-pair": with_field(CLICK, "x", b'"\\ude00\\ud83d"'),
+    "high-then-other": with_field(CLICK, "x", b'"\\ud83d\\u0041"'),
+    "lone-surrogate-name": CLICK + b',"\\ud800":1}',
+    "lone-surrogate-nested": with_field(CLICK, "x", b'[{"a":["\\udbff"]}]'),
+    "lone-surrogate-nested-name": with_field(CLICK, "x", b'{"\\udfff":1}'),
+    "control-char-value": with_field(CLICK, "x", b'"a\x01b"'),
+    "nul-value": with_field(CLICK, "x", b'"\x00"'),
+    "tab-value": with_field(CLICK, "x", b'"\t"'),
+    "control-char-name": CLICK + b',"a\x1fb":1}',
+    "control-char-nested": with_field(CLICK, "x", b'{"k":["\x0b"]}'),
+    "bad-escape": with_field(CLICK, "x", b'"\\x41"'),
+    "NaN": with_field(CLICK, "x", b"NaN"),
+    "Infinity": with_field(CLICK, "x", b"Infinity"),
+    "-Infinity": with_field(CLICK, "x", b"-Infinity"),
+    "nan": with_field(CLICK, "x", b"nan"),
+    "NaN-nested": with_field(CLICK, "x", b"[1, {\"a\": NaN}]"),
+    "leading-zero": with_field(CLICK, "x", b"01"),
+    "bare-dot": with_field(CLICK, "x", b"1."),
+    "plus": with_field(CLICK, "x", b"+1"),
+    "trailing-comma": with_field(CLICK, "x", b"[1,]"),
+    "single-quotes": with_field(CLICK, "x", b"'a'"),
+    "trailing-data": CLICK + b"} x",
+    "second-value": CLICK + b"}{}",
+    "trailing-nul": CLICK + b"}\x00",
+    "before-the-tag": b'{"x":"\\ud800",' + CLICK[1:] + b"}",
+    "control-before-the-tag": b'{"x":"\x01",' + CLICK[1:] + b"}",
+}
+SKIPPED_UNCHECKED = {  # msgspec accepts these when it skips them; typed_decode_suffices sends them to the careful path
+    "invalid-utf8-value": with_field(CLICK, "x", b'"\xff"'),
+    "encoded-surrogate-value": with_field(CLICK, "x", b'"\xed\xa0\x80"'),
+    "overlong-value": with_field(CLICK, "x", b'"\xc0\xaf"'),
+    "past-U+10FFFF-value": with_field(CLICK, "x", b'"\xf4\x90\x80\x80"'),
+    "invalid-utf8-name": CLICK + b',"\xff":1}',
+    "invalid-utf8-nested": with_field(CLICK, "x", b'{"a":["\x80"]}'),
+    "invalid-utf8-before-the-tag": b'{"x":"\xfe",' + CLICK[1:] + b"}",
+    "129-deep": with_field(CLICK, "x", nested(128)),
+    "500-deep": with_field(CLICK, "x", nested(499)),
+    "deep-objects": with_field(CLICK, "x", b'{"a":' * 200 + b"1" + b"}" * 200),
+}
+
+
+@pytest.mark.parametrize("raw", list(SKIPPED_BUT_CHECKED.values()), ids=list(SKIPPED_BUT_CHECKED))
+def test_msgspec_checks_skipped_content(raw):
+    """Not I-JSON in an unknown member: the typed decode itself fails, so the
+    careful path decides (malformed_json)."""
+    with pytest.raises(msgspec.DecodeError):
+        decode_module._typed.decode(raw)
+    assert reason(raw) == "malformed_json"
+
+
+@pytest.mark.parametrize("raw", list(SKIPPED_UNCHECKED.values()), ids=list(SKIPPED_UNCHECKED))
+def test_what_msgspec_does_not_check_while_skipping_is_checked_before(raw):
+    """Invalid UTF-8 in skipped strings and nesting past 128 are accepted by a
+    typed decode: ijson.typed_decode_suffices keeps them off the fast path."""
+    assert isinstance(decode_module._typed.decode(raw), Click)  # the gap, pinned
+    assert not ijson.typed_decode_suffices(raw)
+    assert reason(raw) == "malformed_json"
+
+
+def test_typed_decode_suffices_on_ordinary_events():
+    for raw in generate(500, seed=3):
+        if raw.startswith(b"{") and not raw.startswith(b'{"type": "gift"'):
+            assert ijson.typed_decode_suffices(raw), raw
+    assert ijson.typed_decode_suffices(with_field(SHARE, "target", '"分享"'.encode()))  # non-ASCII, valid UTF-8
+    assert ijson.typed_decode_suffices(with_field(CLICK, "x", nested(127)))  # 128 deep is fine...
+    # The byte test is conservative: brackets inside a string count, and the careful path finds the event valid.
+    assert not ijson.typed_decode_suffices(with_field(CLICK, "x", b'"' + b"[" * 300 + b'"'))
+    assert isinstance(check_decode(with_field(CLICK, "x", b'"' + b"[" * 300 + b'"')), Decoded)
+
+
+def test_duplicate_names_on_the_fast_path_are_the_careful_path_s():
+    """The last one wins on both paths; a second ``type`` tag that differs from
+    the first fails the typed decode (msgspec checks every tag against the
+    first), so the careful path decides with the last one."""
+    raw = CLICK.replace(b'"buyer_id":"b1"', b'"buyer_id":"b0","buyer_id":"b1"') + b"}"
+    assert decode_module._typed.decode(raw).buyer_id == "b1"
+    assert check_decode(raw).event.buyer_id == "b1"
+    twin = CLICK + b',"promoter_id":"p1","type":"share"}'  # the last type wins: a valid share
+    with pytest.raises(msgspec.ValidationError):
+        decode_module._typed.decode(twin)
+    assert type(check_decode(twin).event).__name__ == "Share"
+    same = CLICK + b',"type":"click"}'
+    assert decode_module._typed.decode(same) == check_decode(same).event
+    escaped = b'{"typ\\u0065":"cl\\u0069ck",' + CLICK[len(b'{"type":"click",'):] + b"}"
+    assert decode_module._typed.decode(escaped) == check_decode(escaped).event
+
+
+def test_fast_path_answers_for_valid_events_with_unknown_fields(monkeypatch):
+    """Proof that the fast path is taken: with the careful path broken, valid
+    events (unknown fields of any I-JSON value included) still decode."""
+    def broken(raw):
+        raise AssertionError("careful path reached")
+
+    values = [b"1e400", b"9" * 5000, b'"\\ud83d\\ude00"', b'{"a":[1,{"b":null}]}', nested(127), b'"\\u0000"',
+              '"推客😀"'.encode(), b'"\x7f\xc2\x80\xef\xbf\xbf"', b"-0", b"1.5e-300"]
+    expected = [decode_event(with_field(CLICK, "x", v)) for v in values]
+    monkeypatch.setattr(decode_module, "_decode_careful", broken)
+    for value, before in zip(values, expected):
+        raw = with_field(CLICK, "x", value)
+        result = decode_event(raw)
+        assert result.event == before.event and result.occurred_us == before.occurred_us
+        assert result.fingerprint() == before.fingerprint()
 
 
 # ------------------------------------------- regressions left by the fuzzers

@@ -3,12 +3,17 @@ reason codes and their order, content fingerprints, and the ingest outcomes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 
 import pytest
 
+from fuzz.corpus import corpus_digest, decode_corpus, outcome_bytes, timestamp_corpus
 from schemas import Decoded, Rejected, decode_event, format_timestamp_us, parse_timestamp_us
+from schemas import decode as decode_module
+from schemas import ijson, timestamps
+from schemas.decode import _decode_careful, content_fingerprint, fingerprint
 from schemas.events import Click, Order, Refund, Share, line_discount, order_currency
 from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, refund, share
 
@@ -138,6 +143,57 @@ def test_format_timestamp(us, text):
     assert parse_timestamp_us(text) == us
 
 
+# The digest of main's parse_timestamp_us (the pattern, before issue 13) over
+# timestamp_corpus(): 3000 generated texts of every valid shape, each also mutated once.
+TIMESTAMP_CORPUS_DIGEST = "a1c78278826bacf0a0a6639aee67d84b"
+
+
+def test_timestamp_fast_path_gives_the_pattern_s_answer_for_every_text():
+    """The sliced fast path (issue 13) against the pattern it replaced on the hot
+    path, the datetime oracle and main's results; each text twice, so the second
+    parse takes the fast path whenever the first cached its hour."""
+    texts = list(timestamp_corpus())
+    results = []
+    fast = 0
+    for text in texts:
+        careful = timestamps._parse_careful(text)
+        first, second = parse_timestamp_us(text), parse_timestamp_us(text)
+        assert first == second == careful, text
+        if careful is not None:
+            assert careful == _oracle_us(text), text
+            fast += text[:13] in timestamps._hour_cache
+        results.append(str(careful))
+    assert hashlib.blake2b("\n".join(results).encode(), digest_size=16).hexdigest() == TIMESTAMP_CORPUS_DIGEST
+    valid = sum(r != "None" for r in results)
+    assert 2000 < valid < 4000 and fast == valid  # both kinds well represented; every valid one had a cached hour
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-03-01T12:34:56.Z", "2026-03-01T12:34:56.1234567Z", "2026-03-01T12:34:56.+08:00", "2026-03-01T12:34:56.1+0800",
+        "2026-03-01T12:34:56.1+08:00Z", "2026-03-01T12:34:56+08:00 ", "2026-03-01T12:34:56.٣Z", "2026-03-01T12:34:56.1 Z",
+        "2026-03-01T12:34:5６Z", "2026-03-01T12:3４:56Z", "2026-03-01T12:34:56.12345６Z", "2026-03-01T12:34:56ZZ",
+        "2026-03-01T12:34:56.1z+08:00", "2026-03-01T12:34:56.1:08:00", "2026-03-01T12:34:56.1-08-00",
+        "2026-03-01T12:34:56-", "2026-03-01T12:34:56.", "2026-03-01T12", "2026-03-01T12:34:56.1+8:00",
+    ],
+)
+def test_timestamp_fast_path_rejects_what_the_pattern_rejects(text):
+    parse_timestamp_us("2026-03-01T12:34:56Z")  # the hour is cached: the fast path sees every one of these
+    assert text[:13] in timestamps._hour_cache
+    assert parse_timestamp_us(text) is None and timestamps._parse_careful(text) is None
+
+
+def test_hour_cache_keeps_real_hours_only_and_is_emptied_when_full(monkeypatch):
+    monkeypatch.setattr(timestamps, "_hour_cache", {})
+    monkeypatch.setattr(timestamps, "_HOUR_CACHE_MAX", 3)
+    assert parse_timestamp_us("2025-02-29T00:00:00Z") is None and timestamps._hour_cache == {}
+    assert parse_timestamp_us("2026-03-01T24:00:00Z") is None and timestamps._hour_cache == {}
+    for hour in range(5):
+        assert parse_timestamp_us(f"2026-03-01T{hour:02d}:00:00Z") == _oracle_us(f"2026-03-01T{hour:02d}:00:00Z")
+    assert list(timestamps._hour_cache) == ["2026-03-01T03", "2026-03-01T04"]  # emptied at 3, refilled
+
+
 # -------------------------------------------------------------------- decoding
 AT = "2026-01-15T10:00:00+08:00"
 AT_US = 1_768_442_400_000_000
@@ -170,15 +226,23 @@ def _id(value) -> str | None:
     return value[:60].decode("utf-8", "replace") if isinstance(value, bytes) else None
 
 
+def _same_as_careful(raw: bytes, result) -> None:
+    """The fast path never decides: every outcome is the careful path's."""
+    assert outcome_bytes(result) == outcome_bytes(_decode_careful(raw))
+
+
 def reason(raw: bytes) -> str:
     result = decode_event(raw)
     assert isinstance(result, Rejected), result
+    _same_as_careful(raw, result)
     return result.reason
 
 
 def decoded(raw: bytes) -> Decoded:
     result = decode_event(raw)
     assert isinstance(result, Decoded), result
+    assert result.raw is raw
+    _same_as_careful(raw, result)
     return result
 
 
@@ -383,7 +447,7 @@ def test_128_char_sku_and_order_ids_are_valid():
 
 # ---------------------------------------------------------------- fingerprints
 def fp(raw: bytes | str) -> bytes:
-    return decoded(raw.encode() if isinstance(raw, str) else raw).fingerprint
+    return decoded(raw.encode() if isinstance(raw, str) else raw).fingerprint()
 
 
 def test_fingerprint_ignores_key_order_and_whitespace():
@@ -421,6 +485,100 @@ def test_fingerprint_uses_python_equality(base):
 )
 def test_fingerprint_differs_for_different_content(a, b):
     assert fp(a) != fp(b)
+
+
+# Fingerprints computed by main's decode_event (before issue 13, when every
+# event's fingerprint was computed while decoding) for the inputs below.
+S = b'{"type":"share","event_id":"e-s1","occurred_at":"2026-01-15T02:00:00Z","share_id":"s1","promoter_id":"p1"'
+O = (b'{"type":"order","event_id":"e-o1","occurred_at":"2026-01-15T02:00:00Z","order_id":"o1","buyer_id":"b1",'
+     b'"merchant_id":"m1","lines":[{"sku":"k","quantity":1,"unit_price":100}]')
+MAIN_FINGERPRINTS = [
+    ("plain", S + b"}", "4377cc2f10e2d8d158fd9ec6cd624728"),
+    ("reordered-spaced", b'{ "promoter_id" : "p1", "share_id":"s1",\n"occurred_at":"2026-01-15T02:00:00Z",'
+                         b'"event_id":"e-s1","type":"share" }', "4377cc2f10e2d8d158fd9ec6cd624728"),
+    ("float-1.0", S + b',"x":1.0}', "80a947b54df0b0afd6c89144aac806eb"),
+    ("int-1", S + b',"x":1}', "80a947b54df0b0afd6c89144aac806eb"),
+    ("true", S + b',"x":true}', "80a947b54df0b0afd6c89144aac806eb"),
+    ("false", S + b',"x":false}', "ddef225131de1e7cba1180abeb7e1aeb"),
+    ("float-1.5", S + b',"x":1.5}', "0224f50ba6129eed6eee43e50716da10"),
+    ("float-tiny", S + b',"x":-2.25e-3}', "c02a35ce4d689c172505701c7d06a9e3"),
+    ("float-1e400", S + b',"x":1e400}', "6be5b25c6ea6cb26c7cabff33d69baa7"),
+    ("float-minus-1e400", S + b',"x":-1e400}', "7b15d12c801746cd9898c86ecd38cb0b"),
+    ("int-2^64", S + b',"x":18446744073709551616}', "0f8a1521830cddae187774d41c886f0a"),
+    ("float-2^64", S + b',"x":18446744073709551616.0}', "0f8a1521830cddae187774d41c886f0a"),
+    ("int-4300-digits", S + b',"x":' + b"9" * 4300 + b"}", "582e94276f3fbe2661295eb7bcca0622"),
+    ("int-5000-digits", S + b',"x":' + b"9" * 5000 + b"}", "aa2af60b7e5bb9a3a787a8dc6ce06026"),
+    ("huge-and-inf", S + b',"x":[' + b"9" * 5000 + b',1e400,true]}', "f6ac0b238012777ec7c0c7296a9c0953"),
+    ("nested-unknown", S + b',"meta":{"b":[1,{"c":false,"d":null}],"a":{"z":1.25,"y":"\\u00e9"}}}',
+     "6c466c8dd8ebcc2ffde3a95b3ec10f14"),
+    ("nested-unknown-reordered", S + b',"meta":{"a":{"y":"\xc3\xa9","z":1.25},"b":[1,{"d":null,"c":false}]}}',
+     "6c466c8dd8ebcc2ffde3a95b3ec10f14"),
+    ("duplicate-unknown", S + b',"x":1,"x":2}', "55ec4c7fb48d010e7cb60f1e840d56ee"),
+    ("duplicate-known", S.replace(b'"promoter_id":"p1"', b'"promoter_id":"p0","promoter_id":"p1"') + b"}",
+     "4377cc2f10e2d8d158fd9ec6cd624728"),
+    ("duplicate-type", b'{"type":"gift",' + S[1:] + b"}", "4377cc2f10e2d8d158fd9ec6cd624728"),
+    ("escapes-names-values", b'{"typ\\u0065":"share","event_id":"e-s1","occurred_at":"2026-01-15T02:00:00Z",'
+                             b'"share_id":"s\\u0031","promoter_id":"p1","\\u540d":"\\ud83d\\ude00\\n\\u0000"}',
+     "088a937ef7b686a33b4d05f03de6f3a0"),
+    ("raw-unicode", S + ',"名":"😀\\n\\u0000"}'.encode(), "088a937ef7b686a33b4d05f03de6f3a0"),
+    ("non-ascii-target", S + ',"target":"分享链接"}'.encode(), "607075cca15cc0f49fdd83f0f398a4a6"),
+    ("del-char", S + b',"target":"a\x7f"}', "136074942af78a2876783587eafb114e"),
+    ("order", O + b"}", "17ed01b3bb18e568f814247a1a90b7fd"),
+    ("order-defaults-explicit", O.replace(b'"unit_price":100', b'"unit_price":100,"discount":0')
+     + b',"currency":"CNY","shipping":0}', "fe6b190db034d4f30c65758327a9461e"),
+    ("order-float-unknown-in-line", O.replace(b'"unit_price":100', b'"unit_price":100,"weight":0.5,"gift":true') + b"}",
+     "d0325be75941763fe3688d83bd4d9ed4"),
+    ("null-unknown", S + b',"x":null}', "1e62fb0ec0a1e4e99ae864267c81b076"),
+    ("schema_version-1", S + b',"schema_version":1}', "d84e525a095229ff6645a11e498aef1f"),
+]
+
+
+@pytest.mark.parametrize("name, raw, expected", MAIN_FINGERPRINTS, ids=[c[0] for c in MAIN_FINGERPRINTS])
+def test_fingerprint_on_demand_is_main_s_fingerprint(name, raw, expected):
+    """Computed when asked (issue 13), the bytes are those main computed while
+    decoding: the method, the module function and content_fingerprint agree."""
+    result = decoded(raw)
+    assert result.fingerprint().hex() == expected
+    assert fingerprint(raw).hex() == expected
+    assert content_fingerprint(ijson.parse(raw)).hex() == expected
+
+
+def test_fingerprint_is_computed_only_when_asked_and_then_kept(monkeypatch):
+    calls = []
+    real = decode_module.content_fingerprint
+    monkeypatch.setattr(decode_module, "content_fingerprint", lambda obj: calls.append(obj) or real(obj))
+    result = decode_event(ev(SHARE, x=[1.5, True]))
+    assert isinstance(result, Decoded) and calls == []  # decoding computed none
+    first = result.fingerprint()
+    assert len(calls) == 1 and result.fingerprint() is first and len(calls) == 1
+
+
+# The digest of main's decode_event (before issue 13) over decode_corpus(): about
+# 6500 inputs (the synthetic stream, and valid events with unknown fields of any
+# value, duplicate names, escapes, bad values, bad timestamps, cuts, bad bytes);
+# for each, its reason and detail, or its event, instant and fingerprint.
+DECODE_CORPUS_DIGEST = "88e039aeb1988c71fe43f5ec7aa76361"
+
+
+def test_every_outcome_and_fingerprint_is_main_s():
+    inputs = list(decode_corpus())
+    assert len(inputs) > 6000
+    assert corpus_digest(decode_event, inputs) == DECODE_CORPUS_DIGEST
+    assert corpus_digest(_decode_careful, inputs) == DECODE_CORPUS_DIGEST
+
+
+def test_fast_path_takes_ordinary_events_and_decides_nothing_else(monkeypatch):
+    """Most of the corpus is decided on the fast path only when it is a valid
+    event; everything else reaches the careful path."""
+    careful = set()
+    real = decode_module._decode_careful
+    monkeypatch.setattr(decode_module, "_decode_careful", lambda raw: careful.add(raw) or real(raw))
+    results = [(raw, decode_event(raw)) for raw in decode_corpus()]
+    rejected = [raw for raw, r in results if isinstance(r, Rejected)]
+    fast = [raw for raw, r in results if isinstance(r, Decoded) and raw not in careful]
+    assert set(rejected) <= careful
+    assert len(fast) > 3000
+    assert any(b"x_extra" in raw or b'"x":' in raw for raw in fast)  # unknown fields stay on the fast path
 
 
 # ------------------------------------------------------ ingest (end to end, §8)

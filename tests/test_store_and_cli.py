@@ -15,7 +15,7 @@ import pytest
 
 from ledger.app import IntegrityError, Ledger
 from cli.main import main
-from ledger.records import Ingested, decode_segment, encode_segment, fold_records, frame, genesis, unframe
+from ledger.records import Ingested, PaidOut, decode_segment, encode_segment, fold_records, frame, genesis, unframe
 from ledger.store import JournalStore
 from tests.helpers import adjust, click, feed, new_ledger, order, payout, refund, share
 
@@ -215,6 +215,34 @@ def test_tampered_payload_breaks_the_chain(capsys, store, jsonl):
     assert err.startswith("commission-ledger: audit failed: journal main segment 2") and len(err.splitlines()) == 1
     code, _, err = cli(capsys, "--store", store, "settle", "--as-of", "2026-03-01T00:00:00Z")
     assert code == 1 and "integrity error" in err and "chain link broken" in err  # no write on a broken head
+
+
+def _edit_payout(store: str, *, rechain: bool) -> None:
+    """Add 1,000 to the first line of the stored payout (treasury journal)."""
+    with sqlite3.connect(store[len("sqlite:///"):]) as db:
+        rows = db.execute("SELECT originator_version, state FROM stored_events WHERE originator_id='journal:treasury' "
+                          "ORDER BY originator_version").fetchall()
+        head = genesis("treasury")
+        for version, state in rows:
+            segment = decode_segment(state)
+            records = [msgspec.structs.replace(r, transfers=[msgspec.structs.replace(r.transfers[0], amount_minor=r.transfers[0].amount_minor + 1_000),
+                                                             *r.transfers[1:]]) if isinstance(r, PaidOut) else r for r in segment.records]
+            payload = encode_segment(msgspec.structs.replace(segment, records=records))
+            data, head = frame(head, payload) if rechain else (state[:len(state) - len(unframe(state)[1])] + payload, head)
+            db.execute("UPDATE stored_events SET state=? WHERE originator_id='journal:treasury' AND originator_version=?", (data, version))
+
+
+def test_an_edited_payout_amount_is_caught_even_with_the_chain_recomputed(capsys, store, jsonl):
+    cli(capsys, "--store", store, "ingest", str(jsonl))
+    cli(capsys, "--store", store, "settle", "--as-of", "2026-03-01T00:00:00Z")
+    assert cli(capsys, "--store", store, "payout", "--as-of", "2026-03-01T00:00:00Z")[0] == 0
+    _edit_payout(store, rechain=False)
+    code, out, _ = cli(capsys, "--store", store, "audit", "replay")
+    assert code == 1 and "FAIL journal treasury segment 2: chain link broken" in out
+    _edit_payout(store, rechain=True)  # a consistent chain again, now 2,000 more paid than was payable
+    code, out, _ = cli(capsys, "--store", store, "audit", "replay")
+    assert code == 1 and "chain link broken" not in out
+    assert "FAIL journal treasury position 2: paid alice CNY 2750, but payable there was 750" in out
 
 
 def test_a_consistently_regenerated_history_is_caught_by_re_execution_and_the_anchor(capsys, store, jsonl, tmp_path):

@@ -5,7 +5,7 @@ dead letters to ``<topic>.dlq`` (see ``dlq``: at least once, within a budget
 of a few seconds, never an error), then write one segment together with
 ``Tracking`` rows for every partition position it advanced (the events
 partition and the shares partitions), in one transaction — whatever became of
-the copies. On (re)assignment a task replays its journal and seeks to the
+the copies. On (re)assignment a task opens its journal (O(1)) and seeks to the
 stored positions; Kafka's committed offsets are written afterwards for lag
 monitoring only.
 """

@@ -2,7 +2,7 @@
 
 Task p owns the journal ``kafka:<topic>:<p>`` (the buyers of partition p) and
 the positions that journal has stored: in partition p, and in every shares
-partition. Opening a task replays its journal and seeks the consumers to those
+partition. Opening a task opens its journal (O(1): its state row and chain head) and seeks the consumers to those
 positions; that is all a (re)assignment needs, since nothing else is trusted.
 """
 

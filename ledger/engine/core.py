@@ -24,7 +24,7 @@ from ledger.engine import commands, spaces
 from ledger.engine.clicks import ClickIndex
 from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.decision import decide
-from ledger.engine.dedupe import NEW, SAME, Dedupe
+from ledger.engine.dedupe import NEW, SAME, At, Dedupe, FirstRaw
 from ledger.engine.network import Network
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import post
@@ -44,13 +44,19 @@ from schemas.events import Click, Order, Refund, Share
 class Engine:
     """The ledger state of one journal, as a cache over its state tables."""
 
-    def __init__(self, cache: StateCache, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, cache: StateCache, limits: Limits = DEFAULT_LIMITS, first_raw: FirstRaw | None = None) -> None:
+        """``first_raw(version, index)``: the raw bytes of the record there (a
+        repeated event id's first occurrence); without it the engine keeps the
+        raw events it applied in memory (tests, benchmarks, one-off use)."""
         self.cache = cache
+        self._applied: list[bytes] = []
+        # Where the record of the event applied next will stand (the caller sets it).
+        self.at: At = (0, 0)
         self.meta = cache.meta
         self.limits = limits
         self.rules: list[Rules] = [rules_from_toml_text(t) for t in self.meta.rules_toml]  # index = version − 1
         self.params: list[Params] = [Params.of(r) for r in self.rules]  # the same, compiled
-        self.dedupe = Dedupe(cache)
+        self.dedupe = Dedupe(cache, first_raw or self._applied_raw)
         self.buyers = cache.table(spaces.BUYERS, id_key, encode, decoder(BuyerRow))
         self.orders = OrderBook(cache, self.meta, self.buyers)
         self.network = Network(cache)
@@ -79,8 +85,14 @@ class Engine:
 
     # ------------------------------------------------------------------ input
     def ingest(self, raw: bytes, source: Source) -> Outcome:
-        """Apply one wire event. Never raises for bad input."""
+        """Apply one wire event, the record of which the engine keeps in memory
+        (no journal: tests, benchmarks). Never raises for bad input."""
+        self.at = (0, len(self._applied))
+        self._applied.append(raw)
         return self.apply_decoded(decode_event(raw), raw, source)
+
+    def _applied_raw(self, version: int, index: int) -> bytes:
+        return self._applied[index]
 
     def apply_decoded(self, decoded: Decoded | Rejected, raw: bytes, source: Source) -> Outcome:
         if isinstance(decoded, Rejected):
@@ -90,36 +102,36 @@ class Engine:
     def apply(self, decoded: Decoded, raw: bytes, source: Source) -> Outcome:
         event = decoded.event
         event_id = event.event_id
-        seen = self.dedupe.check(event_id, decoded.fingerprint)
+        seen = self.dedupe.check(event_id, decoded)
         if seen != NEW:
             if seen == SAME:
                 return Outcome(DUPLICATE, event_id, [])
             return _dead(reasons.CONFLICTING_DUPLICATE, "event_id already accepted with other content", raw, source, None)
         if isinstance(event, Click):
-            self.dedupe.claim(event_id, decoded.fingerprint)
+            self.dedupe.claim(event_id, self.at)
             return self._click(event, decoded.occurred_us)
         if isinstance(event, Order):
             if self.orders.get(event.order_id) is not None:
                 return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"order_id {event.order_id!r} already used", raw, source, decoded)
-            self.dedupe.claim(event_id, decoded.fingerprint)
+            self.dedupe.claim(event_id, self.at)
             return self._order(event, decoded.occurred_us)
         if isinstance(event, Share):
             if self.network.shares.get(event.share_id) is not None:
                 return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"share_id {event.share_id!r} already used", raw, source, decoded)
-            self.dedupe.claim(event_id, decoded.fingerprint)
+            self.dedupe.claim(event_id, self.at)
             return self._share(event, decoded.occurred_us)
         if not isinstance(event, Refund):
             raise InvariantError(f"unknown event type {type(event).__name__}")
         if self.dedupe.refund_claimed(event.refund_id):
             return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"refund_id {event.refund_id!r} already used", raw, source, decoded)
-        self.dedupe.claim(event_id, decoded.fingerprint)
+        self.dedupe.claim(event_id, self.at)
         return self._refund(event, raw, source)
 
     def _dead_keep(self, reason: str, detail: str, raw: bytes, source: Source, decoded: Decoded) -> Outcome:
         """A dead letter that keeps its event_id (SPEC §8)."""
         require(reason in reasons.KEEPS_EVENT_ID, f"{reason} does not keep its event_id")
         event_id = decoded.event.event_id
-        self.dedupe.claim(event_id, decoded.fingerprint)
+        self.dedupe.claim(event_id, self.at)
         return _dead(reason, detail, raw, source, event_id)
 
     # --------------------------------------------------------------- prefetch

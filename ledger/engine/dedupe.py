@@ -1,12 +1,24 @@
-"""Duplicates (SPEC §8): event ids with the fingerprint of their first content,
-and the refund ids claimed (order and share ids live with their orders and
-shares)."""
+"""Duplicates (SPEC §8): each event id with where its first occurrence is
+recorded, and the refund ids claimed (order and share ids live with their
+orders and shares).
+
+An event id's row points at the record of its first occurrence (segment
+version, index in the segment) instead of holding a fingerprint of its
+content: the content is in the journal already. Only when an id repeats —
+rare — are the two contents compared (``schemas.decode.fingerprint`` of both),
+so a new event pays no fingerprint at all."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ledger.engine import spaces
-from ledger.engine.codecs import id_key, marker, present, same
+from ledger.engine.codecs import decoder, encode, id_key, marker, present
 from ledger.engine.tables import StateCache
+from schemas.decode import Decoded, fingerprint
+
+At = tuple[int, int]  # (segment version, index of the record in it)
+FirstRaw = Callable[[int, int], bytes]  # the raw bytes of the record at (version, index)
 
 NEW = 0
 SAME = 1  # same event_id, same content: a duplicate
@@ -14,19 +26,20 @@ OTHER = 2  # same event_id, other content: a conflicting duplicate
 
 
 class Dedupe:
-    def __init__(self, cache: StateCache) -> None:
-        self.seen = cache.table(spaces.SEEN, id_key, same, same)  # event_id → content fingerprint
+    def __init__(self, cache: StateCache, first_raw: FirstRaw) -> None:
+        self.seen = cache.table(spaces.SEEN, id_key, encode, decoder(tuple[int, int]))  # event_id → At
         self.refunds = cache.table(spaces.REFUND_IDS, id_key, marker, present)
+        self.first_raw = first_raw
 
-    def check(self, event_id: str, fingerprint: bytes) -> int:
+    def check(self, event_id: str, decoded: Decoded) -> int:
         """NEW, SAME or OTHER for this event id and content."""
-        seen = self.seen.get(event_id)
-        if seen is None:
+        at = self.seen.get(event_id)
+        if at is None:
             return NEW
-        return SAME if seen == fingerprint else OTHER
+        return SAME if fingerprint(self.first_raw(*at)) == decoded.fingerprint() else OTHER
 
-    def claim(self, event_id: str, fingerprint: bytes) -> None:
-        self.seen.put(event_id, fingerprint)
+    def claim(self, event_id: str, at: At) -> None:
+        self.seen.put(event_id, at)
 
     def refund_claimed(self, refund_id: str) -> bool:
         return self.refunds.get(refund_id) is not None

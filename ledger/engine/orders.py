@@ -70,11 +70,14 @@ class OrderBook:
     def due(self, as_of_us: int, lock_us: int) -> list[OrderState]:
         """Unsettled orders with occurred + lock ≤ as_of, in (occurred_us, event_id) order."""
         bound = sort_key(as_of_us - lock_us + 1, "")  # the first key dated after the last due instant
+        order_ids = [text(order_id) for _, order_id in self.unsettled.scan(b"", bound)]
+        self.orders.prefetch(order_ids)  # a few queries, not one per order
         due = []
-        for _, order_id in self.unsettled.scan(b"", bound):
-            state = self.orders.get(text(order_id))
-            require(state is not None and not state.settled, f"unsettled index names order {text(order_id)!r}")
+        for order_id in order_ids:
+            state = self.orders.get(order_id)
+            require(state is not None and not state.settled, f"unsettled index names order {order_id!r}")
             due.append(state)
+        self.buyers.prefetch({state.buyer_id for state in due})  # type: ignore[union-attr]
         return due  # type: ignore[return-value]
 
     def mark_settled(self, state: OrderState) -> None:

@@ -15,6 +15,7 @@ so an evicted and reloaded value is always the one true copy.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
@@ -76,10 +77,14 @@ class Table(Generic[K, V]):
 
     def prefetch(self, keys: Iterable[K]) -> None:
         """Load the values of ``keys`` not in the cache, in one query."""
-        wanted = {k: self._prefix + self._key(k) for k in keys if k not in self._values}
+        values, prefix, key_of = self._values, self._prefix, self._key
+        wanted = {k: prefix + key_of(k) for k in keys if k not in values}
         if not wanted:
             return
         stored = self._cache.reader.get_many(self._cache.journal, list(wanted.values()))
+        if not stored:  # all new (every new event id): nothing to decode
+            values.update(dict.fromkeys(wanted, _ABSENT))
+            return
         for key, raw_key in wanted.items():
             self._remember(key, stored.get(raw_key))
 
@@ -110,7 +115,10 @@ class Table(Generic[K, V]):
         keys = self._dirty
         self._dirty = set()
         values, prefix, key_of, encode = self._values, self._prefix, self._key, self._encode
-        ops.extend([(prefix + key_of(k), None if (v := values[k]) is _ABSENT else encode(v)) for k in keys])
+        if encode is bytes:  # values stored as they are (fingerprints, markers)
+            ops.extend([(prefix + key_of(k), None if (v := values[k]) is _ABSENT else v) for k in keys])
+        else:
+            ops.extend([(prefix + key_of(k), None if (v := values[k]) is _ABSENT else encode(v)) for k in keys])
         self._pinned.update(dict.fromkeys(keys, generation))  # the newest flush holding each key
         return list(keys)
 
@@ -200,8 +208,11 @@ class Flush:
         self.spaces: list[tuple[SortedSpace, dict[bytes, bytes | None]]] = []
 
 
+_open_caches: "weakref.WeakSet[StateCache]" = weakref.WeakSet()  # every cache of this process
+
+
 class StateCache:
-    """One journal's working state: its tables, within a memory budget."""
+    """One journal's working state: its tables, within the process's memory budget."""
 
     def __init__(self, reader: StateReader, journal: int, budget_bytes: int) -> None:
         self.reader = reader
@@ -211,6 +222,7 @@ class StateCache:
         self.spaces: list[SortedSpace] = []
         self._before_flush: list[Callable[[], None]] = []
         self._generation = 0
+        _open_caches.add(self)
         stored = reader.get_many(journal, [META_KEY]).get(META_KEY)
         # The journal's own row, always resident (the engine's parts keep it).
         self.meta = _meta_decoder.decode(stored) if stored is not None else JournalMeta()
@@ -256,8 +268,12 @@ class StateCache:
         self.trim()
 
     def trim(self) -> None:
-        total = sum(t._bytes() for t in self.tables)
-        if total <= self.budget_bytes:
+        """Keep the process's caches within the budget: one number for all the
+        journals a process has open (a consumer has one per partition), each
+        cache trimming itself to its share when the sum is over."""
+        mine = self.cached_bytes()
+        total = sum(cache.cached_bytes() for cache in _open_caches) if len(_open_caches) > 1 else mine
+        if total <= self.budget_bytes or not mine:
             return
         ratio = self.budget_bytes / total
         for table in self.tables:
