@@ -4,6 +4,11 @@
 
 Stages (each in its own process, so peak RSS is per stage):
   ingest          file ingest into SQLite                  (commission-ledger ingest)
+  ingest-2w       the same split by buyer into two processes (commission-ledger ingest --workers 2),
+                  process start included; peak RSS is the largest process's. Also timed: the same
+                  two workers alone (no command around them), into one SQLite file and each into
+                  its own (no shared write lock), with the seconds each spends in commits: what
+                  one SQLite file's serialised commits cost
   publish         publish to the embedded broker            (commission-ledger publish)
   consume         consume into SQLite                       (commission-ledger consume)
   consume-2w      the same with two processes, one per core (commission-ledger consume --workers 2);
@@ -51,7 +56,7 @@ import sys
 import tempfile
 import time
 
-STAGES = ("ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-consume-fast",
+STAGES = ("ingest", "ingest-2w", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-consume-fast",
           "raw-confluent", "quix", "raw-sqlite")
 # Only when asked for: quix and raw-confluent install into their own virtualenvs
 # from PyPI; raw-consume-fast is a measurement of our record reader.
@@ -95,6 +100,67 @@ def stage_ingest(path: str, store: str) -> None:
     started = time.perf_counter()
     counts = ledger.ingest(read_files([path]))
     _report(counts.total, time.perf_counter() - started)
+
+
+def stage_ingest_workers(path: str, store: str, tmp: str) -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
+    started = time.perf_counter()
+    done = subprocess.run([exe, "--store", store, "ingest", path, "--workers", "2", "--format", "json"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    summary = json.loads(done.stdout)
+    events = summary["accepted"] + summary["duplicates"] + summary["parked"] + summary["dead_letters"]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak, cpu = used.ru_maxrss / 1024, used.ru_utime + used.ru_stime  # the parent and both workers
+    # The two workers' work without the command around it, twice: both into one
+    # SQLite file (its write lock serialises their commits) and each into its own.
+    shared = _halves(path, [f"sqlite:///{tmp}/shared.db"] * 2)
+    apart = _halves(path, [f"sqlite:///{tmp}/apart-{i}.db" for i in range(2)])
+    print(json.dumps({"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mib": peak,
+                      "cpu_seconds": cpu, "shared_file": shared, "apart": apart}))
+
+
+def _halves(path: str, stores: list[str]) -> dict:
+    """Worker i of 2 into ``stores[i]``, both at once: wall seconds, and each
+    worker's seconds inside its store transactions (commits)."""
+    started = time.perf_counter()
+    halves = [subprocess.Popen([sys.executable, "-m", "benchmarks.e2e", "--stage", "ingest-half", path, store, str(i), "2"],
+                               stdout=subprocess.PIPE, text=True) for i, store in enumerate(stores)]
+    outputs = [half.communicate()[0] for half in halves]
+    seconds = time.perf_counter() - started
+    if any(half.returncode != 0 for half in halves):
+        raise RuntimeError("ingest-half failed")
+    workers = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    return {"seconds": seconds, "commit_seconds": [w["commit_seconds"] for w in workers],
+            "worker_seconds": [w["seconds"] for w in workers]}
+
+
+def stage_ingest_half(path: str, store: str, worker: int, workers: int) -> None:
+    """What worker ``worker`` of ``ingest --workers`` does, into ``store``,
+    timing its store transactions."""
+    from consumers.jsonl import events_for, read_files, share_copies, shares
+    from ledger.books import Books
+    from ledger.store import JournalStore, Store
+
+    committing = [0.0]
+    append = JournalStore.append
+
+    def timed(self, *args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return append(self, *args, **kwargs)
+        finally:
+            committing[0] += time.perf_counter() - began
+
+    JournalStore.append = timed  # type: ignore[method-assign]
+    started = time.perf_counter()
+    ledger = Books(Store(store)).ledger(f"file:{worker}/{workers}")
+    found = shares(read_files([path]))
+    ledger.ingest(found if worker == 0 else share_copies(found))
+    ledger.ingest(events_for(read_files([path]), worker, workers))
+    print(json.dumps({"seconds": time.perf_counter() - started, "commit_seconds": committing[0]}))
 
 
 def stage_publish(path: str, bootstrap: str, topic: str) -> None:
@@ -370,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         name, *rest = args.stage
         if name == "ingest":
             stage_ingest(*rest)
+        elif name == "ingest-2w":
+            stage_ingest_workers(*rest)
+        elif name == "ingest-half":
+            stage_ingest_half(rest[0], rest[1], int(rest[2]), int(rest[3]))
         elif name == "publish":
             stage_publish(*rest)
         elif name == "consume":
@@ -392,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     from devkit.synthetic import write_jsonl
 
     wanted = [s for s in args.stages.split(",") if s]
+    load_start = os.getloadavg()  # the machine is shared: the 1/5/15-minute load averages, start and end
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
         path = os.path.join(tmp, "events.jsonl")
@@ -401,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             results["ingest"] = _run_stage("ingest", path, ingest_store)
         if "replay" in wanted:
             results["replay"] = _run_stage("replay", ingest_store)
+        if "ingest-2w" in wanted:
+            results["ingest-2w"] = _run_stage("ingest-2w", path, f"sqlite:///{tmp}/ingest2.db", tmp)
         if "raw-sqlite" in wanted:
             results["raw-sqlite"] = _run_stage("raw-sqlite", path, f"{tmp}/raw.db")
         kafka_stages = {"publish", "consume", "consume-2w", "raw-consume", "raw-consume-fast", "raw-confluent", "quix"} & set(wanted)
@@ -435,10 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     if quix and "consume" in results:
         # Both from process start to the last event, one process each.
         results["consume"]["ratio_to_quix"] = quix["seconds"] / results["consume"]["seconds_from_process_start"]
-    if raw_sqlite and "ingest" in results:
-        results["ingest"]["ratio_to_raw_sqlite"] = results["ingest"]["events_per_s"] / raw_sqlite
+    for name in ("ingest", "ingest-2w"):
+        if raw_sqlite and name in results:
+            results[name]["ratio_to_raw_sqlite"] = results[name]["events_per_s"] / raw_sqlite
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
-               "events_requested": args.events, "events_in_file": total}
+               "events_requested": args.events, "events_in_file": total,
+               "load_average_start": load_start, "load_average_end": os.getloadavg()}
     print(f"{'stage':<16} {'events':>10} {'seconds':>9} {'events/s':>10} {'ev/CPU-s':>9} {'start s':>8} "
           f"{'peak RSS MiB':>13} {'ratio':>7} {'load before/after':>18}")
     for name in STAGES:
@@ -457,6 +532,14 @@ def main(argv: list[str] | None = None) -> int:
               f"first event: group join, changelog topics), {quix['events_per_s_first_to_last_event']:,.0f} events/s "
               f"from first to last event; consume/quix from process start: "
               f"{results.get('consume', {}).get('ratio_to_quix', float('nan')):.2f}")
+    print(f"load average (1, 5, 15 min): start {machine['load_average_start']}, end {machine['load_average_end']}")
+    two = results.get("ingest-2w")
+    if two:
+        shared, apart = two["shared_file"], two["apart"]
+        print(f"ingest-2w: {two['cpu_seconds']:.1f} CPU-s in its three processes. Its two workers alone: "
+              f"{shared['seconds']:.2f} s into one SQLite file (in commits: "
+              f"{', '.join(f'{c:.2f}' for c in shared['commit_seconds'])} s), {apart['seconds']:.2f} s into a file "
+              f"each (in commits: {', '.join(f'{c:.2f}' for c in apart['commit_seconds'])} s)")
     relay = results.get("relay")
     if relay:
         print(f"relay: {relay['events_per_s']:,.0f} messages/s from scratch ({relay['messages_per_input_event']:.2f} "

@@ -9,7 +9,7 @@ service ← devkit ← cli) and nothing imports it. Module map:
 - ``errors``      exit codes: errors turned into one line on stderr
 - ``render``      output the command line alone prints (the explain text)
 - ``progress``    rich progress bars on stderr, shown on a terminal only
-- ``supervisor``  N child processes for ``consume --workers N``
+- ``supervisor``  N child processes for ``consume --workers N`` and ``ingest --workers N``
 - one module per command group: ``ingest``; ``books`` (settle, payout, adjust);
   ``reads`` (payouts, statement, explain, dead-letters, merchant-statement);
   ``audit``; ``migrate``; ``project``; ``kafka`` (consume, publish); ``relay``;

@@ -16,7 +16,7 @@ def test_end_to_end_benchmark_runs_every_stage(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"ingest", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-sqlite"}
+    assert set(results) == {"ingest", "ingest-2w", "publish", "consume", "consume-2w", "replay", "relay", "raw-consume", "raw-sqlite"}
     total = results["ingest"]["events"]
     assert total >= 3000
     assert all(r["events"] == total or name in ("replay", "relay") for name, r in results.items())
@@ -24,6 +24,7 @@ def test_end_to_end_benchmark_runs_every_stage(tmp_path):
     assert results["replay"]["events"] >= total + 1  # + the rules record (+ network records of late shares)
     assert 0 < results["consume"]["ratio_to_raw_consume"] and 0 < results["ingest"]["ratio_to_raw_sqlite"]
     assert 0 < results["consume-2w"]["ratio_to_raw_consume"]
+    assert 0 < results["ingest-2w"]["ratio_to_raw_sqlite"] and results["ingest-2w"]["apart"]["seconds"] > 0
 
 
 def test_micro_benchmarks_run():
