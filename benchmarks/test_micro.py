@@ -91,7 +91,7 @@ def test_apply_batch_to_engine(benchmark, lines):
 def test_store_batch_sqlite(benchmark, lines, tmp_path):
     engine = memory_engine()
     engine.adopt_rules(Rules())
-    from ledger.app import record_for
+    from ledger.outcomes import record_for
 
     source = Source(file="bench", line=0)
     records = [record_for(engine.ingest(raw, source), raw, source, decode_event(raw)) for raw in lines]
@@ -109,7 +109,7 @@ def test_store_batch_sqlite(benchmark, lines, tmp_path):
 def test_payout_projection(benchmark, lines):
     engine = memory_engine()
     engine.adopt_rules(Rules())
-    from ledger.app import record_for
+    from ledger.outcomes import record_for
 
     source = Source(file="bench", line=0)
     records = [record_for(engine.ingest(raw, source), raw, source, decode_event(raw)) for raw in lines]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from ledger.app import CommandError, IntegrityError
+from ledger.errors import CommandError, IntegrityError
 from ledger.config import ConfigError
 from ledger.store import StoreError
 

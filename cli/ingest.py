@@ -16,7 +16,7 @@ from cli.progress import Bars
 from cli.render import out
 from cli.supervisor import supervise
 from consumers.jsonl import STDIN, events_for, read_files, share_copies, shares
-from ledger.app import IngestCounts
+from ledger.outcomes import IngestCounts
 from ledger.books import TREASURY, Books
 from ledger.limits import parse_limits
 from ledger.records import Source

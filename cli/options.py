@@ -9,7 +9,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from cli.errors import UsageError
 from cli.progress import Bars
-from ledger.app import parse_as_of
+from ledger.arguments import parse_as_of
 from ledger.books import Books
 from ledger.config import Rules, load_rules
 from ledger.limits import parse_limits

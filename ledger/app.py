@@ -13,25 +13,25 @@ from __future__ import annotations
 
 import gc
 import logging
-import sqlite3
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
-import msgspec
+from eventsourcing.persistence import Tracking
 
-from ledger.config import Rules, rules_from_toml_text
-from ledger.engine import ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Engine, Outcome
+from ledger.arguments import AsOf, validate_adjustment
 from ledger.chain import ChainError, link
+from ledger.config import Rules
+from ledger.engine import Engine
 from ledger.engine.tables import Flush, StateCache
+from ledger.errors import IntegrityError, MigrationNeeded
 from ledger.invariants import require
 from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.outcomes import IngestCounts, apply_record, guarded, raw_of, record_for
+from ledger.recent import RecentSegments
 from ledger.records import (
     Adjusted,
     DeadLetter,
-    DeadLettered,
-    Ingested,
     NetworkRebuilt,
     PaidOut,
     Record,
@@ -40,108 +40,20 @@ from ledger.records import (
     Segment,
     Settled,
     Source,
-    Transfer,
     decode_segment,
     encode_segment,
     frame,
     genesis,
     unframe,
 )
-from eventsourcing.persistence import PersistenceError, Tracking
-
-from ledger.store import ConcurrentWriteError, JournalStore, Row, StoreError, one_line
-from schemas import reasons
-from schemas.decode import Decoded, Rejected, decode_event
-from schemas.events import MAX_SAFE_INT, Order
-from schemas.timestamps import parse_timestamp_us
+from ledger.store import ConcurrentWriteError, JournalStore, Row
+from schemas.decode import decode_event
 
 log = logging.getLogger("commission_ledger.ledger")
 
 DEFAULT_BATCH_EVENTS = 5_000
 MAX_WRITE_ATTEMPTS = 5
-SEGMENTS_KEPT = 4  # stored segments kept decoded for repeated event ids
 OPEN_ATTEMPTS = 5  # reads of (state row, chain head) that may straddle another writer's commit
-
-
-class IntegrityError(RuntimeError):
-    """A stored record differs from what the rules produce when replayed, or
-    a journal and its state tables disagree."""
-
-
-class MigrationNeeded(StoreError):
-    """A journal written before this version's state tables and hash chain."""
-
-
-class CommandError(ValueError):
-    """A command's arguments are invalid (one line, exit 2)."""
-
-
-@dataclass
-class IngestCounts:
-    accepted: int = 0
-    duplicates: int = 0
-    parked: int = 0
-    dead_letters: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return self.accepted + self.duplicates + self.parked + self.dead_letters
-
-    def add(self, outcome: Outcome) -> None:
-        if outcome.status == ACCEPTED:
-            self.accepted += 1
-        elif outcome.status == DUPLICATE:
-            self.duplicates += 1
-        elif outcome.status == PARKED:
-            self.parked += 1
-        else:
-            self._dead(outcome.dead_letter.reason)  # type: ignore[union-attr]
-        for letter in outcome.released:
-            self._dead(letter.reason)
-
-    def _dead(self, reason: str) -> None:
-        self.dead_letters += 1
-        self.reasons[reason] = self.reasons.get(reason, 0) + 1
-
-    def merge(self, other: "IngestCounts") -> None:
-        """Add ``other``'s counts to these."""
-        self.accepted += other.accepted
-        self.duplicates += other.duplicates
-        self.parked += other.parked
-        self.dead_letters += other.dead_letters
-        for reason, n in other.reasons.items():
-            self.reasons[reason] = self.reasons.get(reason, 0) + n
-
-
-def record_for(outcome: Outcome, raw: bytes, source: Source, decoded: Decoded | Rejected | None = None) -> Record:
-    if outcome.status == DEAD_LETTER:
-        require(outcome.dead_letter is not None, "dead-letter outcome without its letter")
-        return DeadLettered(outcome.dead_letter)  # type: ignore[arg-type]
-    require(outcome.event_id is not None and isinstance(decoded, Decoded), "outcome without its event")
-    event = decoded.event  # type: ignore[union-attr]
-    return Ingested(outcome.status, source, raw, outcome.event_id, outcome.transfers, list(outcome.released),  # type: ignore[arg-type]
-                    decoded.occurred_us, event.order_id if isinstance(event, Order) else None)  # type: ignore[union-attr]
-
-
-def parse_as_of(text: str) -> int:
-    """An as-of timestamp's instant (µs); CommandError when it is not RFC 3339."""
-    instant = parse_timestamp_us(text)
-    if instant is None:
-        raise CommandError(f"--as-of {text!r} is not an RFC 3339 timestamp (e.g. 2026-01-31T16:00:00Z)")
-    return instant
-
-
-class AsOf(NamedTuple):
-    """A command's as-of time: the text as given (recorded) and its instant,
-    parsed once on the way in."""
-
-    text: str
-    instant_us: int
-
-    @classmethod
-    def parse(cls, text: str) -> "AsOf":
-        return cls(text, parse_as_of(text))
 
 
 def _settle_heap() -> None:
@@ -489,18 +401,6 @@ class Ledger:
         return self.engine.parked_counts()
 
 
-def guarded(exc: Exception, raw: bytes, source: Source) -> Outcome:
-    """The last resort: an unexpected exception while applying one event
-    dead-letters that event (``schema_violation``, naming the exception)
-    instead of stopping the batch; the stream moves on. A failure of the store
-    itself is not the event's fault: it propagates, and the batch is retried."""
-    if isinstance(exc, (StoreError, PersistenceError, OSError, MemoryError, sqlite3.Error)) or type(exc).__module__.startswith("psycopg"):
-        raise exc
-    log.error("unexpected %s applying %s; dead-lettered", type(exc).__name__, source.text(), exc_info=exc)
-    detail = f"{type(exc).__name__} while applying: {one_line(exc)}"[:300]
-    return Outcome(DEAD_LETTER, None, [], DeadLetter(reasons.SCHEMA_VIOLATION, detail, source, raw, None))
-
-
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     chunk: list[Item] = []
     for item in items:
@@ -512,68 +412,3 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def validate_adjustment(promoter_id: str, currency: str, amount_minor: int, reason: str) -> None:
-    if not 1 <= len(promoter_id) <= 128:
-        raise CommandError("promoter id must be 1-128 characters")
-    if len(currency) != 3 or not currency.isascii() or not currency.isupper() or not currency.isalpha():
-        raise CommandError(f"currency {currency!r} must be three capital letters")
-    if amount_minor == 0 or abs(amount_minor) > MAX_SAFE_INT:
-        raise CommandError("amount must be a non-zero integer of minor units, |amount| ≤ 2^53 − 1")
-    if not reason.strip():
-        raise CommandError("--reason must not be empty")
-
-
-class RecentSegments:
-    """The last few stored segments read, kept decoded: a repeated event id's
-    first occurrence is usually close behind it, and is read again."""
-
-    def __init__(self, store: JournalStore, kept: int = SEGMENTS_KEPT) -> None:
-        self.store = store
-        self.kept = kept
-        self._records: dict[int, list[Record]] = {}
-
-    def records(self, version: int) -> list[Record]:
-        records = self._records.get(version)
-        if records is None:
-            records = decode_segment(self.store.segment(version).state).records
-            if len(self._records) >= self.kept:
-                self._records.pop(next(iter(self._records)))
-            self._records[version] = records
-        return records
-
-
-def raw_of(record: Record) -> bytes:
-    """The raw event of a record that holds one (an ingested event or a dead letter)."""
-    if isinstance(record, Ingested):
-        return record.raw
-    require(isinstance(record, DeadLettered), f"{type(record).__name__} holds no raw event")
-    return record.letter.raw  # type: ignore[union-attr]
-
-
-def apply_record(engine: Engine, record: Record) -> Record:
-    """Re-execute one stored record on ``engine``; return the record it yields."""
-    if isinstance(record, RulesAdopted):
-        rules = rules_from_toml_text(record.rules_toml)
-        version = engine.adopt_rules(rules)
-        return RulesAdopted(version if version is not None else -1, rules.digest(), rules.to_toml())
-    if isinstance(record, (Ingested, DeadLettered)):
-        raw, source = (record.raw, record.source) if isinstance(record, Ingested) else (record.letter.raw, record.letter.source)
-        decoded = decode_event(raw)
-        try:
-            outcome = engine.apply_decoded(decoded, raw, source)
-        except Exception as exc:  # noqa: BLE001 - the same last-resort guard as live
-            outcome = guarded(exc, raw, source)
-        return record_for(outcome, raw, source, decoded)
-    if isinstance(record, Settled):
-        order_ids, transfers = engine.settle(record.as_of_us)
-        return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers)
-    if isinstance(record, NetworkRebuilt):
-        _, transfers = engine.end_batch()
-        engine.begin_batch()
-        return NetworkRebuilt(transfers)
-    if isinstance(record, PaidOut):
-        engine.book_payout(record.transfers)
-        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers, record.balances_at)
-    require(isinstance(record, Adjusted), f"unknown record {type(record).__name__}")
-    transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
-    return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from ledger import log
-from ledger.app import AsOf, Ledger, validate_adjustment
+from ledger.app import Ledger
+from ledger.arguments import AsOf, validate_adjustment
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment, fold_records

@@ -15,7 +15,7 @@ from typing import Callable
 
 import msgspec
 
-from ledger.app import IntegrityError
+from ledger.errors import IntegrityError
 from ledger.chain import ChainError, link
 from ledger.engine import Engine
 from ledger.engine.tables import StateCache

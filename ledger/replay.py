@@ -17,7 +17,9 @@ from typing import Callable, Iterator
 
 import msgspec
 
-from ledger.app import IntegrityError, RecentSegments, apply_record, raw_of
+from ledger.errors import IntegrityError
+from ledger.outcomes import apply_record, raw_of
+from ledger.recent import RecentSegments
 from ledger.chain import Chain, ChainError
 from ledger.engine import Engine
 from ledger.engine.tables import StateCache

@@ -18,7 +18,7 @@ from ledger.engine.tables import StateCache
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.invariants import InvariantError
 from ledger.records import (
-    DeadLetter, Ingested, Record, cause_of, dead_letters_of, decode_segment, record_transfers,
+    DeadLetter, Ingested, Record, cause_of, dead_letters_of, record_transfers,
 )
 from ledger.store import JournalStore, Store
 from projections.readmodels import order_history

@@ -26,7 +26,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Generic, Iterable, TypeVar
 
-from ledger.app import CommandError
+from ledger.errors import CommandError
 from ledger.books import TREASURY, Also, Books
 from ledger.invariants import require
 from ledger.records import PaidOut, decode_segment
@@ -245,7 +245,7 @@ def order_history(store: Store, journal: str, order_id: str) -> tuple[bytes | No
             {"position": position, "reason": reason, "detail": detail, "event_id": event_id}
             for position, reason, detail, event_id in c.execute(
                 "SELECT position, reason, detail, event_id FROM rm_dead_letters WHERE journal = ? AND order_id = ? "
-                f"AND reason IN (?, ?) ORDER BY n", (journal, order_id, *REJECTED_REFUNDS)).fetchall()
+                "AND reason IN (?, ?) ORDER BY n", (journal, order_id, *REJECTED_REFUNDS)).fetchall()
         ]
     raw = None
     if located is not None and located[0] is not None:

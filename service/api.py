@@ -23,7 +23,8 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 
-from ledger.app import CommandError, parse_as_of, validate_adjustment
+from ledger.arguments import parse_as_of, validate_adjustment
+from ledger.errors import CommandError
 from ledger.books import TREASURY, Also, Books
 from ledger.config import ConfigError
 from ledger.store import StoreError

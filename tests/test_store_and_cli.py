@@ -13,7 +13,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ledger.app import IntegrityError, Ledger
+from ledger.app import Ledger
+from ledger.errors import IntegrityError
 from cli.main import main
 from ledger.records import Ingested, PaidOut, decode_segment, encode_segment, fold_records, frame, genesis, unframe
 from ledger.store import JournalStore

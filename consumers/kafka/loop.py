@@ -37,7 +37,7 @@ from consumers.kafka.metrics import ConsumerMetrics
 from consumers.kafka.shares import SharesFeed
 from consumers.kafka.tasks import Batch, Task, Tasks
 from consumers.kafka.topics import DEFAULT_SHARES_TOPIC, DEFAULT_TOPIC, dlq_topic
-from ledger.app import IngestCounts
+from ledger.outcomes import IngestCounts
 from ledger.books import Books
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits

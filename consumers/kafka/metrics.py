@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from consumers.kafka.dlq import CopyReport
-from ledger.app import IngestCounts
+from ledger.outcomes import IngestCounts
 
 
 class ConsumerMetrics:
