@@ -6,12 +6,20 @@ import argparse
 import os
 
 from cli.errors import UsageError
-from cli.options import Command, books, format_option
+from cli.options import Command, format_option, rules, store_url
 from cli.progress import Bars
 from cli.render import out
+from ledger.books import Books
+from ledger.limits import parse_limits
 from projections.payout_batch import render_batch
 from projections.readmodels import pay_out
 from projections.render import render_json
+
+
+def open_books(args: argparse.Namespace, bars: Bars) -> Books:
+    """The books with the configured rules in force, their replays on ``bars``."""
+    configured = rules(args)  # before opening the store: a bad config writes nothing
+    return Books(bars.store(store_url(args)), configured, parse_limits(os.environ))
 
 
 def settle_options(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +28,7 @@ def settle_options(parser: argparse.ArgumentParser) -> None:
 
 def settle(args: argparse.Namespace) -> int:
     with Bars() as bars:
-        records = books(args, bars).settle(args.as_of)
+        records = open_books(args, bars).settle(args.as_of)
     orders = sum(len(r.order_ids) for r in records)
     entries = sum(len(r.transfers) for r in records)
     total = sum(t.amount_minor for r in records for t in r.transfers)
@@ -35,7 +43,7 @@ def payout_options(parser: argparse.ArgumentParser) -> None:
 
 def payout(args: argparse.Namespace) -> int:
     with Bars() as bars:
-        _, _, lines = pay_out(books(args, bars), args.as_of)
+        _, _, lines = pay_out(open_books(args, bars), args.as_of)
     out(render_json(lines) + "\n" if args.format == "json" else render_batch(lines, args.format))
     return 0
 
@@ -55,7 +63,7 @@ def adjust(args: argparse.Namespace) -> int:
         raise UsageError(f"AMOUNT {args.amount!r} must be an integer number of minor units") from None
     actor = args.actor or os.environ.get("USER") or "cli"
     with Bars() as bars:
-        record = books(args, bars).adjust(args.promoter_id, args.currency, amount, args.reason, actor)
+        record = open_books(args, bars).adjust(args.promoter_id, args.currency, amount, args.reason, actor)
     out(f"adjusted {record.promoter_id} {record.currency} payable by {record.amount_minor} ({record.reason}; by {record.actor})\n")
     return 0
 

@@ -11,7 +11,8 @@ import sys
 from typing import Any, Callable, Iterable, Iterator
 
 from cli.errors import PROG, UsageError
-from cli.options import Command, books, config_path, rules, store_url
+from cli.books import open_books
+from cli.options import Command, config_path, rules, store_url
 from cli.progress import Bars
 from cli.render import out
 from cli.supervisor import supervise
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _run_workers(args)
     with Bars() as bars:
-        opened = books(args, bars)
+        opened = open_books(args, bars)
         _check_split(opened.journals(), 1)
         ledger = opened.ledger("main")
         items, progress = _progress(args.files, bars)

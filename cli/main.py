@@ -31,7 +31,7 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
      'current balances per promoter and currency'),
     ('statement', 'cli.reads', 'STATEMENT',
      'every entry of one promoter, with order, level, rules version'),
-    ('explain', 'cli.reads', 'EXPLAIN',
+    ('explain', 'cli.explain', 'EXPLAIN',
      'why an order went to whom, and how each amount was computed'),
     ('dead-letters', 'cli.reads', 'DEAD_LETTERS',
      'the dead letters: reason, source, original bytes'),

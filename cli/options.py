@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, NoReturn, Sequence
 
 from cli.errors import UsageError
-from cli.progress import Bars
 from ledger.arguments import parse_as_of
-from ledger.books import Books
 from ledger.config import Rules, load_rules
-from ledger.limits import parse_limits
 
 DEFAULT_STORE = "sqlite:///ledger.db"
 FORMATS = ("table", "json", "csv")
@@ -78,9 +75,3 @@ def rules(args: argparse.Namespace) -> Rules | None:
     """The configured rules, or None to keep those recorded in the ledger."""
     path = config_path(args)
     return load_rules(path) if path is not None else None
-
-
-def books(args: argparse.Namespace, bars: Bars) -> Books:
-    """The books with the configured rules in force, their replays on ``bars``."""
-    configured = rules(args)  # before opening the store: a bad config writes nothing
-    return Books(bars.store(store_url(args)), configured, parse_limits(os.environ))

@@ -16,20 +16,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterator
 
-from rich.console import Console
-from rich.filesize import decimal
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
 from ledger.records import SEGMENT_TOPIC
 from ledger.store import READ_PAGE, Store
 
@@ -40,43 +26,19 @@ def _ignore(done: int, total: int | None = None) -> None:
     pass
 
 
-class _Amount(ProgressColumn):
-    """How much is done (of how much), and how fast, in the task's unit."""
-
-    def render(self, task: Task) -> Text:
-        unit = task.fields["unit"]
-        speed = task.finished_speed or task.speed
-        if unit == "bytes":
-            done = decimal(int(task.completed)) + (f"/{decimal(int(task.total))}" if task.total else "")
-            rate = f"{decimal(int(speed))}/s" if speed else ""
-        else:
-            done = f"{int(task.completed):,}" + (f"/{int(task.total):,}" if task.total else "") + f" {unit}"
-            rate = f"{speed:,.0f}/s" if speed else ""
-        return Text(f"{done}  {rate}".rstrip(), style="progress.download")
-
-
-class _Time(ProgressColumn):
-    """Time left where the size is known, time spent otherwise."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._left, self._spent = TimeRemainingColumn(elapsed_when_finished=True), TimeElapsedColumn()
-
-    def render(self, task: Task) -> Text:
-        return self._spent.render(task) if task.total is None else self._left.render(task)
-
-
 class Bars:
     """The progress bars of one command, as a context manager; inert (every
     update is a no-op, ``store`` a plain Store) when stderr is not a terminal."""
 
     def __init__(self) -> None:
         self.shown = sys.stderr.isatty()
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), _Amount(), _Time(),
-            console=Console(stderr=True),
-            redirect_stdout=False, redirect_stderr=False,  # stdout is the command's output, untouched
-        ) if self.shown else None
+        self._progress = None
+        if self.shown:
+            # rich only when a bar is shown: importing it costs every other
+            # command ~70 ms of its start (a statement page takes a few ms).
+            from cli.progress_bars import progress_on_stderr
+
+            self._progress = progress_on_stderr()
 
     def __enter__(self) -> "Bars":
         if self._progress is not None:

@@ -11,9 +11,8 @@ import msgspec
 from cli.errors import UsageError
 from cli.options import Command, as_of, format_option, store_url, time_travel_options
 from cli.progress import Bars
-from cli.render import explain_text, out
+from cli.render import out
 from projections import readmodels
-from projections.explain import Explainer
 from projections.readmodels import Page
 from projections.render import render, render_json
 
@@ -74,20 +73,6 @@ def statement_of(args: argparse.Namespace) -> int:
     return 0
 
 
-def explain_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("order_id", metavar="ORDER_ID")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-
-
-def explain(args: argparse.Namespace) -> int:
-    with Bars() as bars:
-        view = Explainer(bars.store(store_url(args))).explain(args.order_id)
-    if view is None:
-        raise UsageError(f"unknown order {args.order_id!r}")
-    out(render_json(view) + "\n" if args.format == "json" else explain_text(view))
-    return 0
-
-
 def dead_letters_options(parser: argparse.ArgumentParser) -> None:
     _paging_options(parser, "dead letters", "dead letter")
     format_option(parser)
@@ -136,6 +121,5 @@ def merchant_statement(args: argparse.Namespace) -> int:
 
 PAYOUTS = Command(payouts_options, payouts)
 STATEMENT = Command(statement_options, statement_of)
-EXPLAIN = Command(explain_options, explain)
 DEAD_LETTERS = Command(dead_letters_options, dead_letters_of)
 MERCHANT_STATEMENT = Command(merchant_statement_options, merchant_statement)

@@ -18,9 +18,8 @@ from ledger.arguments import AsOf, validate_adjustment
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment, fold_records
-from ledger.store import ConcurrentWriteError, JournalStore, Row, Store
+from ledger.store import TREASURY, ConcurrentWriteError, JournalStore, Row, Store
 
-TREASURY = "treasury"
 Also = Callable[[int, list[Record]], Sequence[Row]]  # (treasury position, records) → rows committed with them
 MAX_PAYOUT_ATTEMPTS = 20
 

@@ -33,6 +33,7 @@ from ledger.recorders import MultiTrackingPOPOProcessRecorder
 from ledger.statestore import Op, PostgresState, SQLiteState, StateReader, postgres_write, sqlite_write
 
 READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
+TREASURY = "treasury"  # the journal of payouts and adjustments
 REGISTRY_ID = "registry:journals"
 REGISTRY_TOPIC = "commission_ledger.JournalRegistered"
 

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
 
 from ledger.errors import CommandError
-from ledger.books import TREASURY, Also, Books
 from ledger.invariants import require
 from ledger.records import PaidOut, decode_segment
-from ledger.store import Store
+from ledger.store import TREASURY, Store
 from projections.balances import BalanceRow
 from projections.dead_letters import DeadLetterRow
 from projections.payout_batch import BatchEntry, BatchLine
@@ -39,6 +38,9 @@ from projections.statements import StatementEntry
 from projections.tables import Database, database
 from schemas import reasons
 from schemas.timestamps import format_timestamp_us, parse_timestamp_us
+
+if TYPE_CHECKING:  # the reads do not load the write path (a statement page is a few ms)
+    from ledger.books import Also, Books
 
 T = TypeVar("T")
 REJECTED_REFUNDS = (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER)
