@@ -27,12 +27,16 @@ def settle_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settle(args: argparse.Namespace) -> int:
+    orders = entries = 0
+    moved: dict[str, int] = {}  # currency → minor units moved to payable
     with Bars() as bars:
-        records = open_books(args, bars).settle(args.as_of)
-    orders = sum(len(r.order_ids) for r in records)
-    entries = sum(len(r.transfers) for r in records)
-    total = sum(t.amount_minor for r in records for t in r.transfers)
-    out(f"settled {orders} orders as of {args.as_of}: {entries} entries, {total} minor units moved to payable\n")
+        for record in open_books(args, bars).settle_each(args.as_of):
+            orders += len(record.order_ids)
+            entries += len(record.transfers)
+            for t in record.transfers:
+                moved[t.currency] = moved.get(t.currency, 0) + t.amount_minor
+    totals = ", ".join(f"{currency} {amount}" for currency, amount in sorted(moved.items())) or "nothing"
+    out(f"settled {orders} orders as of {args.as_of}: {entries} entries; moved to payable (minor units): {totals}\n")
     return 0
 
 

@@ -349,14 +349,27 @@ class Ledger:
             raise
         _settle_heap()
 
-    def settle(self, as_of: AsOf | str) -> Settled:
-        """Settle this journal's due orders (SPEC §7); ``as_of`` as text or parsed."""
+    def settle(self, as_of: AsOf | str, limit_orders: int = 0) -> Settled:
+        """Settle this journal's due orders (SPEC §7), the first ``limit_orders``
+        of them when > 0, as one record; ``as_of`` as text or parsed."""
         if isinstance(as_of, str):
             as_of = AsOf.parse(as_of)
         self.ensure_rules()
-        order_ids, transfers = self.engine.settle(as_of.instant_us)
-        record = Settled(as_of.text, as_of.instant_us, self.engine.rules_version, order_ids, transfers)
+        order_ids, transfers = self.engine.settle(as_of.instant_us, limit_orders)
+        record = Settled(as_of.text, as_of.instant_us, self.engine.rules_version, order_ids, transfers, limit_orders)
         return self._append([record])[0]  # type: ignore[return-value]
+
+    def settle_all(self, as_of: AsOf) -> Iterator[Settled]:
+        """Settle every due order in records of at most ``settle_batch_orders``
+        orders, each its own transaction, yielded as written: memory follows
+        the batch, not the backlog. A crash between two leaves the first
+        settled; running the command again settles the rest."""
+        batch = self.limits.settle_batch_orders
+        while True:
+            record = self.settle(as_of, batch)
+            yield record
+            if len(record.order_ids) < batch:
+                return
 
     def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
                           also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> tuple[int, Adjusted]:

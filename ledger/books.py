@@ -80,9 +80,16 @@ class Books:
 
     # --------------------------------------------------------------- commands
     def settle(self, as_of: str) -> list[Settled]:
-        """Settle every journal that holds orders (SPEC §7)."""
+        """Settle every journal that holds orders (SPEC §7); the records written."""
+        return list(self.settle_each(as_of))
+
+    def settle_each(self, as_of: str) -> Iterator[Settled]:
+        """``settle``, each record yielded once written (a bulk settle's
+        records are not all held at once)."""
         when = AsOf.parse(as_of)
-        return [self.ledger(name).settle(when) for name in self.journals() if name != TREASURY]
+        for name in self.journals():
+            if name != TREASURY:
+                yield from self.ledger(name).settle_all(when)
 
     def payout(self, as_of: str, also: Also | None = None) -> PaidOut:
         """SPEC §7's payout from the balances folded from every journal (see ``pay``)."""

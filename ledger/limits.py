@@ -33,6 +33,10 @@ class Limits:
     # deferred to the end of the batch: in-order shares walk a few steps at
     # once, a backfill of old shares walks once per batch, not once per share.
     immediate_walk_max: int = 64
+    # One settle record (one transaction) settles at most this many orders: a
+    # bulk settle holds this many orders, their buyers and transfers at once
+    # (~4.5 KB an order), not all that are due.
+    settle_batch_orders: int = 20_000
 
 
 DEFAULT_LIMITS = Limits()

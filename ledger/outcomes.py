@@ -118,8 +118,8 @@ def apply_record(engine: Engine, record: Record) -> Record:
             outcome = guarded(exc, raw, source)
         return record_for(outcome, raw, source, decoded)
     if isinstance(record, Settled):
-        order_ids, transfers = engine.settle(record.as_of_us)
-        return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers)
+        order_ids, transfers = engine.settle(record.as_of_us, record.limit_orders)
+        return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers, record.limit_orders)
     if isinstance(record, NetworkRebuilt):
         _, transfers = engine.end_batch()
         engine.begin_batch()

@@ -112,12 +112,19 @@ class DeadLettered(msgspec.Struct, tag="dead_letter", frozen=True, gc=False):
     letter: DeadLetter
 
 
-class Settled(msgspec.Struct, tag="settled", frozen=True, gc=False):
+class Settled(msgspec.Struct, tag="settled", frozen=True, gc=False, omit_defaults=True):
+    """The orders one settle made payable. ``limit_orders`` > 0: this record
+    settles the first ``limit_orders`` due orders at most (a bulk settle is cut
+    into records of a bounded size, each its own transaction); when it holds
+    that many, another record with the same as-of may follow. 0: every due
+    order (and the field is not stored: records written before it are the same bytes)."""
+
     as_of: str
     as_of_us: int
     rules_version: int
     order_ids: list[str]
     transfers: list[Transfer]
+    limit_orders: int = 0
 
 
 class PaidOut(msgspec.Struct, tag="paid_out", frozen=True, gc=False):

@@ -10,11 +10,12 @@ from ledger.invariants import check_transfer, require
 from ledger.records import ADJUSTMENT, PAID, PAYABLE, PENDING, Transfer
 
 
-def settle(orders: OrderBook, as_of_us: int, lock_us: int) -> tuple[list[str], list[Transfer]]:
-    """Settle every known order with occurred + lock_period ≤ as_of: what is
-    posted moves from pending to payable and the order is frozen."""
-    require(lock_us >= 0, "negative settlement lock period")
-    due = orders.due(as_of_us, lock_us)
+def settle(orders: OrderBook, as_of_us: int, lock_us: int, limit: int = 0) -> tuple[list[str], list[Transfer]]:
+    """Settle every known order with occurred + lock_period ≤ as_of (the first
+    ``limit`` of them, in (occurred, event_id) order, when ``limit`` > 0): what
+    is posted moves from pending to payable and the order is frozen."""
+    require(lock_us >= 0 and limit >= 0, "negative settlement lock period or limit")
+    due = orders.due(as_of_us, lock_us, limit)
     transfers: list[Transfer] = []
     for state in due:
         for level, posted in ((1, state.posted1), (2, state.posted2)):

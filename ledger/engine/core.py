@@ -292,9 +292,10 @@ class Engine:
             check_order_amounts(*new.capped_minor, state.order_cap_minor, state.refunded_minor, state.commissionable_minor)
 
     # --------------------------------------------------------------- commands
-    def settle(self, as_of_us: int) -> tuple[list[str], list[Transfer]]:
-        """Settle every known order with occurred + lock_period ≤ as_of (SPEC §7)."""
-        return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us)
+    def settle(self, as_of_us: int, limit: int = 0) -> tuple[list[str], list[Transfer]]:
+        """Settle every known order with occurred + lock_period ≤ as_of (SPEC §7);
+        the first ``limit`` of them when ``limit`` > 0."""
+        return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us, limit)
 
     def payout(self, payables: Mapping[tuple[str, str], int]) -> list[Transfer]:
         return commands.payout(payables, self.current_rules.min_payout_minor, self.rules_version)

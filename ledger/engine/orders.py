@@ -67,10 +67,11 @@ class OrderBook:
         if new is not None:
             self.by_level1.put(prefixed(new) + id_key(state.order_id))
 
-    def due(self, as_of_us: int, lock_us: int) -> list[OrderState]:
-        """Unsettled orders with occurred + lock ≤ as_of, in (occurred_us, event_id) order."""
+    def due(self, as_of_us: int, lock_us: int, limit: int = 0) -> list[OrderState]:
+        """Unsettled orders with occurred + lock ≤ as_of, in (occurred_us, event_id)
+        order; the first ``limit`` of them when ``limit`` > 0."""
         bound = sort_key(as_of_us - lock_us + 1, "")  # the first key dated after the last due instant
-        order_ids = [text(order_id) for _, order_id in self.unsettled.scan(b"", bound)]
+        order_ids = [text(order_id) for _, order_id in self.unsettled.scan(b"", bound, limit or None)]
         self.orders.prefetch(order_ids)  # a few queries, not one per order
         due = []
         for order_id in order_ids:
