@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from cli.errors import PROG, UsageError
 from cli.books import open_books
-from cli.options import Command, config_path, rules, store_url
+from cli.options import Command, config_path, require_positive, rules, store_url
 from cli.progress import Bars
 from cli.render import out
 from cli.supervisor import supervise
@@ -88,10 +88,7 @@ def _check_split(journals: list[str], workers: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_events < 1:
-        raise UsageError("--batch-events must be ≥ 1")
-    if args.workers < 1:
-        raise UsageError("--workers must be ≥ 1")
+    require_positive(args, "--batch-events", "--workers")
     for path in args.files:
         if path != STDIN and not os.path.isfile(path):
             raise UsageError(f"no such file: {path}")

@@ -8,7 +8,7 @@ import os
 import sys
 
 from cli.errors import UsageError
-from cli.options import Command, config_path, kafka_options, rules, store_url
+from cli.options import Command, config_path, kafka_options, require_positive, rules, store_url
 from cli.render import out
 from cli.supervisor import supervise
 from consumers.jsonl import STDIN, read_files
@@ -43,10 +43,7 @@ def consume_options(parser: argparse.ArgumentParser) -> None:
 
 
 def consume(args: argparse.Namespace) -> int:
-    if args.max_poll_records < 1:
-        raise UsageError("--max-poll-records must be ≥ 1")
-    if args.workers < 1:
-        raise UsageError("--workers must be ≥ 1")
+    require_positive(args, "--max-poll-records", "--workers")
     configured = rules(args)  # a bad config stops here, before any worker starts
     if args.workers > 1:
         return _consume_workers(args)

@@ -63,6 +63,13 @@ def as_of(args: argparse.Namespace) -> dict:
     return {}
 
 
+def require_positive(args: argparse.Namespace, *options: str) -> None:
+    """A usage error naming the first of these integer options below 1."""
+    for option in options:
+        if getattr(args, option.lstrip("-").replace("-", "_")) < 1:
+            raise UsageError(f"{option} must be ≥ 1")
+
+
 def store_url(args: argparse.Namespace) -> str:
     return args.store or os.environ.get("LEDGER_STORE") or DEFAULT_STORE
 

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from cli.errors import UsageError
-from cli.options import Command, store_url
+from cli.options import Command, require_positive, store_url
 from cli.render import out
 from consumers.relay import CHUNK_MESSAGES, DEFAULT_PARTITIONS, DEFAULT_TOPIC, relay_main
 
@@ -28,10 +28,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.partitions < 1:
-        raise UsageError("--partitions must be ≥ 1")
-    if args.chunk_messages < 1:
-        raise UsageError("--chunk-messages must be ≥ 1")
+    require_positive(args, "--partitions", "--chunk-messages")
     if args.until_idle is not None and args.until_idle < 0:
         raise UsageError("--until-idle must be ≥ 0")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
