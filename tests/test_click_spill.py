@@ -74,6 +74,30 @@ def test_a_late_order_dated_among_cold_clicks_brings_them_back():
     assert _cold(ledger, "b1") == ["c-old"]  # brought back for the order, cold again when the row was written
 
 
+def test_a_late_order_brings_back_only_the_cold_rows_inside_its_window():
+    """Cold rows are keyed by their latest click: under a windowed model a late
+    order reads the rows that reach into its window, not the buyer's history."""
+    rules = Rules(model="last_click", window="1h")
+    net = [share("s1", "p1", "2026-01-01T00:00:00Z"), share("s2", "p2", "2026-01-01T00:00:00Z")]
+    hours = [click("b1", "s1" if h < 5 else "s2", f"2026-01-01T{h:02d}:10:00Z", event_id=f"c{h}") for h in range(1, 8)]
+    # One click per batch: each write moves what is older than watermark − 1h to a new cold row.
+    script = [("events", net)] + [("events", [c]) for c in hours] + [("events", [click("b1", "s2", "2026-01-01T12:00:00Z", event_id="c12")])]
+    ledger = _run(script, rules, batch_events=1, limits=spilling())
+    row = _row(ledger, "b1")
+    assert [c.event_id for c in row.clicks] == ["c12"] and row.cold_rows == 6  # c1 … c5, then c6 and c7 together
+    assert _cold(ledger, "b1") == ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+    late = [(raw(order("o1", "b1", "2026-01-01T06:30:00Z", amount=10_000)), Source(file="t", line=99))]
+    ledger.ingest(late)
+    assert pending(ledger, "p2") == 1_500 and pending(ledger, "p1") == 0  # c6 (s2, 06:10) won
+    # Only the row whose latest click is at or after 05:30 (c6, c7) came back, and went
+    # cold again; c1 … c5 stayed in their rows (bringing all back would leave one row).
+    assert _row(ledger, "b1").cold_rows == 6
+    assert _cold(ledger, "b1") == ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+    resident = _run(script, rules, batch_events=1)
+    resident.ingest(late)
+    assert _records(ledger) == _records(resident)
+
+
 def test_customer_lock_keeps_the_last_binding_start_in_the_row():
     """The binding started at 00:00 (4h lock) is active at 03:30 although the
     buyer's older clicks went cold: the last binding start stays in the row,

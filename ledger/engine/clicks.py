@@ -8,6 +8,11 @@ attribution window minus ``limits.late_slack_us`` (in whole
 stays the size of the buyer's recent activity, not of their history. The cold
 clicks come back before any decision that could need them (``for_order``,
 ``add``, ``all_of``), so this changes cost, never results.
+
+A cold row is keyed by its latest click, so a late order under a windowed model
+brings back only the rows holding clicks inside its window, not the buyer's
+whole history. Under ``customer_lock`` (in any rules version) a binding depends
+on every earlier click, so a reach behind the boundary brings back all of them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.state import BuyerRow, JournalMeta, Params, ParkedClick
 from ledger.engine.tables import StateCache, Table
 from ledger.limits import Limits
-from ledger.statestore import prefixed, text
+from ledger.statestore import prefixed, sort_key, text
 
 _decode_cold = decoder(list[ClickRef])
 _decode_parked = decoder(list[ParkedClick])
@@ -35,7 +40,7 @@ class ClickIndex:
         self._meta = meta
         self._params = params
         self.buyers = buyers
-        self.cold = cache.sorted_space(spaces.COLD_CLICKS)  # prefixed(buyer) + row number → [ClickRef]
+        self.cold = cache.sorted_space(spaces.COLD_CLICKS)  # prefixed(buyer) + sort_key(its latest click) → [ClickRef]
         self.parked = cache.table(spaces.PARKED_CLICKS, id_key, encode, decoder(list[ParkedClick]))
         cache.before_flush(self._trim_written)
 
@@ -79,8 +84,12 @@ class ClickIndex:
         if row is None:
             row = BuyerRow()
         spilled = row.spilled_until
-        if spilled is not None and ref.occurred_us <= spilled[0] and (ref.occurred_us, ref.event_id) <= spilled:
-            self._unspill(buyer_id, row)  # a late click rewrites the history before the boundary
+        if spilled is not None and ref.occurred_us <= spilled[0] and (ref.occurred_us, ref.event_id) <= spilled \
+                and self._any_lock():
+            # Under customer_lock a late click rewrites the bindings after it.
+            # Otherwise it simply joins the recent clicks: a decision reaching
+            # back to it finds it there, and the next spill moves it to a cold row.
+            self._unspill(buyer_id, row)
         insort(row.clicks, ref)
         self.buyers.put(buyer_id, row)
         self.observe(ref.occurred_us)
@@ -94,7 +103,10 @@ class ClickIndex:
             lock = params.model == "customer_lock"
             earliest_us = order_us if lock else order_us - params.window_us
             if earliest_us <= row.spilled_until[0] or (lock and params.lock_us not in row.locks):
-                self._unspill(buyer_id, row)
+                if lock or self._any_lock():
+                    self._unspill(buyer_id, row)
+                else:
+                    self._unspill_from(buyer_id, row, earliest_us)
                 self.buyers.put(buyer_id, row)
         return row.clicks
 
@@ -146,7 +158,7 @@ class ClickIndex:
             row.clicks = kept + clicks[n:]
         else:
             row.clicks = clicks[n:]
-        self.cold.put(prefixed(buyer_id) + row.cold_rows.to_bytes(4, "big"), encode(before))
+        self.cold.put(prefixed(buyer_id) + sort_key(last.occurred_us, last.event_id), encode(before))
         row.cold_rows += 1
         boundary = (last.occurred_us, last.event_id)
         if row.spilled_until is None or boundary > row.spilled_until:
@@ -172,7 +184,32 @@ class ClickIndex:
         for key in keys:
             self.cold.delete(key)
         row.spilled_until = None
+        row.cold_rows = 0
         row.locks = ()
         if loaded:
             row.clicks = sorted(row.clicks + loaded)
+
+    def _unspill_from(self, buyer_id: str, row: BuyerRow, earliest_us: int) -> None:
+        """Bring back the cold rows holding a click at or after ``earliest_us``
+        (keyed by their latest click: one range scan), no others; the clicks
+        left cold are all dated before it (the caller writes the row)."""
+        lo = prefixed(buyer_id)
+        keys, loaded = [], []
+        for key, value in self.cold.scan(lo + sort_key(earliest_us, ""), lo + b"\xff"):
+            keys.append(key)
+            loaded.extend(_decode_cold(value))
+        for key in keys:
+            self.cold.delete(key)
+        row.cold_rows -= len(keys)
+        if row.cold_rows <= 0:
+            row.cold_rows = 0
+            row.spilled_until = None
+            row.locks = ()
+        else:
+            row.spilled_until = (earliest_us, "")  # ≥ every click still cold
+        if loaded:
+            row.clicks = sorted(row.clicks + loaded)
+
+    def _any_lock(self) -> bool:
+        return any(p.model == "customer_lock" for p in self._params)
 

@@ -132,7 +132,7 @@ class BuyerRow(msgspec.Struct, array_like=True, gc=False):
     # customer_lock period in ``locks``, decide exactly what all the clicks would
     # decide for any order dated after it.
     spilled_until: Union[tuple[int, str], None] = None
-    cold_rows: int = 0  # cold rows written so far (the next row's number)
+    cold_rows: int = 0  # cold rows of this buyer
     locks: tuple[int, ...] = ()  # lock periods (µs) whose last binding start stayed here
     orders: list[OrderRef] = []  # unsettled orders, in arrival order
 
