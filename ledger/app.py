@@ -368,7 +368,7 @@ class Ledger:
         while True:
             record = self.settle(as_of, batch)
             yield record
-            if len(record.order_ids) < batch:
+            if len(record.order_ids) < batch or not self.engine.has_due(as_of.instant_us):
                 return
 
     def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,

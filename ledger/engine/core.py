@@ -297,6 +297,10 @@ class Engine:
         the first ``limit`` of them when ``limit`` > 0."""
         return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us, limit)
 
+    def has_due(self, as_of_us: int) -> bool:
+        """Whether ``settle(as_of_us)`` would settle any order."""
+        return self.orders.any_due(as_of_us, self.current_rules.settlement_lock_us)
+
     def payout(self, payables: Mapping[tuple[str, str], int]) -> list[Transfer]:
         return commands.payout(payables, self.current_rules.min_payout_minor, self.rules_version)
 

@@ -70,8 +70,7 @@ class OrderBook:
     def due(self, as_of_us: int, lock_us: int, limit: int = 0) -> list[OrderState]:
         """Unsettled orders with occurred + lock ≤ as_of, in (occurred_us, event_id)
         order; the first ``limit`` of them when ``limit`` > 0."""
-        bound = sort_key(as_of_us - lock_us + 1, "")  # the first key dated after the last due instant
-        order_ids = [text(order_id) for _, order_id in self.unsettled.scan(b"", bound, limit or None)]
+        order_ids = [text(order_id) for _, order_id in self.unsettled.scan(b"", _due_bound(as_of_us, lock_us), limit or None)]
         self.orders.prefetch(order_ids)  # a few queries, not one per order
         due = []
         for order_id in order_ids:
@@ -80,6 +79,9 @@ class OrderBook:
             due.append(state)
         self.buyers.prefetch({state.buyer_id for state in due})  # type: ignore[union-attr]
         return due  # type: ignore[return-value]
+
+    def any_due(self, as_of_us: int, lock_us: int) -> bool:
+        return bool(self.unsettled.scan(b"", _due_bound(as_of_us, lock_us), 1))
 
     def mark_settled(self, state: OrderState) -> None:
         state.settled = True
@@ -110,3 +112,8 @@ class OrderBook:
 
     def parked_refund_count(self) -> int:
         return self._meta.parked_refunds
+
+
+def _due_bound(as_of_us: int, lock_us: int) -> bytes:
+    """The first unsettled-index key dated after the last due instant (occurred + lock ≤ as_of)."""
+    return sort_key(as_of_us - lock_us + 1, "")
