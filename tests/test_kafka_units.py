@@ -193,6 +193,17 @@ def test_the_fast_reader_skips_control_batches_and_refuses_corrupt_ones():
             reader.take()
 
 
+def test_the_fast_reader_refuses_a_header_key_that_is_not_utf8_as_corrupt():
+    import kafka.errors as Errors
+
+    data = bytearray(_batch([(0, 1, b"b1", b"{}", [("hk", b"v")])]))
+    at = bytes(data).index(b"hk")
+    data[at:at + 2] = b"\xff\xfe"
+    fast = _readers(bytes(data), check_crcs=False)[1]
+    with pytest.raises(Errors.CorruptRecordError):
+        fast.take()
+
+
 def test_the_fast_reader_is_installed_on_one_consumer_not_on_the_library():
     from kafka import KafkaConsumer
     from kafka.consumer.fetcher import Fetcher

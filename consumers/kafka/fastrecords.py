@@ -132,7 +132,7 @@ def read_batch(buffer: bytes, base_offset: int, first_timestamp: int, max_timest
                                         max_timestamp if log_append_time else first_timestamp + ts_delta, timestamp_type,
                                         key, value, headers, None, -1 if key is None else key_len,
                                         -1 if value is None else value_len, header_size)))
-    except IndexError as err:
+    except (IndexError, ValueError) as err:  # a varint past 64 bits, a header key not UTF-8, a short buffer
         raise Errors.CorruptRecordError(f"Found invalid record structure: {err!r}") from None
     if pos != end:
         raise Errors.CorruptRecordError(f"{end - pos} unconsumed bytes after all records consumed")
