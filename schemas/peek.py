@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from schemas import ijson
 from schemas.timestamps import parse_timestamp_us
 
 
@@ -20,7 +21,13 @@ def _object(raw: bytes) -> dict[str, Any] | None:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None
+        # orjson refuses numbers past a double (1e400, 400-digit integers),
+        # which the decoder accepts in any field it ignores: ask the decoder's
+        # parser before calling the bytes unreadable (rare, so its cost is too).
+        try:
+            obj = ijson.parse(raw)
+        except ijson.NotIJSON:
+            return None
     return obj if isinstance(obj, dict) else None
 
 

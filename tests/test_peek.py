@@ -102,3 +102,13 @@ def test_peeking_never_raises(raw):
     is_share, key = route_key(raw)
     assert isinstance(is_share, bool) and (key is None or isinstance(key, bytes))
     assert event_time_key(raw) is None or isinstance(event_time_key(raw)[0], int)
+
+
+def test_numbers_past_a_double_do_not_hide_the_routing_key():
+    """orjson refuses 1e400 where the decoder accepts it (in a field it ignores):
+    the event still routes by its promoter or buyer (ingest --workers, publish)."""
+    share = b'{"type":"share","event_id":"e1","occurred_at":"2026-01-01T00:00:00Z","share_id":"s1","promoter_id":"p1","target":"t","x":1e400}'
+    click = b'{"type":"click","event_id":"e2","occurred_at":"2026-01-01T00:00:00Z","share_id":"s1","buyer_id":"b4","x":' + b"9" * 400 + b"}"
+    assert route_key(share) == (True, b"p1")
+    assert route_key(click) == (False, b"b4")
+    assert event_time_key(share) == (1_767_225_600_000_000, "e1")
