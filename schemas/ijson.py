@@ -179,6 +179,12 @@ def _parse_slow(raw: bytes) -> Any:
     return value
 
 
+def _may_nest_too_deep(raw: bytes) -> bool:
+    """Whether ``raw`` could nest deeper than MAX_DEPTH: it needs more openers
+    than that, and as many closers (two C scans; most events fail the length test)."""
+    return len(raw) > 2 * MAX_DEPTH + 1 and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+
+
 def typed_decode_suffices(raw: bytes) -> bool:
     """Whether a *typed* msgspec decode of ``raw`` (into the event Structs, as
     schemas.decode's fast path does) would reject everything ``parse`` rejects.
@@ -200,7 +206,7 @@ def typed_decode_suffices(raw: bytes) -> bool:
 
     tests/test_hostile_input.py pins each of these behaviours of msgspec.
     """
-    if len(raw) > 2 * MAX_DEPTH + 1 and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+    if _may_nest_too_deep(raw):
         return False
     if raw.isascii():
         return True
@@ -227,7 +233,7 @@ def parse(raw: bytes) -> Any:
     # and their 129 closers, so shorter input (most events) or fewer openers
     # cannot hold it. (Shorter invalid input nests at most 257 deep: msgspec
     # stops on it long before any recursion limit.)
-    if len(raw) > 2 * MAX_DEPTH + 1 and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+    if _may_nest_too_deep(raw):
         depth = nesting_depth(raw)
         if depth > MAX_DEPTH:
             raise NotIJSON(f"arrays/objects nested {depth} deep (at most {MAX_DEPTH})")
