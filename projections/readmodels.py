@@ -79,10 +79,21 @@ def _where(sql: str, params: list[Any], *conditions: tuple[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ time travel
+MAX_POSITION = 2**63 - 1  # positions and cursors are SQL BIGINTs
+
+
+def _position(value: int, what: str) -> int:
+    """A position or cursor from a caller, within what the tables can hold
+    (CommandError otherwise: exit 2 on the command line, 400 over HTTP)."""
+    if not 0 <= value <= MAX_POSITION:
+        raise CommandError(f"{what} {value}: must be 0 to 2^63 − 1")
+    return value
+
+
 def cap_position(store: Store, *, until_position: int | None = None, recorded_until_us: int | None = None) -> int | None:
     """The store position a time-travel window ends at (None: no end)."""
     if until_position is not None:
-        return until_position
+        return _position(until_position, "position")
     if recorded_until_us is None:
         return None
     with _fresh(store).read() as c:
@@ -152,7 +163,7 @@ def statement(store: Store, promoter_id: str, *, after: int = 0, limit: int | No
     """One promoter's entries in commit order, with running balances per
     currency, after the ``after``-th entry; the next cursor is the number of
     the page's last entry."""
-    params: list[Any] = [promoter_id, after]
+    params: list[Any] = [promoter_id, _position(after, "after")]
     sql = _where(_STATEMENT, params, ("store_position <= ?", cap_position(store, **window) if window else None))
     sql += " ORDER BY entry" + _limit(limit)
     with _fresh(store).read() as c:
@@ -167,7 +178,7 @@ def dead_letters(store: Store, *, after: int = 0, limit: int | None = None) -> P
     the number of the page's last one."""
     with _fresh(store).read() as c:
         rows = c.execute("SELECT n, journal, position, reason, detail, source, raw, event_id FROM rm_dead_letters "
-                         "WHERE n > ? ORDER BY n" + _limit(limit), (after,)).fetchall()
+                         "WHERE n > ? ORDER BY n" + _limit(limit), (_position(after, "after"),)).fetchall()
     page = _page(rows, limit, lambda row: str(row[0]))
     return Page([
         DeadLetterRow(journal, position, reason, detail, source, bytes(raw).decode("utf-8", errors="replace"),
@@ -203,6 +214,7 @@ def payout_batch(store: Store, position: int, journal: str = TREASURY) -> list[B
     """The batch of the payout recorded at ``journal``:``position``: each line
     with the payable it carried over and the entries it settles (None: no
     payout there). ``carried_over + Σ entries = amount`` is checked."""
+    _position(position, "position")
     with _fresh(store).read() as c:
         payout = c.execute("SELECT as_of FROM rm_payouts WHERE journal = ? AND position = ?", (journal, position)).fetchone()
         if payout is None:

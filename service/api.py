@@ -241,6 +241,8 @@ def _error_response(request: Request, exc: Exception) -> Response:
         status, message = exc.status_code, str(exc.detail)
         if status == 413 or "too large" in message.lower():
             message = f"request body too large (limit {MAX_BODY_BYTES} bytes)"
+    elif isinstance(exc, CommandError):  # a read's argument out of range (e.g. a cursor past 2^63 − 1)
+        status, message = 400, str(exc)
     elif isinstance(exc, (StoreError, ConfigError)):
         status, message = 503, str(exc)
     else:

@@ -106,6 +106,15 @@ def test_bad_bodies_are_400_with_one_line(server, raw, needle):
     assert needle in error and "\n" not in error
 
 
+@pytest.mark.parametrize("path", ["/v1/dead-letters?after=9223372036854775808",
+                                  "/v1/promoters/p1/statement?after=99999999999999999999",
+                                  "/payout-batches/9223372036854775808"])
+def test_a_cursor_past_a_bigint_is_400_not_a_500(server, path):
+    response = server.client(FINANCE).get(path)
+    assert response.status_code == 400, response.text
+    assert "must be 0 to 2^63" in response.text
+
+
 def test_oversized_body_is_rejected_not_a_500(server):
     response = server.client(FINANCE).post("/v1/payouts", content=b"{" + b" " * 100_000 + b"}",
                                            headers={"Idempotency-Key": "big", "Content-Type": "application/json"})

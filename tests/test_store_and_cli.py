@@ -493,3 +493,11 @@ def test_progress_bars_on_a_terminal_only(tmp_path):
         bar = {"ingest": "ingesting", "settle": "", "audit": "reading the store"}[argv[0]]  # settle reads no journal now
         assert bar in shown, shown[-500:]
     assert "100%" in shown and "positions" in shown  # audit: a share of the notification log
+
+
+def test_a_cursor_past_a_bigint_is_one_line_and_exit_2(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/l.db"
+    code, _, err = cli(capsys, "--store", url, "statement", "p1", "--after", str(2**63))
+    assert code == 2 and err.strip() == "commission-ledger: after 9223372036854775808: must be 0 to 2^63 − 1"
+    code, _, err = cli(capsys, "--store", url, "payouts", "--at-position", str(2**64))
+    assert code == 2 and err.strip() == "commission-ledger: position 18446744073709551616: must be 0 to 2^63 − 1"
