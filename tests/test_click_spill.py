@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.config import Rules
+from ledger.engine.clicks import _decode_cold
 from ledger.limits import Limits
 from ledger.records import Source, encode_record
 from ledger.replay import replay_journal
@@ -74,24 +75,30 @@ def test_a_late_order_dated_among_cold_clicks_brings_them_back():
     assert _cold(ledger, "b1") == ["c-old"]  # brought back for the order, cold again when the row was written
 
 
-def test_a_late_order_brings_back_only_the_cold_rows_inside_its_window():
-    """Cold rows are keyed by their latest click: under a windowed model a late
-    order reads the rows that reach into its window, not the buyer's history."""
+def test_a_late_order_reads_only_the_cold_rows_of_its_window():
+    """A cold row spans one bucket and is keyed by its latest click: under a
+    windowed model a late order reads the rows of its window (plus one bucket),
+    never the buyer's history, and rewrites nothing."""
     rules = Rules(model="last_click", window="1h")
     net = [share("s1", "p1", "2026-01-01T00:00:00Z"), share("s2", "p2", "2026-01-01T00:00:00Z")]
     hours = [click("b1", "s1" if h < 5 else "s2", f"2026-01-01T{h:02d}:10:00Z", event_id=f"c{h}") for h in range(1, 8)]
-    # One click per batch: each write moves what is older than watermark − 1h to a new cold row.
+    # One click per batch: each write moves what is older than watermark − 1h to cold rows.
     script = [("events", net)] + [("events", [c]) for c in hours] + [("events", [click("b1", "s2", "2026-01-01T12:00:00Z", event_id="c12")])]
-    ledger = _run(script, rules, batch_events=1, limits=spilling())
+    ledger = _run(script, rules, batch_events=1, limits=spilling())  # 15-minute buckets
     row = _row(ledger, "b1")
-    assert [c.event_id for c in row.clicks] == ["c12"] and row.cold_rows == 6  # c1 … c5, then c6 and c7 together
-    assert _cold(ledger, "b1") == ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+    assert [c.event_id for c in row.clicks] == ["c12"] and row.cold_rows == 7  # one row per click: each its own bucket
+    read: list[list[str]] = []
+    scan = ledger.engine.clicks.cold.scan
+    def spy(lo, hi=b"\xff" * 9, limit=None):
+        rows = scan(lo, hi, limit)
+        read.append([_decode_cold(v)[0].event_id for _, v in rows])
+        return rows
+    ledger.engine.clicks.cold.scan = spy
     late = [(raw(order("o1", "b1", "2026-01-01T06:30:00Z", amount=10_000)), Source(file="t", line=99))]
     ledger.ingest(late)
     assert pending(ledger, "p2") == 1_500 and pending(ledger, "p1") == 0  # c6 (s2, 06:10) won
-    # Only the row whose latest click is at or after 05:30 (c6, c7) came back, and went
-    # cold again; c1 … c5 stayed in their rows (bringing all back would leave one row).
-    assert _row(ledger, "b1").cold_rows == 6
+    assert read == [["c6"]]  # the window 05:30–06:30 plus a bucket: c6's row, not c1 … c5 or c7
+    assert _row(ledger, "b1").cold_rows == 7 and _row(ledger, "b1").clicks == row.clicks  # nothing rewritten
     assert _cold(ledger, "b1") == ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
     resident = _run(script, rules, batch_events=1)
     resident.ingest(late)

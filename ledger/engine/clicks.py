@@ -9,10 +9,12 @@ stays the size of the buyer's recent activity, not of their history. The cold
 clicks come back before any decision that could need them (``for_order``,
 ``add``, ``all_of``), so this changes cost, never results.
 
-A cold row is keyed by its latest click, so a late order under a windowed model
-brings back only the rows holding clicks inside its window, not the buyer's
-whole history. Under ``customer_lock`` (in any rules version) a binding depends
-on every earlier click, so a reach behind the boundary brings back all of them.
+A cold row holds the clicks of one ``limits.evict_bucket_us`` bucket of event
+time (or fewer) and is keyed by its latest click. A late order under a windowed
+model so reads, and never rewrites, only the rows that can hold a click inside
+its window: a range scan of its window plus one bucket. Under
+``customer_lock`` (in any rules version) a binding depends on every earlier
+click, so a reach behind the boundary brings all of them back into the row.
 """
 
 from __future__ import annotations
@@ -103,10 +105,9 @@ class ClickIndex:
             lock = params.model == "customer_lock"
             earliest_us = order_us if lock else order_us - params.window_us
             if earliest_us <= row.spilled_until[0] or (lock and params.lock_us not in row.locks):
-                if lock or self._any_lock():
-                    self._unspill(buyer_id, row)
-                else:
-                    self._unspill_from(buyer_id, row, earliest_us)
+                if not lock and not self._any_lock():
+                    return sorted(row.clicks + self._cold_between(buyer_id, earliest_us, order_us))
+                self._unspill(buyer_id, row)
                 self.buyers.put(buyer_id, row)
         return row.clicks
 
@@ -140,7 +141,8 @@ class ClickIndex:
                 self._spill(buyer_id, row, cutoff_us, locks)
 
     def _spill(self, buyer_id: str, row: BuyerRow, cutoff_us: int, locks: list[int]) -> None:
-        """Move one buyer's clicks before ``cutoff_us`` to a new cold row."""
+        """Move one buyer's clicks before ``cutoff_us`` to new cold rows, one
+        per bucket of event time."""
         if row.spilled_until is not None and any(lock not in row.locks for lock in locks):
             self._unspill(buyer_id, row)  # the kept starts were for other lock periods
         clicks = row.clicks
@@ -158,8 +160,14 @@ class ClickIndex:
             row.clicks = kept + clicks[n:]
         else:
             row.clicks = clicks[n:]
-        self.cold.put(prefixed(buyer_id) + sort_key(last.occurred_us, last.event_id), encode(before))
-        row.cold_rows += 1
+        bucket_us = self.limits.evict_bucket_us
+        start = 0
+        for i in range(1, len(before) + 1):
+            if i == len(before) or before[i].occurred_us // bucket_us != before[start].occurred_us // bucket_us:
+                group = before[start:i]
+                self.cold.put(prefixed(buyer_id) + sort_key(group[-1].occurred_us, group[-1].event_id), encode(group))
+                row.cold_rows += 1
+                start = i
         boundary = (last.occurred_us, last.event_id)
         if row.spilled_until is None or boundary > row.spilled_until:
             row.spilled_until = boundary
@@ -189,26 +197,13 @@ class ClickIndex:
         if loaded:
             row.clicks = sorted(row.clicks + loaded)
 
-    def _unspill_from(self, buyer_id: str, row: BuyerRow, earliest_us: int) -> None:
-        """Bring back the cold rows holding a click at or after ``earliest_us``
-        (keyed by their latest click: one range scan), no others; the clicks
-        left cold are all dated before it (the caller writes the row)."""
-        lo = prefixed(buyer_id)
-        keys, loaded = [], []
-        for key, value in self.cold.scan(lo + sort_key(earliest_us, ""), lo + b"\xff"):
-            keys.append(key)
-            loaded.extend(_decode_cold(value))
-        for key in keys:
-            self.cold.delete(key)
-        row.cold_rows -= len(keys)
-        if row.cold_rows <= 0:
-            row.cold_rows = 0
-            row.spilled_until = None
-            row.locks = ()
-        else:
-            row.spilled_until = (earliest_us, "")  # ≥ every click still cold
-        if loaded:
-            row.clicks = sorted(row.clicks + loaded)
+    def _cold_between(self, buyer_id: str, lo_us: int, hi_us: int) -> list[ClickRef]:
+        """The buyer's cold clicks in the rows that can hold one dated in
+        [lo_us, hi_us] (read only). A row spans at most one bucket, so its
+        latest click is in [lo_us, hi_us + bucket) when it holds one."""
+        prefix = prefixed(buyer_id)
+        rows = self.cold.scan(prefix + sort_key(lo_us, ""), prefix + sort_key(hi_us + self.limits.evict_bucket_us, ""))
+        return [click for _, value in rows for click in _decode_cold(value)]
 
     def _any_lock(self) -> bool:
         return any(p.model == "customer_lock" for p in self._params)
