@@ -255,7 +255,6 @@ class RelayStats:
     seconds: float = 0.0
     busy_seconds: float = 0.0  # time spent relaying chunks (not idle waits or backoffs)
     last_lag_seconds: float = 0.0
-    last_failure: str = ""
 
 
 class Relay:
@@ -311,7 +310,6 @@ class Relay:
                     stats.busy_seconds += time.monotonic() - busy_started
                 except SendFailed as exc:
                     stats.failures += 1
-                    stats.last_failure = str(exc)
                     failing = True
                     if self.metrics is not None:
                         self.metrics.send_failures.inc()

@@ -51,13 +51,6 @@ class Books:
         """
         return log.records(self.store, until_position=until_position, recorded_until_us=recorded_until_us)  # type: ignore[return-value]
 
-    def recorded_payouts(self) -> list[tuple[int, PaidOut]]:
-        """Every payout, oldest first, with its position in the treasury journal."""
-        treasury = JournalStore(self.store, TREASURY)
-        return [(segment.first + i, record) for stored in treasury.read()
-                for segment in (decode_segment(stored.state),)
-                for i, record in enumerate(segment.records) if isinstance(record, PaidOut)]
-
     def record_at(self, journal: str, position: int) -> Record | None:
         """The record at ``position`` of ``journal`` (a binary search over its segments)."""
         store = JournalStore(self.store, journal)

@@ -62,10 +62,6 @@ def sort_key(instant_us: int, event_id: str) -> bytes:
     return (instant_us + SIGN_BIT).to_bytes(8, "big") + event_id.encode("utf-8", "surrogatepass")
 
 
-def unsort_key(data: bytes) -> tuple[int, str]:
-    return int.from_bytes(data[:8], "big") - SIGN_BIT, data[8:].decode("utf-8", "surrogatepass")
-
-
 def prefixed(text: str) -> bytes:
     """A length-prefixed string: keys that start with it sort together and
     never with another string's (a prefix scan is [prefixed(s), prefixed(s) + FF))."""

@@ -35,11 +35,7 @@ from ledger.records import EXPENSE, RecordMoney, cause_of, dead_letters_of
 from ledger.store import Store, StoreError
 from projections.tables import PROJECTOR, Database, database
 
-try:  # the journals' hash-chain framing (issue F), once it has landed in ledger.records
-    from ledger.records import unframe  # type: ignore[attr-defined]
-except ImportError:  # segments are stored unframed
-    def unframe(stored: bytes) -> tuple[bytes | None, bytes]:
-        return None, stored
+from ledger.records import unframe
 
 CHUNK_SEGMENTS = 20  # segments per transaction at most (each holds a batch of up to 5,000 records)…
 CHUNK_RECORDS = 50_000  # …and no more once this many records are in (a writer waits for the transaction)

@@ -140,13 +140,6 @@ def balance_map_as_is(db: Database) -> dict[tuple[str, str], list[int]]:
     return {(p, cur): [pending, payable, paid] for p, cur, pending, payable, paid in rows}
 
 
-def payables(store: Store) -> dict[tuple[str, str], int]:
-    """Every positive payable (what a payout may pay), caught up."""
-    with _fresh(store).read() as c:
-        rows = c.execute("SELECT promoter_id, currency, payable_minor FROM rm_balances WHERE payable_minor > 0").fetchall()
-    return {(p, cur): payable for p, cur, payable in rows}
-
-
 # -------------------------------------------------------------------- statements
 _STATEMENT = ("SELECT entry, journal, position, kind, currency, amount_minor, debit, credit, order_id, level, "
               "rules_version, cause, pending_minor, payable_minor, paid_minor, event_us FROM rm_statement "

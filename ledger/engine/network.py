@@ -111,10 +111,3 @@ class Network:
             seen.add(node.promoter_id)
             node = self.upline.get(node.promoter_id)
         return False
-
-    def level2_for(self, promoter: str, order_us: int) -> Upline | None:
-        """P's upline if that binding's time ≤ the order's time."""
-        upline = self.upline.get(promoter)
-        if upline is not None and upline.since_us <= order_us:
-            return upline
-        return None
