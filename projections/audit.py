@@ -36,7 +36,6 @@ from ledger.records import PAYABLE, RecordMoney, SegmentView, dead_letters_of, d
 from ledger.replay import replay_journal
 from ledger.store import JournalStore, Row, Store
 from projections.balances import BalanceRow, balance_rows, fold_transfer
-from projections.projector import tracked_position
 from projections.readmodels import balance_map_as_is
 from projections.tables import database
 
@@ -185,8 +184,7 @@ def audit_replay(
     # The live read models as they stand (not caught up: what readers were
     # served), compared with the rebuild at the position they reflect.
     db = database(store)
-    live_position = tracked_position(db)
-    live_balances = balance_map_as_is(db) if live_position else {}
+    live_position, live_balances = balance_map_as_is(db)
     rebuild.snapshot_at = live_position
     for notification_id, journal, version, stored in store.notifications():
         segment = decode_segment_money(unframe(stored)[1])

@@ -133,11 +133,19 @@ def balance_map(store: Store, **window: Any) -> dict[tuple[str, str], list[int]]
     return {(r.promoter_id, r.currency): [r.pending, r.payable, r.paid] for r in balances(store, **window).items}
 
 
-def balance_map_as_is(db: Database) -> dict[tuple[str, str], list[int]]:
-    """The balances table as it stands, without catching up (what the audit compares)."""
+def balance_map_as_is(db: Database) -> tuple[int, dict[tuple[str, str], list[int]]]:
+    """The balances table as it stands, without catching up, and the store
+    position it reflects (what the audit compares), read in one statement:
+    one snapshot, so a catch-up committing meanwhile cannot pair one with the
+    other."""
     with db.read() as c:
-        rows = c.execute("SELECT promoter_id, currency, pending_minor, payable_minor, paid_minor FROM rm_balances").fetchall()
-    return {(p, cur): [pending, payable, paid] for p, cur, pending, payable, paid in rows}
+        rows = c.execute(
+            "SELECT position, NULL, NULL, NULL, NULL, NULL FROM rm_tracking WHERE name = ? UNION ALL "
+            "SELECT NULL, promoter_id, currency, pending_minor, payable_minor, paid_minor FROM rm_balances",
+            (PROJECTOR,)).fetchall()
+    position = next((row[0] for row in rows if row[0] is not None), 0)
+    return position, {(p, cur): [pending, payable, paid] for tracked, p, cur, pending, payable, paid in rows
+                      if tracked is None}
 
 
 # -------------------------------------------------------------------- statements
