@@ -144,30 +144,34 @@ _head_decoder = msgspec.msgpack.Decoder(_SegmentHead)
 
 
 class Backlog:
-    """Segments committed after the relayed position: (records, recorded_us)
-    per notification id, scanned incrementally (each segment read once)."""
+    """Segments committed after the relayed position, in commit order:
+    (notification id, records, recorded_us), scanned incrementally (each
+    segment read once), with their record total kept as they come and go."""
 
     def __init__(self, position: int) -> None:
         self.scanned = position
-        self.pending: dict[int, tuple[int, int]] = {}
+        self.pending: deque[tuple[int, int, int]] = deque()
+        self._records = 0
 
     def scan(self, store: Store) -> None:
         for nid, _, head in notification_log.segments(store, after=self.scanned, decode=_head_decoder.decode):
-            self.pending[nid] = (len(head.records), head.recorded_us)  # type: ignore[attr-defined]
+            count = len(head.records)  # type: ignore[attr-defined]
+            self.pending.append((nid, count, head.recorded_us))  # type: ignore[attr-defined]
+            self._records += count
             self.scanned = nid
 
     def acknowledged(self, position: int) -> None:
-        for nid in [n for n in self.pending if n <= position]:
-            del self.pending[nid]
+        pending = self.pending
+        while pending and pending[0][0] <= position:
+            self._records -= pending.popleft()[1]
         self.scanned = max(self.scanned, position)
 
     def records(self) -> int:
-        return sum(n for n, _ in self.pending.values())
+        return self._records
 
     def seconds(self, now_us: int) -> float:
-        if not self.pending:
-            return 0.0
-        oldest = min(us for _, us in self.pending.values())
+        """How long ago the oldest unrelayed segment (in commit order) was recorded."""
+        oldest = self.pending[0][2] if self.pending else 0
         return max(0.0, (now_us - oldest) / 1e6) if oldest else 0.0
 
 
