@@ -98,8 +98,10 @@ def parse_timestamp_us(text: str) -> int | None:
             fraction, offset = text[20:-1], 0
         else:  # a 6-character window holding text[19] holds ".", so a valid zone starts past it
             fraction, offset = text[20:-6], _ZONES[text[-6:]]
-        if fraction.isdigit() and fraction.isascii():  # ASCII digits only, at least one
-            return (seconds + offset) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[len(fraction)]  # IndexError past 6
+        # ASCII digits only, 1–6 of them: the length first, so a text of
+        # thousands of digits never reaches int() (its 4,300-digit limit raises).
+        if len(fraction) <= 6 and fraction.isdigit() and fraction.isascii():
+            return (seconds + offset) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[len(fraction)]
     except (KeyError, IndexError):
         pass
     return _parse_careful(text)

@@ -12,7 +12,7 @@ import pytest
 from fuzz.corpus import corpus_digest, decode_corpus, outcome_bytes, timestamp_corpus
 from schemas import Decoded, Rejected, decode_event, format_timestamp_us, parse_timestamp_us
 from schemas import decode as decode_module
-from schemas import ijson, timestamps
+from schemas import ijson, reasons, timestamps
 from schemas.decode import _decode_careful, content_fingerprint, fingerprint
 from schemas.events import Click, Order, Refund, Share, line_discount, order_currency
 from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, refund, share
@@ -182,6 +182,20 @@ def test_timestamp_fast_path_rejects_what_the_pattern_rejects(text):
     parse_timestamp_us("2026-03-01T12:34:56Z")  # the hour is cached: the fast path sees every one of these
     assert text[:13] in timestamps._hour_cache
     assert parse_timestamp_us(text) is None and timestamps._parse_careful(text) is None
+
+
+def test_a_fraction_of_thousands_of_digits_is_invalid_not_a_crash():
+    """Found by atheris (crash-48c69d56…): the fast path called int() on a
+    5,805-digit fraction before checking its length, and CPython's 4,300-digit
+    limit raised ValueError, which decode_event caught as a bug."""
+    parse_timestamp_us("2026-02-15T02:00:00Z")  # the hour is cached: the fast path sees it
+    for zone in ("Z", "+08:00"):
+        text = "2026-02-15T02:00:00.123" + "9" * 5_805 + zone
+        assert parse_timestamp_us(text) is None
+    raw = ('{"type":"click","event_id":"e-c1","occurred_at":"2026-02-15T02:00:00.1' + "9" * 5_000
+           + 'Z","buyer_id":"b","share_id":"s"}').encode()
+    rejected = decode_event(raw)
+    assert isinstance(rejected, Rejected) and rejected.reason == reasons.INVALID_TIMESTAMP
 
 
 def test_hour_cache_keeps_real_hours_only_and_is_emptied_when_full(monkeypatch):
