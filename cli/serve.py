@@ -16,6 +16,9 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--tokens", default=None, metavar="FILE", help="tokens TOML (env LEDGER_TOKENS)")
     parser.add_argument("--workers", type=int, default=1, help="server processes (each opens the store; reads come from the read-model tables)")
+    parser.add_argument("--behind-tls", action="store_true",
+                        help="TLS ends at a proxy in front: session cookies are Secure and HSTS is sent "
+                             "(without it, Secure follows the request's scheme, e.g. X-Forwarded-Proto from 127.0.0.1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         os.environ["LEDGER_SERVE_STORE"] = store_url(args)
         os.environ["LEDGER_SERVE_TOKENS"] = os.path.abspath(path)
+        os.environ["LEDGER_SERVE_BEHIND_TLS"] = "1" if args.behind_tls else "0"
         uvicorn.run("service.api:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
                     log_level="warning", server_header=False)
         return 0
-    app = create_app(store_url(args), tokens)
+    app = create_app(store_url(args), tokens, behind_tls=args.behind_tls)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
     return 0
 

@@ -266,6 +266,8 @@ class _Fold:
                     if balance is None:
                         balance = balances[bkey] = [0, 0, 0]
                         payout_state[bkey] = [0, 0]
+                        for label in ("", currency):  # kept counts: /metrics and the balances page count nothing
+                            counts[("balance_rows", label)] = counts.get(("balance_rows", label), 0) + 1
                     moved.add(bkey)
                     i = _BUCKET.get(t.debit)
                     if i is not None:
@@ -305,6 +307,7 @@ class _Fold:
                         line_rows.append((journal, position, line, promoter, currency, amount, state[0], state[1], entry - 1))
                         state[0], state[1] = balance[1], entry
                 if kind == "paid_out":
+                    counts[("payouts", journal)] = counts.get(("payouts", journal), 0) + 1
                     payout_rows.append((journal, position, store_position, record.as_of, record.as_of_us, len(transfers)))
                 elif kind == "settled":
                     settled.setdefault(journal, []).extend(record.order_ids)

@@ -23,6 +23,7 @@ code did.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
 
@@ -31,7 +32,7 @@ from ledger.invariants import require
 from ledger.records import PaidOut, decode_segment
 from ledger.store import TREASURY, Store
 from projections.balances import BalanceRow
-from projections.dead_letters import DeadLetterRow
+from projections.dead_letters import DeadLetterItem, DeadLetterRow
 from projections.payout_batch import BatchEntry, BatchLine
 from projections.projector import PROJECTOR, catch_up, tracked_position
 from projections.statements import StatementEntry
@@ -128,6 +129,25 @@ def balances(store: Store, *, currency: str | None = None, after: tuple[str, str
     return _page(rows, limit, lambda r: f"{r.promoter_id}|{r.currency}")
 
 
+def currencies(store: Store) -> list[str]:
+    """The currencies of the balances table, by a loose index scan (one seek per
+    currency on ``rm_balances_currency``), not a scan of every row."""
+    with _fresh(store).read() as c:
+        rows = c.execute(
+            "WITH RECURSIVE cur(code) AS (SELECT MIN(currency) FROM rm_balances UNION ALL "
+            "SELECT (SELECT MIN(currency) FROM rm_balances WHERE currency > cur.code) FROM cur WHERE cur.code IS NOT NULL) "
+            "SELECT code FROM cur WHERE code IS NOT NULL").fetchall()
+    return [row[0] for row in rows]
+
+
+def balance_rows(store: Store, currency: str | None = None) -> int:
+    """How many (promoter, currency) rows the balances table has (of one
+    currency): a count the projector keeps, not a count of the table."""
+    with _fresh(store).read() as c:
+        row = c.execute("SELECT n FROM rm_counts WHERE metric = 'balance_rows' AND label = ?", (currency or "",)).fetchone()
+    return row[0] if row else 0
+
+
 def balance_map(store: Store, **window: Any) -> dict[tuple[str, str], list[int]]:
     """(promoter, currency) → [pending, payable, paid], like ``Books.balances``."""
     return {(r.promoter_id, r.currency): [r.pending, r.payable, r.paid] for r in balances(store, **window).items}
@@ -173,6 +193,35 @@ def statement(store: Store, promoter_id: str, *, after: int = 0, limit: int | No
     return Page([_entry(row) for row in page.items], page.next)
 
 
+def chart_entries(store: Store, promoter_id: str, points: int) -> list[StatementEntry]:
+    """Entries enough to draw a promoter's balances over time, at most about
+    ``points`` per currency, whatever the statement's length: the whole
+    statement when it is that short; else, per currency, the entry in force at
+    each of ``points`` evenly spaced entry numbers (one index seek each on
+    ``rm_statement_currency``), so the last point is the current balance."""
+    db = _fresh(store)
+    with db.read() as c:
+        row = c.execute("SELECT entries FROM rm_promoters WHERE promoter_id = ?", (promoter_id,)).fetchone()
+        total = row[0] if row else 0
+        if total <= points:
+            rows = c.execute(_STATEMENT + " ORDER BY entry", (promoter_id, 0)).fetchall()
+            return [_entry(r) for r in rows]
+        codes = [r[0] for r in c.execute("SELECT currency FROM rm_balances WHERE promoter_id = ? ORDER BY currency",
+                                         (promoter_id,)).fetchall()]
+        marks = sorted({max(1, -(-k * total // points)) for k in range(1, points + 1)})
+        values = ", ".join("(?)" for _ in marks)
+        columns = _STATEMENT.split(" FROM ")[0].replace("SELECT ", "").split(", ")
+        found: dict[int, tuple] = {}
+        for code in codes:
+            rows = c.execute(
+                f"WITH k(e) AS (VALUES {values}) SELECT DISTINCT {', '.join('s.' + col for col in columns)} FROM k "
+                "JOIN rm_statement s ON s.promoter_id = ? AND s.currency = ? AND s.entry = (SELECT MAX(x.entry) "
+                "FROM rm_statement x WHERE x.promoter_id = ? AND x.currency = ? AND x.entry <= k.e)",
+                (*marks, promoter_id, code, promoter_id, code)).fetchall()
+            found.update((r[0], r) for r in rows)
+    return [_entry(found[n]) for n in sorted(found)]
+
+
 # ------------------------------------------------------------------ dead letters
 def dead_letters(store: Store, *, after: int = 0, limit: int | None = None) -> Page[DeadLetterRow]:
     """Dead letters in commit order after the ``after``-th; the next cursor is
@@ -188,6 +237,28 @@ def dead_letters(store: Store, *, after: int = 0, limit: int | None = None) -> P
     ], page.next)
 
 
+def dead_letter_items(store: Store, *, after: int = 0, limit: int, raw_cap: int) -> Page[DeadLetterItem]:
+    """A page of dead letters with at most ``raw_cap`` bytes of each payload
+    (read capped in SQL: a page costs its rows, not its payloads' sizes)."""
+    with _fresh(store).read() as c:
+        rows = c.execute("SELECT n, journal, position, reason, detail, source, substr(raw, 1, ?), length(raw), event_id "
+                         "FROM rm_dead_letters WHERE n > ? ORDER BY n" + _limit(limit),
+                         (int(raw_cap), _position(after, "after"))).fetchall()
+    page = _page(rows, limit, lambda row: str(row[0]))
+    return Page([
+        DeadLetterItem(journal, position, reason, detail, source, bytes(raw).decode("utf-8", errors="replace"),
+                       base64.b64encode(raw).decode(), event_id, n, size, size > len(raw))
+        for n, journal, position, reason, detail, source, raw, size, event_id in page.items
+    ], page.next)
+
+
+def dead_letter_raw(store: Store, n: int) -> bytes | None:
+    """The whole payload of the ``n``-th dead letter (None: no such letter)."""
+    with _fresh(store).read() as c:
+        row = c.execute("SELECT raw FROM rm_dead_letters WHERE n = ?", (_position(n, "dead letter"),)).fetchone()
+    return bytes(row[0]) if row else None
+
+
 # ----------------------------------------------------------------------- payouts
 @dataclass(frozen=True)
 class RecordedPayout:
@@ -198,9 +269,10 @@ class RecordedPayout:
 
 
 def recorded_payouts(store: Store, newest: int) -> tuple[list[RecordedPayout], int]:
-    """The ``newest`` recorded payouts, newest first, and how many there are."""
+    """The ``newest`` recorded payouts, newest first, and how many there are (a kept count)."""
     with _fresh(store).read() as c:
-        count = c.execute("SELECT COUNT(*) FROM rm_payouts WHERE journal = ?", (TREASURY,)).fetchone()[0]  # type: ignore[index]
+        kept = c.execute("SELECT n FROM rm_counts WHERE metric = 'payouts' AND label = ?", (TREASURY,)).fetchone()
+        count = kept[0] if kept else 0
         payouts = c.execute("SELECT position, as_of, lines FROM rm_payouts WHERE journal = ? ORDER BY position DESC "
                             "LIMIT ?", (TREASURY, newest)).fetchall()
         found = []
@@ -278,24 +350,78 @@ def _record_at(store: Store, store_position: int, position: int) -> Any:
 
 
 # ------------------------------------------------------------ merchant statement
-def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = None,
-                       to_us: int | None = None) -> dict[str, Any]:
+def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = None, to_us: int | None = None,
+                       after: str | None = None, limit: int | None = None) -> dict[str, Any]:
     """SPEC §13: per order and currency what ``merchant_id`` owes in
     commission (accrued, reversed, net, settled) and the totals per currency;
     orders selected by ``from_us ≤ occurred_at < to_us``. Orders that never
     earned commission (unattributed, self-referral, zero rates) owe nothing
-    and are not listed."""
-    params: list[Any] = [merchant_id]
-    sql = _where("SELECT order_id, currency, accrued_minor, reversed_minor, settled FROM rm_orders WHERE merchant_id = ?",
-                 params, ("occurred_us >= ?", from_us), ("occurred_us < ?", to_us))
+    and are not listed.
+
+    Orders come by (occurred_at, order_id, journal), orders without an
+    instant first; ``limit`` gives a page of them after the opaque cursor
+    ``after`` and ``"next"`` is the next page's cursor (None on the last).
+    The totals are of every selected order, summed in SQL over the covering
+    index ``rm_orders_merchant`` (no order rows leave the database for them)."""
+    base: list[Any] = [merchant_id]
+    where = _where(" WHERE merchant_id = ?", base, ("occurred_us >= ?", from_us), ("occurred_us < ?", to_us))
+    columns = "SELECT order_id, currency, accrued_minor, reversed_minor, settled, occurred_us, journal FROM rm_orders"
+    instant, tie = _merchant_cursor(after)
+    rows: list[tuple] = []
     with _fresh(store).read() as c:
-        rows = c.execute(sql + " ORDER BY occurred_us, order_id, journal", params).fetchall()
+        wanted = None if limit is None else limit + 1
+        if from_us is None and to_us is None and instant is None:  # orders without an instant: only unbounded
+            params = [*base] + ([*tie] if tie else [])
+            sql = columns + where + " AND occurred_us IS NULL" + (" AND (order_id, journal) > (?, ?)" if tie else "")
+            rows += c.execute(sql + " ORDER BY order_id, journal" + ("" if wanted is None else f" LIMIT {wanted}"),
+                              params).fetchall()
+        if wanted is None or len(rows) < wanted:
+            params = [*base]
+            sql = columns + where + " AND occurred_us IS NOT NULL"
+            if instant is not None:
+                sql += " AND (occurred_us, order_id, journal) > (?, ?, ?)"
+                params += [instant, *tie]
+            more = None if wanted is None else wanted - len(rows)
+            rows += c.execute(sql + " ORDER BY occurred_us, order_id, journal" + ("" if more is None else f" LIMIT {more}"),
+                              params).fetchall()
+        totals = c.execute("SELECT currency, SUM(accrued_minor), SUM(reversed_minor) FROM rm_orders" + where +
+                           " GROUP BY currency ORDER BY currency", base).fetchall()
+    following = None
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        following = _merchant_cursor_text(last[5], last[0], last[6])
     orders = [
         {"order_id": order_id, "currency": currency, "accrued_minor": accrued, "reversed_minor": reversed_,
          "net_minor": accrued - reversed_, "settled": bool(settled)}
-        for order_id, currency, accrued, reversed_, settled in rows
+        for order_id, currency, accrued, reversed_, settled, _, _ in rows
     ]
-    return {"merchant_id": merchant_id, "orders": orders, "totals": merchant_totals(orders)}
+    view = {"merchant_id": merchant_id, "orders": orders,
+            "totals": [{"currency": cur, "accrued_minor": int(a), "reversed_minor": int(r), "net_minor": int(a) - int(r)}
+                       for cur, a, r in totals if cur is not None]}
+    if limit is not None:
+        view["next"] = following
+    return view
+
+
+def _merchant_cursor_text(occurred_us: int | None, order_id: str, journal: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([occurred_us, order_id, journal]).encode()).decode()
+
+
+def _merchant_cursor(text: str | None) -> tuple[int | None, tuple[str, str] | None]:
+    """(occurred_us, (order_id, journal)) of a merchant-statement cursor;
+    CommandError when it is not one."""
+    if text is None:
+        return None, None
+    try:
+        instant, order_id, journal = json.loads(base64.urlsafe_b64decode(text.encode("ascii")))
+        if not (instant is None or type(instant) is int) or not isinstance(order_id, str) or not isinstance(journal, str):
+            raise ValueError
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise CommandError(f"after {text[:40]!r}: not a cursor of this list") from None
+    if instant is not None and not -MAX_POSITION <= instant <= MAX_POSITION:
+        raise CommandError(f"after {text[:40]!r}: not a cursor of this list")
+    return instant, (order_id, journal)
 
 
 def period(from_text: str | None, to_text: str | None) -> dict[str, int | None]:
@@ -336,7 +462,8 @@ def figures(store: Store) -> Figures:
     position = catch_up(store).position
     with database(store).read() as c:
         counts = c.execute("SELECT metric, label, n FROM rm_counts WHERE metric IN ('records', 'dead_letters')").fetchall()
-        rows = c.execute("SELECT COUNT(*) FROM rm_balances").fetchone()[0]  # type: ignore[index]
+        kept = c.execute("SELECT n FROM rm_counts WHERE metric = 'balance_rows' AND label = ''").fetchone()
+    rows = kept[0] if kept else 0
     kinds = {label: n for metric, label, n in counts if metric == "records" and label}
     letters = {label: n for metric, label, n in counts if metric == "dead_letters"}
     total = next((n for metric, label, n in counts if metric == "records" and not label), 0)

@@ -35,7 +35,7 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger.store import Store, StoreError, one_line, redact
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: kept counts of balance rows and payouts; indexes by currency (issue 19)
 PROJECTOR = f"readmodels/v{SCHEMA_VERSION}"  # its row in rm_tracking
 SQLITE_TIMEOUT_S = 30
 SQLITE_CACHE_KIB = 16 * 1024
@@ -59,6 +59,8 @@ TABLES = (
     "pending_minor BIGINT NOT NULL, payable_minor BIGINT NOT NULL, paid_minor BIGINT NOT NULL, "
     "carried_minor BIGINT NOT NULL, paid_through_entry BIGINT NOT NULL, "
     "PRIMARY KEY (promoter_id, currency)){wr}",
+    # The balances of one currency (?currency=) and the list of currencies (a loose index scan).
+    "CREATE INDEX IF NOT EXISTS rm_balances_currency ON rm_balances (currency, promoter_id)",
     "CREATE TABLE IF NOT EXISTS rm_promoters (promoter_id {key} PRIMARY KEY, entries BIGINT NOT NULL){wr}",
     # Statements: one row per transfer, numbered 1, 2, 3… per promoter
     # (``entry``; the paging cursor) and across the store (``seq``), with the
@@ -71,6 +73,8 @@ TABLES = (
     "pending_minor BIGINT NOT NULL, payable_minor BIGINT NOT NULL, paid_minor BIGINT NOT NULL, event_us BIGINT, "
     "PRIMARY KEY (promoter_id, entry)){wr}",
     "CREATE INDEX IF NOT EXISTS rm_statement_order ON rm_statement (journal, order_id, seq) WHERE order_id IS NOT NULL",
+    # A promoter's entries of one currency: the chart's points, one seek each.
+    "CREATE INDEX IF NOT EXISTS rm_statement_currency ON rm_statement (promoter_id, currency, entry)",
     # The balance history, position-stamped: a key's balances after each
     # segment that moved them. Balances as of a past store position are, per
     # key, its last row at or before it (time travel).
@@ -84,8 +88,9 @@ TABLES = (
     "CREATE TABLE IF NOT EXISTS rm_orders (journal {key} NOT NULL, order_id {key} NOT NULL, store_position BIGINT, "
     "position BIGINT, occurred_us BIGINT, merchant_id {key}, currency {key}, accrued_minor BIGINT NOT NULL, "
     "reversed_minor BIGINT NOT NULL, settled BIGINT NOT NULL, PRIMARY KEY (journal, order_id)){wr}",
-    "CREATE INDEX IF NOT EXISTS rm_orders_merchant ON rm_orders (merchant_id, occurred_us, order_id) "
-    "WHERE merchant_id IS NOT NULL",
+    # The merchant statement's pages, and its totals from the index alone (covering).
+    "CREATE INDEX IF NOT EXISTS rm_orders_merchant ON rm_orders (merchant_id, occurred_us, order_id, journal, "
+    "currency, accrued_minor, reversed_minor) WHERE merchant_id IS NOT NULL",
     # Dead letters, numbered 1, 2, 3… (the paging cursor), raw bytes exact.
     "CREATE TABLE IF NOT EXISTS rm_dead_letters (n BIGINT PRIMARY KEY, store_position BIGINT NOT NULL, "
     "journal {key} NOT NULL, position BIGINT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, "

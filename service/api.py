@@ -4,23 +4,31 @@ JSON bodies are the same msgspec Structs and field names as the CLI's
 ``--format json``. Reads are open to finance and auditors, and a promoter reads
 its own rows and statement (SPEC §13); writes need ``finance`` and an
 ``Idempotency-Key``. Reads answer from the read-model tables
-(``projections.readmodels``), lists a page at a time with a ``Link`` header to
-the next. Store calls block, so handlers run in worker threads.
+(``projections.readmodels``), lists a page at a time (paged in SQL) with a
+``Link`` header to the next. Store calls block, so handlers run in worker
+threads. An id with any characters, ``/`` included, is reachable by a query
+parameter (``/v1/statement?promoter_id=``, ``/v1/merchant-statement?merchant_id=``,
+``/v1/explanation?order_id=``). Errors answer one line; a store or internal
+error answers a generic line with a reference (``ref``) to the log line that
+holds its detail (paths, hosts and database text stay in the log).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, Router, get, post
 from litestar.di import Provide
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.params import Parameter
 
 from ledger.arguments import parse_as_of, validate_adjustment
@@ -32,14 +40,18 @@ from projections import readmodels
 from projections.audit import current_heads, last_audit
 from projections.readmodels import Page
 from service import metrics, pages
-from service.auth import OWN, READ, READ_OR_OWN, WRITE, Principal, TokenAuthentication, load_tokens
+from service.auth import OWN, READ, READ_OR_OWN, SCRAPE, WRITE, Principal, TokenAuthentication, load_tokens
 from service.blocking import threaded
+from service.headers import security_headers
 from service.idempotency import Claim, KeyConflict, Render, run_once
 from service.state import Service
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
+LETTERS_DEFAULT_LIMIT = 100
+LETTER_RAW_BYTES = 1024  # of each dead letter's payload in a list (the rest: /v1/dead-letters/{n}/raw)
+LOG = logging.getLogger("commission_ledger.http")
 
 
 class PayoutRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,13 +69,25 @@ def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
     return Response(msgspec.json.encode(value), status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ClientException(f"duplicate key {twice[:40]!r} in the JSON body")
+    return dict(pairs)
+
+
 def _decode_body(raw: bytes, kind: type) -> Any:
+    """The body as ``kind``; 400 for malformed JSON, a wrong shape or a key
+    given twice (parsers disagree on which one wins: refused, not guessed)."""
     try:
-        return msgspec.json.decode(raw, type=kind)
+        value = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
         raise ClientException(str(exc).splitlines()[0]) from None
     except msgspec.DecodeError as exc:
         raise ClientException(f"malformed JSON: {str(exc).splitlines()[0]}") from None
+    json.loads(raw, object_pairs_hook=_no_duplicate_keys)  # msgspec took the last of duplicate keys
+    return value
 
 
 def _as_of(text: str) -> int:
@@ -114,45 +138,104 @@ def my_balances(request: Request[Principal, Any, Any], service: Service) -> Resp
     return _json(readmodels.balances(service.store, promoter_id=request.user.promoter_id).items)
 
 
-@get("/v1/promoters/{promoter_id:str}/statement", guards=[READ_OR_OWN])
-@threaded
-def promoter_statement(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+def _statement(service: Service, promoter_id: str, limit: int, after: int, path: str, **query: str) -> Response:
     _check_limit(limit)
     if after < 0:
         raise ClientException("after must be at least 0")
     page = readmodels.statement(service.store, promoter_id, after=after, limit=limit)
-    return _paged(page, f"/v1/promoters/{quote(promoter_id, safe='')}/statement", limit)
+    return _paged(page, path, limit, **query)
+
+
+@get("/v1/promoters/{promoter_id:str}/statement", guards=[READ_OR_OWN])
+@threaded
+def promoter_statement(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+    return _statement(service, promoter_id, limit, after, f"/v1/promoters/{quote(promoter_id, safe='')}/statement")
+
+
+@get("/v1/statement", guards=[READ_OR_OWN])
+@threaded
+def promoter_statement_by_query(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+    """``/v1/promoters/{id}/statement`` for any id, ``/`` included."""
+    return _statement(service, promoter_id, limit, after, "/v1/statement", promoter_id=promoter_id)
+
+
+def _merchant(service: Service, merchant_id: str, from_: str | None, to: str | None, limit: int, after: str | None,
+              path: str, **query: str) -> Response:
+    _check_limit(limit)
+    try:
+        bounds = readmodels.period(from_, to)
+    except CommandError as exc:
+        raise ClientException(str(exc)) from None
+    view = readmodels.merchant_statement(service.store, merchant_id, after=after, limit=limit, **bounds)
+    following = view.pop("next")
+    headers = {}
+    if following is not None:
+        given = {k: v for k, v in (("from", from_), ("to", to), *query.items()) if v}
+        headers["Link"] = f"<{path}?{urlencode({**given, 'limit': limit, 'after': following})}>; rel=\"next\""
+    return _json(view, headers=headers)
 
 
 @get("/v1/merchants/{merchant_id:str}/statement", guards=[READ])
 @threaded
 def merchant_statement(service: Service, merchant_id: str, from_: str | None = Parameter(query="from", default=None),
-                       to: str | None = None) -> Response:
+                       to: str | None = None, limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response:
     """SPEC §13: what the merchant owes per order and currency, with totals;
-    ``?from=&to=`` select orders by occurred_at (from inclusive, to exclusive)."""
-    try:
-        bounds = readmodels.period(from_, to)
-    except CommandError as exc:
-        raise ClientException(str(exc)) from None
-    return _json(readmodels.merchant_statement(service.store, merchant_id, **bounds))
+    ``?from=&to=`` select orders by occurred_at (from inclusive, to exclusive).
+    ``limit`` orders a page (the totals are of every selected order), the next
+    page in the ``Link`` header."""
+    return _merchant(service, merchant_id, from_, to, limit, after, f"/v1/merchants/{quote(merchant_id, safe='')}/statement")
 
 
-@get("/v1/orders/{order_id:str}/explanation", guards=[READ])
+@get("/v1/merchant-statement", guards=[READ])
 @threaded
-def order_explanation(service: Service, order_id: str) -> Response:
+def merchant_statement_by_query(service: Service, merchant_id: str,
+                                from_: str | None = Parameter(query="from", default=None), to: str | None = None,
+                                limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response:
+    """``/v1/merchants/{id}/statement`` for any id, ``/`` included."""
+    return _merchant(service, merchant_id, from_, to, limit, after, "/v1/merchant-statement", merchant_id=merchant_id)
+
+
+def _explain(service: Service, order_id: str) -> Response:
     view = service.explainer.explain(order_id)
     if view is None:
         raise NotFoundException(f"unknown order {order_id!r}")
     return _json(view)
 
 
+@get("/v1/orders/{order_id:str}/explanation", guards=[READ])
+@threaded
+def order_explanation(service: Service, order_id: str) -> Response:
+    return _explain(service, order_id)
+
+
+@get("/v1/explanation", guards=[READ])
+@threaded
+def order_explanation_by_query(service: Service, order_id: str) -> Response:
+    """``/v1/orders/{id}/explanation`` for any id, ``/`` included."""
+    return _explain(service, order_id)
+
+
 @get("/v1/dead-letters", guards=[READ])
 @threaded
-def list_dead_letters(service: Service, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+def list_dead_letters(service: Service, limit: int = LETTERS_DEFAULT_LIMIT, after: int = 0) -> Response:
+    """Dead letters with at most ``LETTER_RAW_BYTES`` of each payload
+    (``raw_truncated`` says when there is more; all of it at ``…/{n}/raw``)."""
     _check_limit(limit)
     if after < 0:
         raise ClientException("after must be at least 0")
-    return _paged(readmodels.dead_letters(service.store, after=after, limit=limit), "/v1/dead-letters", limit)
+    page = readmodels.dead_letter_items(service.store, after=after, limit=limit, raw_cap=LETTER_RAW_BYTES)
+    return _paged(page, "/v1/dead-letters", limit)
+
+
+@get("/v1/dead-letters/{n:int}/raw", guards=[READ])
+@threaded
+def dead_letter_raw(service: Service, n: int) -> Response:
+    """One dead letter's payload, every byte, as it arrived."""
+    raw = readmodels.dead_letter_raw(service.store, n)
+    if raw is None:
+        raise NotFoundException(f"no dead letter {n}")
+    return Response(raw, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f"attachment; filename=dead-letter-{n}.bin"})
 
 
 @get("/v1/audit/digest", guards=[READ])
@@ -172,18 +255,20 @@ def audit_digest(service: Service) -> Response:
                   "current_heads": heads})
 
 
-@get("/metrics", guards=[READ])
+@get("/metrics", guards=[SCRAPE])
 @threaded
 def metrics_endpoint(service: Service) -> Response:
     return Response(metrics.render(readmodels.figures(service.store)), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # ------------------------------------------------------------------ writes
-def _idempotent(request: Request, service: Service, body: bytes, execute: Callable[[Also], int], render: Render) -> Response:
+def _idempotent(request: Request, service: Service, canonical: bytes, execute: Callable[[Also], int],
+                render: Render) -> Response:
     key = request.headers.get("idempotency-key")
     if not key or len(key) > 200:
         raise ClientException("an Idempotency-Key header (1-200 characters) is required")
-    fingerprint = request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+    # The request as parsed (whitespace and key order aside), not its bytes.
+    fingerprint = request.method.encode() + b" " + request.url.path.encode() + b"\n" + canonical
     try:
         status, payload = run_once(service.store, key, fingerprint, request.user.name, execute, render)
     except KeyConflict:
@@ -209,7 +294,7 @@ def create_payout(request: Request[Principal, Any, Any], service: Service, body:
         as_of = readmodels.payout_as_of(service.store, claim.position)
         return 201, msgspec.json.encode({"as_of": as_of, "paid_by": claim.actor, "lines": lines})
 
-    return _idempotent(request, service, body, execute, render)
+    return _idempotent(request, service, msgspec.json.encode(payload), execute, render)
 
 
 @post("/v1/adjustments", guards=[WRITE])
@@ -231,39 +316,63 @@ def create_adjustment(request: Request[Principal, Any, Any], service: Service, b
     def render(claim: Claim) -> tuple[int, bytes]:
         return 201, msgspec.json.encode(Books(service.store).record_at(TREASURY, claim.position))
 
-    return _idempotent(request, service, body, execute, render)
+    return _idempotent(request, service, msgspec.json.encode(payload), execute, render)
 
 
 # --------------------------------------------------------------- the app
 def _error_response(request: Request, exc: Exception) -> Response:
-    """Every error as one line: ``{"error": …}`` for the API, a page (or the login form) for the pages."""
+    """Every error as one line: ``{"error": …}`` for the API, a page (or the
+    login form) for the pages. A store or internal error tells the client only
+    that it happened and its reference; the detail (store path, PostgreSQL
+    host and user, the database's text, the traceback) goes to the log line
+    with that reference."""
+    ref = None
     if isinstance(exc, HTTPException):
         status, message = exc.status_code, str(exc.detail)
         if status == 413 or "too large" in message.lower():
             message = f"request body too large (limit {MAX_BODY_BYTES} bytes)"
+        elif status >= 500:
+            ref = secrets.token_hex(6)
+            LOG.error("ref %s: %s %s: %s", ref, request.method, request.url.path, message.splitlines()[0] if message else status)
+            message = "internal error"
     elif isinstance(exc, CommandError):  # a read's argument out of range (e.g. a cursor past 2^63 − 1)
         status, message = 400, str(exc)
     elif isinstance(exc, (StoreError, ConfigError)):
-        status, message = 503, str(exc)
+        status, message, ref = 503, "the store is unavailable", secrets.token_hex(6)
+        LOG.error("ref %s: %s %s: %s", ref, request.method, request.url.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     else:
-        status, message = 500, "internal error"
-        logging.getLogger("commission_ledger.http").error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        status, message, ref = 500, "internal error", secrets.token_hex(6)
+        LOG.error("ref %s: %s %s failed", ref, request.method, request.url.path, exc_info=exc)
     metrics.ERRORS.labels(str(status)).inc()
-    if request.url.path.startswith("/v1/") or request.url.path in ("/metrics", "/healthz"):
-        return _json({"error": message.splitlines()[0] if message else "error"}, status)
-    return pages.error_page(request, status, message)
+    line = message.splitlines()[0] if message else "error"
+    if ref is not None:
+        line = f"{line} (ref {ref})"
+    if request.url.path.startswith(("/v1/", "/schema")) or request.url.path in ("/metrics", "/healthz"):
+        body: dict[str, str] = {"error": line}
+        if ref is not None:
+            body["ref"] = ref
+        headers = {"WWW-Authenticate": 'Bearer realm="commission-ledger"'} if status == 401 else None
+        return _json(body, status, headers)
+    return pages.error_page(request, status, line)
 
 
-def create_app(store_url: str, tokens: dict[str, Principal]) -> Litestar:
-    service = Service(store_url, tokens)
-    openapi = OpenAPIConfig(title="commission-ledger", version="0.1.0", path="/schema")
+def create_app(store_url: str, tokens: dict[str, Principal], *, behind_tls: bool = False) -> Litestar:
+    service = Service(store_url, tokens, behind_tls=behind_tls)
+    # The OpenAPI document only, as JSON, for finance and auditors (no doc
+    # pages: Litestar's load their scripts from CDNs).
+    openapi = OpenAPIConfig(title="commission-ledger", version="0.1.0", path="/schema",
+                            render_plugins=[JsonRenderPlugin()],
+                            openapi_router=Router(path="/schema", route_handlers=[], guards=[READ]))
     return Litestar(
-        route_handlers=[healthz, list_payouts, my_balances, promoter_statement, merchant_statement, order_explanation,
-                        list_dead_letters, audit_digest, metrics_endpoint, create_payout, create_adjustment,
-                        *pages.handlers],
+        route_handlers=[healthz, list_payouts, my_balances, promoter_statement, promoter_statement_by_query,
+                        merchant_statement, merchant_statement_by_query, order_explanation, order_explanation_by_query,
+                        list_dead_letters, dead_letter_raw, audit_digest, metrics_endpoint, create_payout,
+                        create_adjustment, *pages.handlers],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
-        # Every route needs a token unless it says exclude_from_auth; the OpenAPI schema is public.
-        middleware=[DefineMiddleware(TokenAuthentication, tokens=tokens, exclude=[f"^{openapi.path}"])],
+        # Every route needs a token unless it says exclude_from_auth (the
+        # schema too); every answer carries the security headers.
+        middleware=[security_headers(behind_tls),
+                    DefineMiddleware(TokenAuthentication, tokens=tokens, sessions=service.sessions)],
         template_config=pages.TEMPLATES,
         exception_handlers={Exception: _error_response},
         request_max_body_size=MAX_BODY_BYTES,
@@ -274,4 +383,5 @@ def create_app(store_url: str, tokens: dict[str, Principal]) -> Litestar:
 
 def app_from_env() -> Litestar:
     """App factory for ``serve --workers N`` (each worker process builds its own)."""
-    return create_app(os.environ["LEDGER_SERVE_STORE"], load_tokens(os.environ["LEDGER_SERVE_TOKENS"]))
+    return create_app(os.environ["LEDGER_SERVE_STORE"], load_tokens(os.environ["LEDGER_SERVE_TOKENS"]),
+                      behind_tls=os.environ.get("LEDGER_SERVE_BEHIND_TLS") == "1")

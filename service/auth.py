@@ -1,22 +1,28 @@
 """Who is calling and what they may do.
 
 Bearer tokens come from a TOML file: ``[[tokens]]`` with name, role, sha256,
-and for the ``promoter`` role the ``promoter_id`` it may read (SPEC §13).
+and for the ``promoter`` role the ``promoter_id`` it may read (SPEC §13); the
+``metrics`` role reads ``/metrics`` only (a Prometheus scraper). Two entries
+with one digest, or a file that cannot be read, are errors (exit 2).
 Only SHA-256 digests of tokens are on disk and in memory; a presented token is
 hashed and compared in constant time. Tokens never reach logs.
 
 Authentication is a middleware (401 when no known token is presented), so every
 route is closed unless it opts out with ``exclude_from_auth=True``; what a role
-may do is a guard on each route (403).
+may do is a guard on each route (403). The pages' login opens a server-side
+session (``service.sessions``): its cookie authenticates reads (GET, HEAD)
+only, so a write always needs ``Authorization: Bearer`` and a forged
+cross-site form can do nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import tomllib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import anyio.to_thread
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -24,9 +30,10 @@ from litestar.handlers import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp, Guard
 
-FINANCE, AUDITOR, PROMOTER = "finance", "auditor", "promoter"
-ROLES = (FINANCE, AUDITOR, PROMOTER)
-SESSION_COOKIE = "ledger_session"  # the pages' login stores the token here
+FINANCE, AUDITOR, PROMOTER, METRICS = "finance", "auditor", "promoter", "metrics"
+ROLES = (FINANCE, AUDITOR, PROMOTER, METRICS)
+SESSION_COOKIE = "ledger_session"  # the pages' login stores a session id here (service.sessions)
+COOKIE_METHODS = ("GET", "HEAD")  # what a session cookie may authenticate
 
 
 class TokensError(ValueError):
@@ -47,8 +54,10 @@ def load_tokens(path: str) -> dict[str, Principal]:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise TokensError(f"tokens file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TokensError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:  # a directory, no permission, …
+        raise TokensError(f"tokens file {path}: cannot read it: {exc.strerror or type(exc).__name__}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TokensError(f"{path}: invalid TOML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     entries = data.get("tokens")
     if not isinstance(entries, list) or set(data) - {"tokens"}:
         raise TokensError(f"{path}: expected only [[tokens]] tables")
@@ -58,7 +67,7 @@ def load_tokens(path: str) -> dict[str, Principal]:
             raise TokensError(f"{path}: tokens[{i}] must be a table")
         role = entry.get("role")
         if role not in ROLES:
-            raise TokensError(f"{path}: tokens[{i}].role {role!r}: expected finance, auditor or promoter")
+            raise TokensError(f"{path}: tokens[{i}].role {role!r}: expected finance, auditor, promoter or metrics")
         keys = {"name", "role", "sha256"} | ({"promoter_id"} if role == PROMOTER else set())
         if set(entry) != keys:
             raise TokensError(f"{path}: tokens[{i}] needs exactly {', '.join(sorted(keys))}")
@@ -69,32 +78,42 @@ def load_tokens(path: str) -> dict[str, Principal]:
             raise TokensError(f"{path}: tokens[{i}].sha256 must be 64 hex digits")
         if not isinstance(name, str) or not name:
             raise TokensError(f"{path}: tokens[{i}].name must be a non-empty string")
+        if digest.lower() in table:
+            first = table[digest.lower()].name
+            raise TokensError(f"{path}: tokens[{i}] ({name!r}) has the same sha256 as {first!r}: one token, one entry")
         table[digest.lower()] = Principal(name, role, promoter_id)
     return table
 
 
 def authenticate(tokens: dict[str, Principal], token: str | None) -> Principal | None:
-    if not token:
+    """The token's principal: a lookup by the token's SHA-256 (what is compared
+    is a digest of what the caller sent, so timing reveals nothing of a token)."""
+    if not token or len(token) > 4096:
         return None
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    for known, principal in tokens.items():
-        if hmac.compare_digest(known, digest):
-            return principal
-    return None
+    return tokens.get(hashlib.sha256(token.encode()).hexdigest())
+
+
+class SessionLookup(Protocol):
+    def principal(self, session_id: str | None, tokens: dict[str, Principal]) -> Principal | None: ...
 
 
 class TokenAuthentication(AbstractAuthenticationMiddleware):
     """Sets ``request.user`` to the caller's :class:`Principal`, from
-    ``Authorization: Bearer`` or else the pages' session cookie."""
+    ``Authorization: Bearer`` or else (reads only) the pages' session cookie."""
 
-    def __init__(self, app: ASGIApp, tokens: dict[str, Principal], exclude: list[str] | None = None) -> None:
+    def __init__(self, app: ASGIApp, tokens: dict[str, Principal], sessions: SessionLookup,
+                 exclude: list[str] | None = None) -> None:
         super().__init__(app, exclude=exclude)
         self.tokens = tokens
+        self.sessions = sessions
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else connection.cookies.get(SESSION_COOKIE)
-        who = authenticate(self.tokens, token)
+        who = None
+        if header:
+            who = authenticate(self.tokens, header[7:].strip()) if header[:7].lower() == "bearer " else None
+        elif connection.scope.get("method") in COOKIE_METHODS and SESSION_COOKIE in connection.cookies:
+            who = await anyio.to_thread.run_sync(self.sessions.principal, connection.cookies[SESSION_COOKIE], self.tokens)
         if who is None:
             raise NotAuthorizedException("missing or unknown token")
         return AuthenticationResult(user=who, auth=None)
@@ -120,14 +139,18 @@ def read_or_own(connection: ASGIConnection[Any, Principal, Any, Any], _: BaseRou
     user = connection.user
     if user.role in (FINANCE, AUDITOR):
         return
-    if user.role == PROMOTER and user.promoter_id is not None and connection.path_params.get("promoter_id") == user.promoter_id:
-        return
+    if user.role == PROMOTER and user.promoter_id is not None:
+        asked = connection.path_params.get("promoter_id", connection.query_params.get("promoter_id"))
+        if asked == user.promoter_id:
+            return
     _refuse(user)
 
 
 # SPEC §11, §13: finance and auditors read (the API and the pages); only
-# finance writes; a promoter reads its own rows and statement, nothing else.
+# finance writes; a promoter reads its own rows and statement, nothing else;
+# a metrics token reads /metrics and nothing else.
 READ = requires(FINANCE, AUDITOR)
+SCRAPE = requires(FINANCE, AUDITOR, METRICS)
 WRITE = requires(FINANCE)
 READ_OR_OWN = read_or_own
 

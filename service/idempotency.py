@@ -1,7 +1,8 @@
 """Idempotency keys for write requests, committed with the command they ran.
 
-A key is a stream ``idempotency:<sha256(key)>`` with one row: the request's
-SHA-256, who made it and where the command's record stands in the treasury
+A key is a stream ``idempotency:<sha256(caller, key)>`` (each token's keys
+are its own) with one row: the SHA-256 of the request as parsed (method,
+path and the body re-encoded, so whitespace and key order do not matter), who made it and where the command's record stands in the treasury
 journal. That row is written **in the same transaction as the command's
 record** (``Books.pay``/``adjust_at`` take it as ``also``): a crash or an
 error leaves both or neither, so there is no claimed-but-unanswered key. The
@@ -44,7 +45,9 @@ def run_once(store: Store, key: str, request: bytes, actor: str, execute: Callab
     """Run ``execute(also)`` once per key (it commits the command with the rows
     ``also`` gives and returns the command's treasury position); answer with
     ``render(claim)`` of the recorded command."""
-    stream = f"idempotency:{hashlib.sha256(key.encode()).hexdigest()}"
+    # Keys are per caller: one finance user's key is not another's.
+    scoped = f"{len(actor)}:{actor}:{key}"
+    stream = f"idempotency:{hashlib.sha256(scoped.encode()).hexdigest()}"
     digest = hashlib.sha256(request).hexdigest()
     first = _claim(store, stream)
     if first is None:

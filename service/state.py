@@ -10,6 +10,8 @@ from projections.explain import Explainer
 from projections.projector import catch_up
 from projections.tables import database
 from service.auth import Principal
+from service.login_limit import FailedLogins
+from service.sessions import Sessions
 
 
 class Service:
@@ -18,12 +20,14 @@ class Service:
     read-model tables, which every read first catches up (so a worker starts
     at once, whatever the store's age, and holds no per-promoter state)."""
 
-    def __init__(self, store_url: str, tokens: dict[str, Principal]) -> None:
+    def __init__(self, store_url: str, tokens: dict[str, Principal], *, behind_tls: bool = False) -> None:
         self.store = Store(store_url)
         self.tokens = tokens
+        self.behind_tls = behind_tls  # TLS ends at a proxy in front: cookies are Secure, HSTS is sent
         self.explainer = Explainer(self.store)  # reads the state tables and read models: no replay
         self.write_lock = threading.Lock()  # one write at a time per process; the store serialises across processes
-        database(self.store)  # the tables exist (created on a new store)
+        self.sessions = Sessions(database(self.store))  # the tables exist (created on a new store), and the sessions'
+        self.failed_logins = FailedLogins()
         # Catch the tables up in the background: the server listens at once,
         # and the first reads wait only for what this has not folded yet.
         threading.Thread(target=self._warm_up, name="read-models catch-up", daemon=True).start()

@@ -273,7 +273,7 @@ def _in_process(tmp_path: Path, events: list[dict] | None = None, **roles: str):
 
 
 def _walkable(path: str, promoter: str = "p1") -> str:
-    return (path.replace(":str}", "}").replace("{position:int}", "1")
+    return (path.replace(":str}", "}").replace("{position:int}", "1").replace("{n:int}", "1")
             .format(promoter_id=promoter, order_id="o1", merchant_id="m1"))
 
 
@@ -287,11 +287,14 @@ def test_every_route_is_closed_unless_public_and_guarded_by_role(tmp_path):
     promoter reaches only its own views (every other route: 403, JSON for the
     API, an error page for the pages), and a promoter's view is for promoters."""
     app, client = _in_process(tmp_path, fin="finance", aud="auditor", prom="promoter")
-    public = {"/healthz", "/login", "/logout"}
+    public = {"/healthz", "/login", "/logout", "/assets/{name:str}"}
     checked = 0
     with client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/login").status_code == 200 and client.get("/schema/openapi.json").status_code == 200
+        assert client.get("/login").status_code == 200 and client.get("/assets/sort.js").status_code == 200
+        assert client.get("/schema/openapi.json").status_code == 401  # the schema: finance and auditors
+        assert client.get("/schema/openapi.json", headers={"Authorization": "Bearer promoter"}).status_code == 403
+        assert client.get("/schema/openapi.json", headers={"Authorization": "Bearer auditor"}).status_code == 200
         for route in app.routes:
             if route.path in public or route.path.startswith("/schema"):
                 continue
@@ -322,7 +325,7 @@ def test_every_route_is_closed_unless_public_and_guarded_by_role(tmp_path):
                     auditor = client.post(path, json={}, headers={"Authorization": "Bearer auditor", "Idempotency-Key": "k"})
                     assert auditor.status_code == 403
                 checked += 1
-    assert checked == 17  # 10 API routes (8 reads, 2 writes) and 7 pages
+    assert checked == 23  # 14 API routes (12 reads, 2 writes) and 9 pages
 
 
 def test_promoter_token_reads_its_own_rows_statement_and_page(tmp_path):
@@ -399,7 +402,8 @@ def test_pages_escape_what_they_show(tmp_path):
     assert f"href='/promoters/{quote(hostile, safe='')}'" in balances
     assert "<img" not in promoter and "<b>" not in promoter and "&lt;b&gt;bonus&lt;/b&gt;" in promoter
     assert "<h1>Promoter &lt;img" in promoter and "<svg" in promoter
-    assert unknown.count("<script>") == 1 and "<h1>Order &lt;script&gt;</h1>" in unknown  # the one script: the sorter
+    assert unknown.count("<script") == 1 and "<h1>Order &lt;script&gt;</h1>" in unknown  # the one script: the sorter
+    assert "<script src='/assets/sort.js'></script>" in unknown
 
 
 @pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,

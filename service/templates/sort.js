@@ -4,3 +4,4 @@ document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventL
   rows.sort((a, b) => { const x = a.cells[col].dataset.v ?? a.cells[col].textContent, y = b.cells[col].dataset.v ?? b.cells[col].textContent;
     return (num ? (Number(x) - Number(y)) : x.localeCompare(y)) * dir; });
   rows.forEach(r => body.appendChild(r)); }));
+document.querySelectorAll('select[data-submit]').forEach(s => s.addEventListener('change', () => s.form.submit()));
