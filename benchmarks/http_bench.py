@@ -67,7 +67,7 @@ def build_store(path: str, promoters: int) -> str:
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s",
                           "-H", f"Authorization: Bearer {TOKEN}", url], capture_output=True, text=True, check=True).stdout
 
     def ms(label: str) -> float:
@@ -98,8 +98,15 @@ PAGES = (  # (name, path, token): every page and list of the service
     ("order explanation", "/v1/orders/O42/explanation", TOKEN),
     ("/metrics", "/metrics", TOKEN),
 )
-WRK = (("payouts page /", "/"), ("statement page", f"/promoters/{HOT_PROMOTER}"),
-       ("GET /v1/payouts", "/v1/payouts"), ("API statement", f"/v1/promoters/{HOT_PROMOTER}/statement"))
+WRK = (("GET /v1/payouts", "/v1/payouts"), ("API statement", f"/v1/promoters/{HOT_PROMOTER}/statement"),
+       ("statement page", f"/promoters/{HOT_PROMOTER}"), ("payouts page /", "/"))
+
+
+def drained(base: str) -> None:
+    """Wait until the server has answered what an earlier wrk run left queued."""
+    deadline = time.monotonic() + 300
+    while get(base, "/healthz", TOKEN)[2] > 0.1 and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def write_tokens(path: str) -> None:
@@ -155,6 +162,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000", help="store sizes (promoters) of the page table, besides --promoters")
     parser.add_argument("--store-dir", default=None, help="keep (and reuse) the built stores here")
     parser.add_argument("--json", default=None, metavar="FILE")
+    parser.add_argument("--no-pages", action="store_true", help="wrk only, no page table")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -176,9 +184,11 @@ def main() -> int:
                 print(f"store with {size:,} promoters built in {time.monotonic() - started:.1f}s")
             server, base = serve(url, tokens, args.workers)
             try:
-                pages[size] = measure_pages(base)
+                if not args.no_pages:
+                    pages[size] = measure_pages(base)
                 if size == args.promoters:
                     for name, route in WRK:
+                        drained(base)
                         results[name] = wrk(base + route, args.seconds, args.connections)
             finally:
                 server.terminate()
@@ -188,9 +198,11 @@ def main() -> int:
         print(f"{'endpoint':<34} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'non-2xx':>8}")
         for name, r in results.items():
             print(f"{name:<34} {r['requests_per_s']:>8.0f} {r['p50_ms']:>7.2f} {r['p90_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['non_2xx']:>8}")
+        if args.no_pages:
+            sizes = []
         print("\nevery page, one request at a time (median of 5): ms and bytes per store size")
         print(f"{'page':<26}" + "".join(f" {f'{n:,} ms':>12} {f'{n:,} bytes':>14}" for n in sizes) + "  status")
-        for name, _, _ in PAGES:
+        for name, _, _ in PAGES if sizes else ():
             print(f"{name:<26}" + "".join(f" {pages[n][name]['ms']:>12.1f} {pages[n][name]['bytes']:>14,}" for n in sizes)
                   + "  " + ",".join(str(pages[n][name]["status"]) for n in sizes))
         print(f"load average at end: {open('/proc/loadavg').read().strip()}")

@@ -138,11 +138,11 @@ def my_balances(request: Request[Principal, Any, Any], service: Service) -> Resp
     return _json(readmodels.balances(service.store, promoter_id=request.user.promoter_id).items)
 
 
-def _statement(service: Service, promoter_id: str, limit: int, after: int, path: str, **query: str) -> Response:
+def _statement(service: Service, who: str, limit: int, after: int, path: str, **query: str) -> Response:
     _check_limit(limit)
     if after < 0:
         raise ClientException("after must be at least 0")
-    page = readmodels.statement(service.store, promoter_id, after=after, limit=limit)
+    page = readmodels.statement(service.store, who, after=after, limit=limit)
     return _paged(page, path, limit, **query)
 
 
@@ -159,14 +159,14 @@ def promoter_statement_by_query(service: Service, promoter_id: str, limit: int =
     return _statement(service, promoter_id, limit, after, "/v1/statement", promoter_id=promoter_id)
 
 
-def _merchant(service: Service, merchant_id: str, from_: str | None, to: str | None, limit: int, after: str | None,
+def _merchant(service: Service, who: str, from_: str | None, to: str | None, limit: int, after: str | None,
               path: str, **query: str) -> Response:
     _check_limit(limit)
     try:
         bounds = readmodels.period(from_, to)
     except CommandError as exc:
         raise ClientException(str(exc)) from None
-    view = readmodels.merchant_statement(service.store, merchant_id, after=after, limit=limit, **bounds)
+    view = readmodels.merchant_statement(service.store, who, after=after, limit=limit, **bounds)
     following = view.pop("next")
     headers = {}
     if following is not None:

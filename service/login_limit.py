@@ -11,6 +11,7 @@ least recently failing forgotten first. One process's count (with ``serve
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -40,7 +41,7 @@ class FailedLogins:
             if elapsed >= self.window_s:
                 del self._seen[client]
                 return 0
-            return int(self.window_s - elapsed) + 1 if entry[1] >= self.failures else 0
+            return math.ceil(self.window_s - elapsed) if entry[1] >= self.failures else 0
 
     def failed(self, client: str) -> None:
         with self._lock:

@@ -159,7 +159,7 @@ def balances_page(request: Request[Principal, Any, Any], service: Service, curre
                  next_url=next_url, first_url=f"/?{urlencode(query)}" if after is not None else None)
 
 
-@get("/payouts.csv", guards=[READ])
+@get("/payouts.csv", guards=[READ], sync_to_thread=False)  # builds the stream only; Litestar reads it in threads
 def balances_csv(service: Service, currency: str | None = None) -> Stream:
     """Every balance row (of one currency) as CSV, streamed: read from SQL
     ``CSV_CHUNK_ROWS`` at a time by cursor, so memory and time to first byte do
