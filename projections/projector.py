@@ -148,6 +148,20 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+
+def merchant_label(merchant_id: str) -> str:
+    """The prefix of a merchant's labels in rm_counts' kept totals (length-
+    prefixed: no merchant's prefix is another's); the currency follows."""
+    return f"{len(merchant_id)}:{merchant_id}"
+
+
+def owes(counts: dict[tuple[str, str], int], merchant_id: str, currency: str, accrued: int, reversed_: int) -> None:
+    """Kept totals of the merchant statement: accrued and reversed per
+    (merchant, currency), moved with each order's (SPEC §13)."""
+    label = merchant_label(merchant_id) + currency
+    counts[("merchant_accrued", label)] = counts.get(("merchant_accrued", label), 0) + accrued
+    counts[("merchant_reversed", label)] = counts.get(("merchant_reversed", label), 0) + reversed_
+
 class _Fold:
     """One chunk: load, fold in memory, write with the compare-and-set."""
 
@@ -291,12 +305,17 @@ class _Fold:
                         if order[3] is None and t.merchant_id is not None:
                             order[3], order[4] = t.merchant_id, currency
                             dirty_orders.add(okey)
+                            owes(counts, order[3], order[4], order[5], order[6])  # what it owed before
                         if t.debit == EXPENSE:
                             order[5] += amount
                             dirty_orders.add(okey)
+                            if order[3] is not None:
+                                owes(counts, order[3], order[4], amount, 0)
                         elif t.credit == EXPENSE:
                             order[6] += amount
                             dirty_orders.add(okey)
+                            if order[3] is not None:
+                                owes(counts, order[3], order[4], 0, amount)
                     statement_rows.append((
                         promoter, entry, seq, store_position, journal, position, t.kind, currency, amount, t.debit,
                         t.credit, order_id, t.level, t.rules_version, cause, balance[0], balance[1], balance[2], at_us,

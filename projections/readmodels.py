@@ -23,9 +23,11 @@ code did.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
 
 from ledger.errors import CommandError
 from ledger.invariants import require
@@ -34,7 +36,7 @@ from ledger.store import TREASURY, Store
 from projections.balances import BalanceRow
 from projections.dead_letters import DeadLetterItem, DeadLetterRow
 from projections.payout_batch import BatchEntry, BatchLine
-from projections.projector import PROJECTOR, catch_up, tracked_position
+from projections.projector import PROJECTOR, catch_up, merchant_label, tracked_position
 from projections.statements import StatementEntry
 from projections.tables import Database, database
 from schemas import reasons
@@ -53,9 +55,26 @@ class Page(Generic[T]):
     next: str | None  # the cursor of the next page (``after=``), None on the last one
 
 
+_caught_up = threading.local()  # .store: the store this thread's reads have caught up already (one_catch_up)
+
+
 def _fresh(store: Store) -> Database:
-    catch_up(store)
+    if getattr(_caught_up, "store", None) is not store:
+        catch_up(store)
     return database(store)
+
+
+@contextlib.contextmanager
+def one_catch_up(store: Store) -> Iterator[int]:
+    """Within the block, this thread's reads of ``store`` share one catch-up
+    (a page's several reads: one fold check, not one each); yields the
+    position caught up to."""
+    position = catch_up(store).position
+    _caught_up.store = store
+    try:
+        yield position
+    finally:
+        _caught_up.store = None
 
 
 def _page(items: list[T], limit: int | None, cursor: Any) -> Page[T]:
@@ -361,8 +380,9 @@ def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = 
     Orders come by (occurred_at, order_id, journal), orders without an
     instant first; ``limit`` gives a page of them after the opaque cursor
     ``after`` and ``"next"`` is the next page's cursor (None on the last).
-    The totals are of every selected order, summed in SQL over the covering
-    index ``rm_orders_merchant`` (no order rows leave the database for them)."""
+    The totals are of every selected order: kept by the projector per
+    (merchant, currency) when no period is given, else summed in SQL over the
+    covering index ``rm_orders_merchant`` (cost follows the period asked)."""
     base: list[Any] = [merchant_id]
     where = _where(" WHERE merchant_id = ?", base, ("occurred_us >= ?", from_us), ("occurred_us < ?", to_us))
     columns = "SELECT order_id, currency, accrued_minor, reversed_minor, settled, occurred_us, journal FROM rm_orders"
@@ -384,8 +404,17 @@ def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = 
             more = None if wanted is None else wanted - len(rows)
             rows += c.execute(sql + " ORDER BY occurred_us, order_id, journal" + ("" if more is None else f" LIMIT {more}"),
                               params).fetchall()
-        totals = c.execute("SELECT currency, SUM(accrued_minor), SUM(reversed_minor) FROM rm_orders" + where +
-                           " GROUP BY currency ORDER BY currency", base).fetchall()
+        if from_us is None and to_us is None:
+            prefix = merchant_label(merchant_id)
+            kept: dict[str, list[int]] = {}
+            for metric, label, n in c.execute(
+                    "SELECT metric, label, n FROM rm_counts WHERE metric IN ('merchant_accrued', 'merchant_reversed') "
+                    "AND label >= ? AND label < ?", (prefix, prefix + "\U0010ffff")).fetchall():
+                kept.setdefault(label[len(prefix):], [0, 0])[metric == "merchant_reversed"] = n
+            totals = [(cur, a, r) for cur, (a, r) in sorted(kept.items())]
+        else:
+            totals = c.execute("SELECT currency, SUM(accrued_minor), SUM(reversed_minor) FROM rm_orders" + where +
+                               " GROUP BY currency ORDER BY currency", base).fetchall()
     following = None
     if limit is not None and len(rows) > limit:
         rows = rows[:limit]

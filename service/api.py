@@ -27,7 +27,7 @@ from litestar import Litestar, MediaType, Request, Response, Router, get, post
 from litestar.di import Provide
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.params import Parameter
 
@@ -38,7 +38,10 @@ from ledger.config import ConfigError
 from ledger.store import StoreError
 from projections import readmodels
 from projections.audit import current_heads, last_audit
+from projections.balances import BalanceRow
+from projections.dead_letters import DeadLetterItem
 from projections.readmodels import Page
+from projections.statements import StatementEntry
 from service import metrics, pages
 from service.auth import OWN, READ, READ_OR_OWN, SCRAPE, WRITE, Principal, TokenAuthentication, load_tokens
 from service.blocking import threaded
@@ -63,6 +66,22 @@ class AdjustmentRequest(msgspec.Struct, forbid_unknown_fields=True):
     currency: str
     amount: int
     reason: str
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """Every error's body: one line, and for a store or internal error the
+    reference of the log line holding its detail."""
+
+    error: str
+    ref: str | None = None
+
+
+_ERROR_TEXT = {400: "Bad request: one line saying what", 401: "No known token", 403: "The token's role may not do this",
+               404: "No such thing", 409: "Idempotency-Key already used with another request",
+               413: "Request body too large", 500: "Internal error (see the log line of `ref`)",
+               503: "The store is unavailable (see the log line of `ref`)"}
+ERRORS = {status: ResponseSpec(data_container=ErrorBody, description=text) for status, text in _ERROR_TEXT.items()}
+JSON_ANY = dict[str, Any]
 
 
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -117,10 +136,10 @@ def _paged(page: Page, path: str, limit: int, **query: str | None) -> Response:
     return _json(page.items, headers=headers)
 
 
-@get("/v1/payouts", guards=[READ])
+@get("/v1/payouts", guards=[READ], responses=ERRORS)
 @threaded
 def list_payouts(service: Service, currency: str | None = None, limit: int = DEFAULT_LIMIT,
-                 after: str | None = None, as_of: str | None = None) -> Response:
+                 after: str | None = None, as_of: str | None = None) -> Response[list[BalanceRow]]:
     _check_limit(limit)
     cursor = None
     if after is not None:
@@ -131,9 +150,9 @@ def list_payouts(service: Service, currency: str | None = None, limit: int = DEF
     return _paged(page, "/v1/payouts", limit, currency=currency, as_of=as_of)
 
 
-@get("/v1/me", guards=[OWN])
+@get("/v1/me", guards=[OWN], responses=ERRORS)
 @threaded
-def my_balances(request: Request[Principal, Any, Any], service: Service) -> Response:
+def my_balances(request: Request[Principal, Any, Any], service: Service) -> Response[list[BalanceRow]]:
     """A promoter's own rows of ``GET /v1/payouts`` (the same objects)."""
     return _json(readmodels.balances(service.store, promoter_id=request.user.promoter_id).items)
 
@@ -146,15 +165,17 @@ def _statement(service: Service, who: str, limit: int, after: int, path: str, **
     return _paged(page, path, limit, **query)
 
 
-@get("/v1/promoters/{promoter_id:str}/statement", guards=[READ_OR_OWN])
+@get("/v1/promoters/{promoter_id:str}/statement", guards=[READ_OR_OWN], responses=ERRORS)
 @threaded
-def promoter_statement(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+def promoter_statement(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT,
+                       after: int = 0) -> Response[list[StatementEntry]]:
     return _statement(service, promoter_id, limit, after, f"/v1/promoters/{quote(promoter_id, safe='')}/statement")
 
 
-@get("/v1/statement", guards=[READ_OR_OWN])
+@get("/v1/statement", guards=[READ_OR_OWN], responses=ERRORS)
 @threaded
-def promoter_statement_by_query(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
+def promoter_statement_by_query(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT,
+                                after: int = 0) -> Response[list[StatementEntry]]:
     """``/v1/promoters/{id}/statement`` for any id, ``/`` included."""
     return _statement(service, promoter_id, limit, after, "/v1/statement", promoter_id=promoter_id)
 
@@ -175,10 +196,10 @@ def _merchant(service: Service, who: str, from_: str | None, to: str | None, lim
     return _json(view, headers=headers)
 
 
-@get("/v1/merchants/{merchant_id:str}/statement", guards=[READ])
+@get("/v1/merchants/{merchant_id:str}/statement", guards=[READ], responses=ERRORS)
 @threaded
 def merchant_statement(service: Service, merchant_id: str, from_: str | None = Parameter(query="from", default=None),
-                       to: str | None = None, limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response:
+                       to: str | None = None, limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response[JSON_ANY]:
     """SPEC §13: what the merchant owes per order and currency, with totals;
     ``?from=&to=`` select orders by occurred_at (from inclusive, to exclusive).
     ``limit`` orders a page (the totals are of every selected order), the next
@@ -186,11 +207,11 @@ def merchant_statement(service: Service, merchant_id: str, from_: str | None = P
     return _merchant(service, merchant_id, from_, to, limit, after, f"/v1/merchants/{quote(merchant_id, safe='')}/statement")
 
 
-@get("/v1/merchant-statement", guards=[READ])
+@get("/v1/merchant-statement", guards=[READ], responses=ERRORS)
 @threaded
 def merchant_statement_by_query(service: Service, merchant_id: str,
                                 from_: str | None = Parameter(query="from", default=None), to: str | None = None,
-                                limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response:
+                                limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response[JSON_ANY]:
     """``/v1/merchants/{id}/statement`` for any id, ``/`` included."""
     return _merchant(service, merchant_id, from_, to, limit, after, "/v1/merchant-statement", merchant_id=merchant_id)
 
@@ -202,22 +223,22 @@ def _explain(service: Service, order_id: str) -> Response:
     return _json(view)
 
 
-@get("/v1/orders/{order_id:str}/explanation", guards=[READ])
+@get("/v1/orders/{order_id:str}/explanation", guards=[READ], responses=ERRORS)
 @threaded
-def order_explanation(service: Service, order_id: str) -> Response:
+def order_explanation(service: Service, order_id: str) -> Response[JSON_ANY]:
     return _explain(service, order_id)
 
 
-@get("/v1/explanation", guards=[READ])
+@get("/v1/explanation", guards=[READ], responses=ERRORS)
 @threaded
-def order_explanation_by_query(service: Service, order_id: str) -> Response:
+def order_explanation_by_query(service: Service, order_id: str) -> Response[JSON_ANY]:
     """``/v1/orders/{id}/explanation`` for any id, ``/`` included."""
     return _explain(service, order_id)
 
 
-@get("/v1/dead-letters", guards=[READ])
+@get("/v1/dead-letters", guards=[READ], responses=ERRORS)
 @threaded
-def list_dead_letters(service: Service, limit: int = LETTERS_DEFAULT_LIMIT, after: int = 0) -> Response:
+def list_dead_letters(service: Service, limit: int = LETTERS_DEFAULT_LIMIT, after: int = 0) -> Response[list[DeadLetterItem]]:
     """Dead letters with at most ``LETTER_RAW_BYTES`` of each payload
     (``raw_truncated`` says when there is more; all of it at ``…/{n}/raw``)."""
     _check_limit(limit)
@@ -227,9 +248,9 @@ def list_dead_letters(service: Service, limit: int = LETTERS_DEFAULT_LIMIT, afte
     return _paged(page, "/v1/dead-letters", limit)
 
 
-@get("/v1/dead-letters/{n:int}/raw", guards=[READ])
+@get("/v1/dead-letters/{n:int}/raw", guards=[READ], responses=ERRORS, media_type="application/octet-stream")
 @threaded
-def dead_letter_raw(service: Service, n: int) -> Response:
+def dead_letter_raw(service: Service, n: int) -> Response[bytes]:
     """One dead letter's payload, every byte, as it arrived."""
     raw = readmodels.dead_letter_raw(service.store, n)
     if raw is None:
@@ -238,9 +259,9 @@ def dead_letter_raw(service: Service, n: int) -> Response:
                     headers={"Content-Disposition": f"attachment; filename=dead-letter-{n}.bin"})
 
 
-@get("/v1/audit/digest", guards=[READ])
+@get("/v1/audit/digest", guards=[READ], responses=ERRORS)
 @threaded
-def audit_digest(service: Service) -> Response:
+def audit_digest(service: Service) -> Response[JSON_ANY]:
     """The last completed ``audit replay`` (as recorded in the store) and the
     journals' current heads; never an audit inside the request (SPEC §12)."""
     last = last_audit(service.store)
@@ -255,9 +276,9 @@ def audit_digest(service: Service) -> Response:
                   "current_heads": heads})
 
 
-@get("/metrics", guards=[SCRAPE])
+@get("/metrics", guards=[SCRAPE], responses=ERRORS, media_type="text/plain; version=0.0.4; charset=utf-8")
 @threaded
-def metrics_endpoint(service: Service) -> Response:
+def metrics_endpoint(service: Service) -> Response[str]:
     return Response(metrics.render(readmodels.figures(service.store)), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -276,9 +297,9 @@ def _idempotent(request: Request, service: Service, canonical: bytes, execute: C
     return Response(payload, status_code=status, media_type=MediaType.JSON)
 
 
-@post("/v1/payouts", guards=[WRITE])
+@post("/v1/payouts", guards=[WRITE], responses=ERRORS)
 @threaded
-def create_payout(request: Request[Principal, Any, Any], service: Service, body: bytes) -> Response:
+def create_payout(request: Request[Principal, Any, Any], service: Service, body: bytes) -> Response[JSON_ANY]:
     payload: PayoutRequest = _decode_body(body, PayoutRequest)
     _as_of(payload.as_of)
 
@@ -297,9 +318,9 @@ def create_payout(request: Request[Principal, Any, Any], service: Service, body:
     return _idempotent(request, service, msgspec.json.encode(payload), execute, render)
 
 
-@post("/v1/adjustments", guards=[WRITE])
+@post("/v1/adjustments", guards=[WRITE], responses=ERRORS)
 @threaded
-def create_adjustment(request: Request[Principal, Any, Any], service: Service, body: bytes) -> Response:
+def create_adjustment(request: Request[Principal, Any, Any], service: Service, body: bytes) -> Response[JSON_ANY]:
     payload: AdjustmentRequest = _decode_body(body, AdjustmentRequest)
     try:
         validate_adjustment(payload.promoter_id, payload.currency, payload.amount, payload.reason)
@@ -327,8 +348,10 @@ def _error_response(request: Request, exc: Exception) -> Response:
     host and user, the database's text, the traceback) goes to the log line
     with that reference."""
     ref = None
+    extra: dict[str, str] = {}
     if isinstance(exc, HTTPException):
         status, message = exc.status_code, str(exc.detail)
+        extra = dict(exc.headers or {})  # e.g. a 405's Allow
         if status == 413 or "too large" in message.lower():
             message = f"request body too large (limit {MAX_BODY_BYTES} bytes)"
         elif status >= 500:
@@ -351,9 +374,12 @@ def _error_response(request: Request, exc: Exception) -> Response:
         body: dict[str, str] = {"error": line}
         if ref is not None:
             body["ref"] = ref
-        headers = {"WWW-Authenticate": 'Bearer realm="commission-ledger"'} if status == 401 else None
-        return _json(body, status, headers)
-    return pages.error_page(request, status, line)
+        if status == 401:
+            extra["WWW-Authenticate"] = 'Bearer realm="commission-ledger"'
+        return _json(body, status, extra or None)
+    response = pages.error_page(request, status, line)
+    response.headers.update(extra)
+    return response
 
 
 def create_app(store_url: str, tokens: dict[str, Principal], *, behind_tls: bool = False) -> Litestar:

@@ -38,11 +38,13 @@ from service.blocking import threaded
 from service.chart import charts
 from service.headers import is_https, same_origin
 from service.login_limit import client_of
+from service.rows import balance_rows, statement_rows
 from service.sessions import ABSOLUTE_S
 from service.state import Service
 
 BATCHES_LISTED = 5
-PAGE_ROWS = 1000  # statement entries per page
+PAGE_ROWS = 1000  # at most, of ?limit=
+STATEMENT_ROWS = 100  # statement entries per page
 BALANCE_ROWS = 100  # balance rows per page (?limit= up to PAGE_ROWS)
 LETTER_ROWS = 200  # dead letters per page
 LETTER_RAW_BYTES = 120  # of each dead letter's payload shown
@@ -86,7 +88,7 @@ def _session_cookie(request: Request, service: Service, value: str, **extra: Any
                   secure=is_https(request, service.behind_tls), **extra)
 
 
-@get("/assets/{name:str}", exclude_from_auth=True, sync_to_thread=False)
+@get("/assets/{name:str}", include_in_schema=False, exclude_from_auth=True, sync_to_thread=False)
 def asset(name: str) -> Response:
     """The pages' stylesheet and script (the CSP allows no inline ones)."""
     if name not in ASSETS:
@@ -94,12 +96,12 @@ def asset(name: str) -> Response:
     return Response(ASSETS[name], media_type=ASSET_TYPES[name], headers={"Cache-Control": "no-cache"})
 
 
-@get("/login", exclude_from_auth=True, sync_to_thread=False)
+@get("/login", include_in_schema=False, exclude_from_auth=True, sync_to_thread=False)
 def login_form(request: Request) -> Response:
     return _page(request, "login.html", title="Log in", failed=False)
 
 
-@post("/login", exclude_from_auth=True)
+@post("/login", include_in_schema=False, exclude_from_auth=True)
 @threaded
 def login(request: Request, service: Service,
           data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Response:
@@ -122,7 +124,7 @@ def login(request: Request, service: Service,
                     cookies=[_session_cookie(request, service, session_id, max_age=ABSOLUTE_S)])
 
 
-@post("/logout", exclude_from_auth=True)
+@post("/logout", include_in_schema=False, exclude_from_auth=True)
 @threaded
 def logout(request: Request, service: Service) -> Response:
     """Ends the session server-side (its cookie no longer reads anything) and clears the cookie."""
@@ -141,7 +143,7 @@ def _balance_cursor(after: str | None) -> tuple[str, str] | None:
     return promoter, currency
 
 
-@get("/", guards=[READ])
+@get("/", include_in_schema=False, guards=[READ])
 @threaded
 def balances_page(request: Request[Principal, Any, Any], service: Service, currency: str | None = None,
                   after: str | None = None, limit: int = BALANCE_ROWS) -> Response:
@@ -149,17 +151,20 @@ def balances_page(request: Request[Principal, Any, Any], service: Service, curre
     if not 1 <= limit <= PAGE_ROWS:
         raise ClientException(f"limit must be 1 to {PAGE_ROWS}")
     currency = currency or None
-    page = readmodels.balances(service.store, currency=currency, after=_balance_cursor(after), limit=limit)
-    batches, count = readmodels.recorded_payouts(service.store, BATCHES_LISTED)
+    store = service.store
+    with readmodels.one_catch_up(store) as position:
+        page = readmodels.balances(store, currency=currency, after=_balance_cursor(after), limit=limit)
+        batches, count = readmodels.recorded_payouts(store, BATCHES_LISTED)
+        total, currencies = readmodels.balance_rows(store, currency), readmodels.currencies(store)
     query = {k: v for k, v in (("currency", currency), ("limit", limit if limit != BALANCE_ROWS else None)) if v}
     next_url = f"/?{urlencode({**query, 'after': page.next})}" if page.next is not None else None
-    return _page(request, "balances.html", title="Balances", who=request.user, position=readmodels.caught_up_position(service.store),
-                 rows=page.items, total=readmodels.balance_rows(service.store, currency), currency=currency,
-                 currencies=readmodels.currencies(service.store), batches=batches, older_batches=count - len(batches),
-                 next_url=next_url, first_url=f"/?{urlencode(query)}" if after is not None else None)
+    return _page(request, "balances.html", title="Balances", who=request.user, position=position, rows=page.items,
+                 rows_html=balance_rows(page.items, promoter_url), total=total, currency=currency, currencies=currencies,
+                 batches=batches, older_batches=count - len(batches), next_url=next_url,
+                 first_url=f"/?{urlencode(query)}" if after is not None else None)
 
 
-@get("/payouts.csv", guards=[READ], sync_to_thread=False)  # builds the stream only; Litestar reads it in threads
+@get("/payouts.csv", include_in_schema=False, guards=[READ], sync_to_thread=False)  # builds the stream only; Litestar reads it in threads
 def balances_csv(service: Service, currency: str | None = None) -> Stream:
     """Every balance row (of one currency) as CSV, streamed: read from SQL
     ``CSV_CHUNK_ROWS`` at a time by cursor, so memory and time to first byte do
@@ -183,7 +188,7 @@ def balances_csv(service: Service, currency: str | None = None) -> Stream:
                   headers={"Content-Disposition": "attachment; filename=payouts.csv"})
 
 
-@get("/payout-batches/{position:int}", guards=[READ])
+@get("/payout-batches/{position:int}", include_in_schema=False, guards=[READ])
 @threaded
 def payout_batch_csv(service: Service, position: int) -> Response:
     """A recorded payout's batch, byte for byte what ``payout --format csv`` printed."""
@@ -198,11 +203,16 @@ def _statement_page(request: Request, service: Service, promoter_id: str, after:
                     **context: Any) -> Response:
     """A statement page: a page of entries, and one chart per currency of at
     most ``CHART_POINTS`` points (from SQL, whatever the statement's length)."""
-    page = readmodels.statement(service.store, promoter_id, after=max(after, 0), limit=PAGE_ROWS)
-    points = readmodels.chart_entries(service.store, promoter_id, CHART_POINTS) if page.items else []
+    with readmodels.one_catch_up(service.store):
+        page = readmodels.statement(service.store, promoter_id, after=max(after, 0), limit=STATEMENT_ROWS)
+        points = readmodels.chart_entries(service.store, promoter_id, CHART_POINTS) if page.items else []
+        if context.get("balances") is True:  # /me: its own balances too
+            context["balances"] = readmodels.balances(service.store, promoter_id=promoter_id).items
     next_url = f"{path}{'&' if '?' in path else '?'}after={page.next}" if page.next is not None else None
-    return _page(request, "promoter.html", title=title, entries=page.items, charts=charts(points),
-                 next_url=next_url, **context)
+    user = request.scope.get("user")
+    link = None if getattr(user, "role", None) == PROMOTER else order_url  # explanations are not a promoter's
+    return _page(request, "promoter.html", title=title, entries=page.items, entries_html=statement_rows(page.items, link),
+                 charts=charts(points), next_url=next_url, **context)
 
 
 def promoter_url(promoter_id: str) -> str:
@@ -219,36 +229,36 @@ def order_url(order_id: str) -> str:
     return f"/orders/{quote(order_id, safe='')}"
 
 
-@get("/promoters/{promoter_id:str}", guards=[READ])
+@get("/promoters/{promoter_id:str}", include_in_schema=False, guards=[READ])
 @threaded
 def promoter_page(request: Request, service: Service, promoter_id: str, after: int = 0) -> Response:
     return _statement_page(request, service, promoter_id, after, f"Promoter {promoter_id}", promoter_url(promoter_id),
                            balances=None)
 
 
-@get("/promoter", guards=[READ])
+@get("/promoter", include_in_schema=False, guards=[READ])
 @threaded
 def promoter_page_by_query(request: Request, service: Service, id: str, after: int = 0) -> Response:  # noqa: A002
     """The promoter page of any id, ``/`` included (``?id=``)."""
     return _statement_page(request, service, id, after, f"Promoter {id}", promoter_url(id), balances=None)
 
 
-@get("/me", guards=[OWN])
+@get("/me", include_in_schema=False, guards=[OWN])
 @threaded
 def my_earnings(request: Request[Principal, Any, Any], service: Service, after: int = 0) -> Response:
     """A promoter's own page: its balances, statement and chart."""
     promoter_id = request.user.promoter_id
     return _statement_page(request, service, promoter_id, after, f"My earnings ({promoter_id})", "/me",  # type: ignore[arg-type]
-                           balances=readmodels.balances(service.store, promoter_id=promoter_id).items)
+                           balances=True)
 
 
-@get("/orders/{order_id:str}", guards=[READ])
+@get("/orders/{order_id:str}", include_in_schema=False, guards=[READ])
 @threaded
 def order_page(request: Request, service: Service, order_id: str) -> Response:
     return _order_page(request, service, order_id)
 
 
-@get("/order", guards=[READ])
+@get("/order", include_in_schema=False, guards=[READ])
 @threaded
 def order_page_by_query(request: Request, service: Service, id: str) -> Response:  # noqa: A002
     """The order page of any id, ``/`` included (``?id=``)."""
@@ -262,7 +272,7 @@ def _order_page(request: Request, service: Service, order_id: str) -> Response:
     return _page(request, "order.html", title=f"Order {order_id}", explanation=json.dumps(view, indent=2, ensure_ascii=False))
 
 
-@get("/dead-letters", guards=[READ])
+@get("/dead-letters", include_in_schema=False, guards=[READ])
 @threaded
 def dead_letters_page(request: Request, service: Service, after: int = 0) -> Response:
     page = readmodels.dead_letter_items(service.store, after=max(after, 0), limit=LETTER_ROWS, raw_cap=LETTER_RAW_BYTES)

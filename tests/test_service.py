@@ -385,6 +385,9 @@ def test_merchant_statement_api_and_cli_agree(server):
     late = client.get("/v1/merchants/m3/statement?from=2026-01-02T00:00:00Z").json()["orders"]
     assert early and late and early + late == view["orders"]
     assert client.get("/v1/merchants/m3/statement?from=yesterday").status_code == 400
+    # The totals kept by the projector (no period) are the sums over the orders (a period: summed in SQL).
+    assert client.get("/v1/merchants/m3/statement?from=2000-01-01T00:00:00Z").json()["totals"] == view["totals"]
+    assert any(t["reversed_minor"] for t in view["totals"])
     assert server.client(FINANCE).get("/v1/merchants/m3/statement").json() == view
 
 
