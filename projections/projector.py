@@ -234,6 +234,7 @@ class _Fold:
             self.balances, self.payout_state, self.entries, self.orders, self.counts)
         seq = self.next.get("statement_seq", 0)
         letter_n = self.next.get("dead_letter", 0)
+        recorded_max_us = self.next.get("recorded_max_us", 0)  # the latest recorded_us of the segments so far
         statement_rows: list[tuple] = []
         letter_rows: list[tuple] = []
         segment_rows: list[tuple] = []
@@ -244,7 +245,9 @@ class _Fold:
         dirty_orders: set[tuple[str, str]] = set()
         kinds: dict[str, int] = {}
         for store_position, journal, segment in self.chunk:
-            segment_rows.append((store_position, journal, segment.first, len(segment.records), segment.recorded_us))
+            recorded_max_us = max(recorded_max_us, segment.recorded_us)
+            segment_rows.append((store_position, journal, segment.first, len(segment.records), segment.recorded_us,
+                                 recorded_max_us))
             moved: set[tuple[str, str]] = set()
             position = segment.first - 1
             for record in segment.records:
@@ -343,7 +346,7 @@ class _Fold:
             history_rows += [(p, cur, store_position, *balances[(p, cur)]) for p, cur in moved]
         for kind, n in kinds.items():
             counts[("records", kind)] = n
-        self.next = {"statement_seq": seq, "dead_letter": letter_n}
+        self.next = {"statement_seq": seq, "dead_letter": letter_n, "recorded_max_us": recorded_max_us}
         return {
             "statement": statement_rows, "history": history_rows, "letters": letter_rows, "segments": segment_rows,
             "payouts": payout_rows,
@@ -359,7 +362,8 @@ class _Fold:
                       (new_position, PROJECTOR, self.start))
             if c.rowcount != 1:
                 return None
-            c.insert("rm_segments", "store_position, journal, first_position, records, recorded_us", rows["segments"])
+            c.insert("rm_segments", "store_position, journal, first_position, records, recorded_us, recorded_max_us",
+                     rows["segments"])
             c.insert("rm_statement", "promoter_id, entry, seq, store_position, journal, position, kind, currency, "
                      "amount_minor, debit, credit, order_id, level, rules_version, cause, pending_minor, payable_minor, "
                      "paid_minor, event_us", rows["statement"])

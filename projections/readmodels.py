@@ -117,9 +117,11 @@ def cap_position(store: Store, *, until_position: int | None = None, recorded_un
     if recorded_until_us is None:
         return None
     with _fresh(store).read() as c:
-        first_after = c.execute("SELECT MIN(store_position) FROM rm_segments WHERE recorded_us > ?",
-                                (recorded_until_us,)).fetchone()[0]  # type: ignore[index]
-    return None if first_after is None else first_after - 1
+        # The first segment recorded after TS is the first whose running
+        # maximum of recorded_us passes TS (both grow with store_position).
+        row = c.execute("SELECT store_position FROM rm_segments WHERE recorded_max_us > ? "
+                        "ORDER BY recorded_max_us, store_position LIMIT 1", (recorded_until_us,)).fetchone()
+    return None if row is None else row[0] - 1
 
 
 # ---------------------------------------------------------------------- balances

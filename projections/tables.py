@@ -35,7 +35,7 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger.store import Store, StoreError, one_line, redact
 
-SCHEMA_VERSION = 3  # 3: kept counts of balance rows and payouts; indexes by currency (issue 19)
+SCHEMA_VERSION = 3  # 3 (issue 19): kept counts and merchant totals, indexes by currency, recorded_max_us
 PROJECTOR = f"readmodels/v{SCHEMA_VERSION}"  # its row in rm_tracking
 SQLITE_TIMEOUT_S = 30
 SQLITE_CACHE_KIB = 16 * 1024
@@ -49,9 +49,12 @@ TABLES = (
     "CREATE TABLE IF NOT EXISTS rm_counts (metric {key} NOT NULL, label {key} NOT NULL, n BIGINT NOT NULL, "
     "PRIMARY KEY (metric, label)){wr}",
     # One row per segment: maps --as-of (recorded time) to a store position.
+    # recorded_max_us, the latest recorded_us up to this segment, grows with
+    # store_position: the first segment recorded after TS is one index seek.
     "CREATE TABLE IF NOT EXISTS rm_segments (store_position BIGINT PRIMARY KEY, journal {key} NOT NULL, "
-    "first_position BIGINT NOT NULL, records BIGINT NOT NULL, recorded_us BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS rm_segments_recorded ON rm_segments (recorded_us)",
+    "first_position BIGINT NOT NULL, records BIGINT NOT NULL, recorded_us BIGINT NOT NULL, "
+    "recorded_max_us BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rm_segments_recorded ON rm_segments (recorded_max_us, store_position)",
     # Balances per (promoter, currency); carried_minor and paid_through_entry
     # describe its last payout (the payable it left, and that payout's entry in
     # the promoter's statement): what the next payout batch line starts from.

@@ -48,10 +48,14 @@ schema = schemathesis.openapi.from_asgi("/schema/openapi.json", _app(_DIRECTORY)
                                         headers={"Authorization": f"Bearer {TOKEN}"})
 
 
+CALLS: dict[str, int] = {}  # operation → requests made (printed with -s)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _cleanup():
     yield
     shutil.rmtree(_DIRECTORY, ignore_errors=True)
+    print(f"\nschemathesis: {sum(CALLS.values())} requests over {len(CALLS)} operations, {EXAMPLES} examples each")
 
 
 # Not checked: that every schema-valid input is accepted (positive_data_acceptance):
@@ -66,4 +70,5 @@ from schemathesis.specs.openapi.checks import allow_header_conformance, positive
 @schema.exclude(path_regex="^/schema").parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_server_error_and_responses_match_the_schema(case):
+    CALLS[case.operation.label] = CALLS.get(case.operation.label, 0) + 1
     case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, excluded_checks=[positive_data_acceptance, allow_header_conformance])
