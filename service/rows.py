@@ -6,6 +6,7 @@ same ``markupsafe.escape`` as the templates; numbers are ours."""
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterable
 
 from markupsafe import Markup, escape
@@ -14,15 +15,26 @@ from projections.balances import BalanceRow
 from projections.statements import StatementEntry
 
 
+_plain = re.compile(r"[A-Za-z0-9_.:/?=%-]*\Z").match  # nothing to escape in HTML
+
+
+def _text(value: str) -> str:
+    return value if _plain(value) else str(escape(value))
+
+
 def _amounts(values: Iterable[int]) -> str:
     return "".join(f"<td class=num data-v='{v}'>{v:,}</td>" for v in values)
 
 
 def balance_rows(rows: Iterable[BalanceRow], link: Callable[[str], str]) -> Markup:
     """``<tr>`` per row: the promoter (linked to its page), currency, pending, payable, paid."""
-    return Markup("".join(
-        f"<tr><td><a href='{escape(link(r.promoter_id))}'>{escape(r.promoter_id)}</a></td><td>{escape(r.currency)}</td>"
-        f"{_amounts((r.pending, r.payable, r.paid))}</tr>\n" for r in rows))
+    out = []
+    for r in rows:
+        pending, payable, paid = r.pending, r.payable, r.paid
+        out.append(f"<tr><td><a href='{_text(link(r.promoter_id))}'>{_text(r.promoter_id)}</a></td><td>{_text(r.currency)}</td>"
+                   f"<td class=num data-v='{pending}'>{pending:,}</td><td class=num data-v='{payable}'>{payable:,}</td>"
+                   f"<td class=num data-v='{paid}'>{paid:,}</td></tr>\n")
+    return Markup("".join(out))
 
 
 def statement_rows(entries: Iterable[StatementEntry], link: Callable[[str], str] | None) -> Markup:
