@@ -146,8 +146,12 @@ def list_payouts(service: Service, currency: str | None = None, limit: int = DEF
         promoter, _, cur = after.rpartition("|")
         cursor = (promoter, cur)
     window = {"recorded_until_us": _as_of(as_of)} if as_of is not None else {}
-    page = readmodels.balances(service.store, currency=currency, after=cursor, limit=limit, **window)
-    return _paged(page, "/v1/payouts", limit, currency=currency, as_of=as_of)
+    body, following = readmodels.balances_json(service.store, currency=currency, after=cursor, limit=limit, **window)
+    headers = {}
+    if following is not None:
+        given = {k: v for k, v in (("currency", currency), ("as_of", as_of)) if v}
+        headers["Link"] = f"<{'/v1/payouts'}?{urlencode({'limit': limit, 'after': following, **given})}>; rel=\"next\""
+    return Response(body, media_type=MediaType.JSON, headers=headers)
 
 
 @get("/v1/me", guards=[OWN], responses=ERRORS)

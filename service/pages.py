@@ -49,7 +49,7 @@ BALANCE_ROWS = 100  # balance rows per page (?limit= up to PAGE_ROWS)
 LETTER_ROWS = 200  # dead letters per page
 LETTER_RAW_BYTES = 120  # of each dead letter's payload shown
 CSV_CHUNK_ROWS = 5000  # rows per SQL page of the streamed CSV
-CHART_POINTS = 200  # points per currency of a promoter's chart, whatever its statement's length
+CHART_POINTS = 120  # points per currency of a promoter's chart, whatever its statement's length
 ASSETS = {name: files("service").joinpath("templates", name).read_bytes() for name in ("style.css", "sort.js")}
 ASSET_TYPES = {"style.css": "text/css; charset=utf-8", "sort.js": "text/javascript; charset=utf-8"}
 

@@ -26,6 +26,7 @@ __all__ = ["SESSION_COOKIE", "Sessions"]
 IDLE_S = 30 * 60
 ABSOLUTE_S = 12 * 60 * 60
 TOUCH_EVERY_S = 60  # last use is written at most this often per session (a read per request, not a write)
+DDL_LOCK_ID = 0x7376636C6F67696E  # pg_advisory_xact_lock key: "svclogin" (workers creating the table at once)
 
 _DDL = ("CREATE TABLE IF NOT EXISTS svc_sessions (id_sha256 TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, "
         "opened_s BIGINT NOT NULL, seen_s BIGINT NOT NULL)")
@@ -40,6 +41,8 @@ class Sessions:
                  clock: Callable[[], float] = time.time) -> None:
         self.db, self.idle_s, self.absolute_s, self.clock = db, idle_s, absolute_s, clock
         with db.write() as c:
+            if db.postgres:
+                c.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_ID,))
             c.execute(_DDL)
 
     def open(self, token: str) -> str:
