@@ -162,3 +162,45 @@ def test_poison_batches_on_both_topics_become_dead_letters_and_the_rest_is_consu
     assert audit.returncode == 0, audit.stdout.decode()[-2000:]
     again = _consume(url, kafka_bootstrap, topics)  # a restart finds nothing left to do
     assert again.returncode == 0 and len(_letters(url)) == 3
+
+
+def _recreate(bootstrap: str, topic: str) -> None:
+    import time
+
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+        deadline = time.monotonic() + 30
+        while topic in admin.list_topics() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    ensure_topics(bootstrap, {topic: 1})
+
+
+def test_a_stored_position_past_a_recreated_log_stops_the_partition(tmp_path, kafka_bootstrap, topics):
+    lines = list(generate(600, seed=23, malformed_rate=0, duplicate_rate=0))
+    first = [raw for raw in lines if json.loads(raw)["type"] == "share"] + [raw for raw in lines if json.loads(raw)["type"] != "share"]
+    ensure_topics(kafka_bootstrap, {topics[0]: 1, topics[1]: 1, f"{topics[0]}.dlq": 1, f"{topics[1]}.dlq": 1})
+    _produce_kafka_python(kafka_bootstrap, topics, first[:len(first) - 50], None)
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    assert _consume(url, kafka_bootstrap, topics).returncode == 0
+    stored = Store(url).position(f"kafka:{topics[0]}:0|{topics[0]}|0")
+    assert stored is not None and stored > 50
+    _recreate(kafka_bootstrap, topics[0])  # the events log starts again at 0, below the stored position
+    _produce_kafka_python(kafka_bootstrap, topics, first[len(first) - 50:], None)
+    done = _consume(url, kafka_bootstrap, topics)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err[-3000:]
+    assert (f"topic {topics[0]} partition 0: stored position {stored} is outside the log's range [0, 50): "
+            "partition stopped, nothing skipped") in err
+    assert Store(url).position(f"kafka:{topics[0]}:0|{topics[0]}|0") == stored  # nothing moved
+    # Accepting the loss cannot move a stored position backwards: still stopped, saying why.
+    done = subprocess.run([EXE, "--store", url, "consume", "--bootstrap-servers", kafka_bootstrap, "--topic", topics[0],
+                           "--shares-topic", topics[1], "--until-idle", "3", "--on-truncated-log", "earliest"],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 1
+    assert "partition stopped: offset 0 (--on-truncated-log earliest) lies below the stored position" in done.stderr.decode()
+    assert Store(url).position(f"kafka:{topics[0]}:0|{topics[0]}|0") == stored

@@ -51,16 +51,16 @@ class Task:
         return self.next_offsets.get(self.events_key, 0)
 
     def shares_next(self, shares_partition: int) -> int:
-        return self.next_offsets.get(self._shares_key(shares_partition), 0)
+        return self.next_offsets.get(self.shares_key(shares_partition), 0)
 
-    def _shares_key(self, shares_partition: int) -> PositionKey:
+    def shares_key(self, shares_partition: int) -> PositionKey:
         return PositionKey(self.events_key.journal, self.shares_topic, shares_partition)
 
     def batch(self, messages: Iterable[ConsumerRecord], shares: SharesFeed) -> Batch:
         """The shares this journal has not recorded (first, so clicks find
         them), then the events messages at or after its position."""
         items, shares_advanced = shares.batch_from(self.shares_next)
-        advances = {self._shares_key(sp): next_offset for sp, next_offset in shares_advanced.items()}
+        advances = {self.shares_key(sp): next_offset for sp, next_offset in shares_advanced.items()}
         first = self.events_next
         fresh = [m for m in messages if m.offset >= first]
         if fresh:
