@@ -149,6 +149,10 @@ class LedgerConsumer:
         self.dlq = DeadLetterTopic(clients.producer, dlq_topic(self.topic), self.dlq_policy,
                                    routes={self.shares_topic: dlq_topic(self.shares_topic)})
         try:
+            self.dlq.expect(set(clients.events.topics()))
+        except KafkaError as exc:  # the metadata will come; the copies find out for themselves
+            log.info("dead-letter topics not checked at start: %s", exc)
+        try:
             with young_garbage_collected_rarely():
                 self._assign()
                 self._loop(until_idle_s, max_messages)
@@ -229,15 +233,16 @@ class LedgerConsumer:
         mark of a fetch made before a rebalance may be stale for a moment) is
         out of range."""
         beyond: dict[TopicPartition, int] = {}
+        assigned = set(self.clients.events.assignment()) | set(self.shares.consumer.assignment())
         for partition, task in self.tasks.by_partition.items():
             tp = TopicPartition(self.topic, partition)
-            high = self.clients.events.highwater(tp)
+            high = self.clients.events.highwater(tp) if tp in assigned else None
             if (self.topic, partition) not in self.stats.stopped and high is not None and task.events_next > high:
                 beyond[tp] = task.events_next
         for sp in self.shares.partitions():
             tp = TopicPartition(self.shares_topic, sp)
             need = self.tasks.shares_needed(sp)
-            high = self.shares.consumer.highwater(tp)
+            high = self.shares.consumer.highwater(tp) if tp in assigned else None
             if (self.shares_topic, sp) not in self.stats.stopped and need is not None and high is not None and need > high:
                 beyond[tp] = need
         seen = {tp: (offset, self._beyond_seen[tp][1] if self._beyond_seen.get(tp, (None,))[0] == offset else now)
