@@ -95,3 +95,47 @@ def test_record_audit_does_not_swallow_a_write_error(tmp_path):
     store.recorder.insert_events = refuse  # the store's write fails as a full disk would
     with pytest.raises(OSError, match="disk full"):
         record_audit(store, result)
+
+
+@pytest.mark.parametrize("late_kind,folded_apart", [("settle", False), ("refund", False), ("settle", True)])
+def test_a_payout_racing_a_segment_that_touches_its_promoter_answers_with_its_lines(tmp_path, late_kind, folded_apart):
+    """Issue 18: a settle (or a refund's clawback) of the payout's promoter
+    commits between the payables the payout read and the payout (and is folded
+    into the tables in the same chunk as the payout, or before it). The batch is
+    built from the entries up to the balances position it paid from; the late
+    entry carries into the next batch; both batches reconcile."""
+    from projections import readmodels
+    from tests.helpers import refund
+
+    url = f"sqlite:///{tmp_path}/l.db"
+    books = _books_with_payables(url)
+    main = books.ledger("main")
+    main.ingest([(raw(click("u2", "A", "2026-02-10T00:00:00Z", event_id="c2")), Source(file="f", line=10)),
+                 (raw(order("O2", "u2", "2026-02-10T01:00:00Z", amount=10_000)), Source(file="f", line=11))])
+    store = books.store
+
+    def racing_payables():
+        read = readmodels.payables_at(store)  # what the payout pays: alice 3000
+        if late_kind == "settle":
+            books.ledger("main").settle("2026-06-01T00:00:00Z")  # O2 due: alice +1500 payable, after the read
+        else:
+            books.ledger("main").ingest([(raw(refund("R1", "O1", "u1", 20_000, "2026-02-20T00:00:00Z")),
+                                          Source(file="f", line=12))])  # clawback: alice -3000 payable
+        if folded_apart:  # a reader catches the tables up before the payout commits: another chunk
+            readmodels.caught_up_position(store)
+        return read
+
+    at, record = books.pay(AS_OF, racing_payables)
+    assert [(t.promoter_id, t.amount_minor) for t in record.transfers] == [("alice", 3_000)]
+    batch = readmodels.payout_batch(store, at)  # raised "does not reconcile" (an HTTP 500) before
+    assert batch is not None and [(l.promoter_id, l.amount_minor, l.carried_over_minor) for l in batch] == [("alice", 3_000, 0)]
+    assert [(e.kind, e.order_id, e.amount_minor) for e in batch[0].entries] == [("settlement", "O1", 3_000)]
+    assert audit_replay(Store(url), fast=True).failures == []
+    if late_kind == "settle":
+        at2, record2 = readmodels.pay_out(books, "2026-06-01T00:00:00Z")[:2]
+        assert [(t.promoter_id, t.amount_minor) for t in record2.transfers] == [("alice", 1_500)]
+        [line] = readmodels.payout_batch(store, at2)
+        assert (line.amount_minor, line.carried_over_minor) == (1_500, 0)
+        assert [(e.kind, e.order_id, e.amount_minor) for e in line.entries] == [("settlement", "O2", 1_500)]
+    else:  # payable -3000 now: nothing to pay; the clawback is what the next batch of alice starts from
+        assert readmodels.payables_at(store)[1] == {}
