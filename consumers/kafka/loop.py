@@ -127,6 +127,7 @@ class LedgerConsumer:
         self.copied_shares = CopiedShares(shares_topic)
         self.truncated = TruncatedLogs(on_truncated_log, self.stats.stopped)
         self._poll_errors_logged: dict[str, float] = {}
+        self.sleep: Callable[[float], None] = time.sleep  # the pause after a failed poll (the simulator's clock)
         self._beyond_seen: dict[TopicPartition, tuple[int, float]] = {}  # position above the high-water mark, since
 
     def stop(self) -> None:
@@ -187,18 +188,9 @@ class LedgerConsumer:
             if self.shares.partitions() != known_share_partitions:  # the shares topic grew
                 known_share_partitions = self.shares.partitions()
                 self.shares.rewind(self.tasks.shares_needed)
-            try:
-                got = self.shares.poll()
-                polled = self.clients.events.poll(timeout_ms=200 if not got else 0, max_records=self.max_poll_records)
-            except OffsetOutOfRangeError as exc:
-                self._out_of_range(exc)
+            got = self.step(200)
+            if got is None:
                 continue
-            except KafkaError as exc:  # whatever else the fetcher raises: logged and retried, never a crash
-                self._poll_failed(exc)
-                continue
-            events = {tp.partition: msgs for tp, msgs in polled.items()}
-            got += sum(len(m) for m in events.values())
-            self._process(events)
             now = time.monotonic()
             if got:
                 last_message = now
@@ -216,6 +208,25 @@ class LedgerConsumer:
                 break
             if max_messages is not None and self.stats.messages >= max_messages:
                 break
+
+    def step(self, wait_ms: int) -> int | None:
+        """One round: poll the shares and the events (waiting up to ``wait_ms``
+        when no share came), apply and commit a batch per task; the messages
+        polled, None when the poll failed (handled: see below). The seeded
+        fault simulator (devkit.sim) drives the consumer through this."""
+        try:
+            got = self.shares.poll()
+            polled = self.clients.events.poll(timeout_ms=wait_ms if not got else 0, max_records=self.max_poll_records)
+        except OffsetOutOfRangeError as exc:
+            self._out_of_range(exc)
+            return None
+        except KafkaError as exc:  # whatever else the fetcher raises: logged and retried, never a crash
+            self._poll_failed(exc)
+            return None
+        events = {tp.partition: msgs for tp, msgs in polled.items()}
+        got += sum(len(m) for m in events.values())
+        self._process(events)
+        return got
 
     def _out_of_range(self, exc: OffsetOutOfRangeError) -> None:
         positions = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
@@ -273,7 +284,7 @@ class LedgerConsumer:
             self._poll_errors_logged[name] = now
             log.warning("poll failed (%s, %d so far); retrying in %.1fs: %s", name, self.stats.poll_errors[name],
                         POLL_ERROR_PAUSE_S, exc)
-        time.sleep(POLL_ERROR_PAUSE_S)
+        self.sleep(POLL_ERROR_PAUSE_S)
 
     def _process(self, events: dict[int, list[ConsumerRecord]]) -> None:
         for partition in sorted(self.tasks.by_partition):
