@@ -204,6 +204,16 @@ def test_the_fast_reader_skips_control_batches_and_turns_corrupt_ones_into_one_u
     assert [r.offset for r in fast.take()] == [0, 1, 2] and fast.next_fetch_offset == 3
 
 
+def test_a_corrupt_batch_claiming_more_offsets_than_it_has_ends_where_the_next_batch_begins():
+    import struct
+
+    corrupt = bytearray(_batch(_varied_records(1), base_offset=5))
+    struct.pack_into(">i", corrupt, 23, 49)  # last offset delta: 49 (CRC now wrong), though it holds one record
+    data = _batch(_varied_records(5)) + bytes(corrupt) + _batch(_varied_records(4), base_offset=6)
+    fast = _readers(data)[1]
+    assert [r.offset for r in fast.take()] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] and fast.next_fetch_offset == 10
+
+
 def test_a_header_key_that_is_not_utf8_does_not_make_a_record_unreadable():
     data = bytearray(_batch([(0, 1, b"b1", b"{}", [("hk", b"v")])]))
     at = bytes(data).index(b"hk")

@@ -15,6 +15,7 @@ from devkit.sim import ScheduleFailed, run_schedule
 
 BUDGET_S = float(os.environ.get("LEDGER_SIM_BUDGET_S", "75"))  # the CI run's share of simulation time
 FIRST_SEED = int(os.environ.get("LEDGER_SIM_SEED", "20261206"))
+MIN_SCHEDULES = 30  # run at least these, however slow the machine: the assertions below do not depend on time
 
 
 def test_schedules_within_the_budget_keep_every_invariant(capsys):
@@ -22,7 +23,7 @@ def test_schedules_within_the_budget_keep_every_invariant(capsys):
     try:
         started = time.monotonic()
         seed, faults, crashes = FIRST_SEED, Counter(), 0
-        while time.monotonic() - started < BUDGET_S:
+        while seed - FIRST_SEED < MIN_SCHEDULES or time.monotonic() - started < BUDGET_S:
             report = run_schedule(seed)  # raises ScheduleFailed naming the seed
             faults.update(report.faults)
             crashes += report.crashes
@@ -33,10 +34,9 @@ def test_schedules_within_the_budget_keep_every_invariant(capsys):
     with capsys.disabled():
         print(f"\n[sim] {done} schedules (seeds {FIRST_SEED}..{seed - 1}) in {time.monotonic() - started:.0f}s, "
               f"{crashes} crashes, faults {dict(sorted(faults.items()))}")
-    assert done >= 10
-    # Every kind of fault was injected somewhere in the run.
+    # Every kind of fault was injected somewhere in the run (the first MIN_SCHEDULES seeds suffice).
     assert {"poll_timeout", "broker_gone", "empty_poll", "redelivery", "rebalance", "crash_before_commit",
-            "crash_after_commit", "store_refuses", "dlq_timeout"} <= set(faults)
+            "crash_after_commit", "store_refuses", "dlq_timeout", "dlq_topic_missing", "poison_batches"} <= set(faults)
 
 
 def test_the_simulator_catches_a_consumer_that_applies_a_message_twice(monkeypatch):

@@ -230,14 +230,20 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
                 return
             if batch is None:
                 break
+            unreadable_last = None
             try:
                 read = self._read_one(tp, batch)
             except Exception as err:  # noqa: BLE001 - whatever the batch's bytes make the readers raise
                 first, last = _offsets_of(batch, expected)
+                following = _next_base_offset(records)
+                if following is not None and first < following <= last:  # a corrupt header claims too much
+                    last = following - 1
                 read = [unreadable(tp, self.leader_epoch, first, last, bytes(batch._buffer), f"{type(err).__name__}: {err}")]
+                unreadable_last = last
             if batch.magic == 2:
                 last_batch = batch
-                expected = max(expected, _offsets_of(batch, expected)[1] + 1)
+                expected = max(expected, (unreadable_last if unreadable_last is not None
+                                          else _offsets_of(batch, expected)[1]) + 1)
             if read is None:  # a control or aborted batch
                 continue
             if read and read[0].offset < self.fetch_offset:  # fetched from the middle of a batch
@@ -303,6 +309,14 @@ def _offsets_of(batch, expected: int) -> tuple[int, int]:
         if expected <= first <= last < first + MAX_BATCH_RECORDS or (first < expected <= last < first + MAX_BATCH_RECORDS):
             return first, last
     return expected, expected
+
+
+def _next_base_offset(records) -> int | None:
+    """The base offset of the batch after the one in hand, when the fetch holds one."""
+    following = getattr(records, "_next_slice", None)
+    if following is None or len(following) < 8:
+        return None
+    return int.from_bytes(bytes(following[:8]), "big", signed=True)
 
 
 def unreadable(tp, leader_epoch: int, first: int, last: int, raw: bytes, why: str) -> ConsumerRecord:

@@ -458,6 +458,10 @@ def _schedule(seed: int, events: int | None) -> ScheduleReport:
     clean = run_log(log, None, Clock(), max_poll)
     faults = Faults(random.Random(rng.randrange(1 << 30)), rate=rng.choice((0.02, 0.05, 0.1, 0.2)))
     faults.dlq_missing = rng.random() < 0.3
+    if faults.dlq_missing:
+        faults.seen["dlq_topic_missing"] += 1
+    if log.poison:
+        faults.seen["poison_batches"] += log.poison
     faulty = run_log(log, faults, Clock(), max_poll)
     expected = file_balances(log.lines)
     problems = []
