@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         out(f"UNBALANCED {currency}: {count} malformed transfers\n")
     for line in result.failures:
         out(f"FAIL {line}\n")
-    if result.unchecked_payouts:
-        out(f"NOTE {result.unchecked_payouts} payouts were computed too long before they were recorded to check in one pass\n")
+    p = result.payouts
+    out(f"payouts checked: {p.checked} of {p.payouts} ({p.checked_second_pass} in a second pass); adjustments checked: {p.adjustments}\n")
     out(f"replay {'matches live' if not result.differences and not result.unbalanced else 'DIFFERS from live'}\n")
     if result.reexecuted:
         out("rules re-executed: every stored record is what the recorded rules produce\n" if not result.failures

@@ -38,6 +38,9 @@ def consume_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-timeout-ms", type=int, default=10_000, help="group session timeout (default 10000)")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="expose Prometheus metrics (lag per partition, batch latency) on 127.0.0.1:PORT")
+    parser.add_argument("--on-truncated-log", choices=("stop", "earliest", "latest"), default="stop",
+                        help="a stored position outside the log (topic re-created, log truncated): stop that partition "
+                             "(default), or accept the loss and continue from the log's earliest or latest offset")
     parser.add_argument("--max-poll-interval-ms", type=int, default=60_000,
                         help="group rebalance timeout: how long a rebalance waits for members (default 60000)")
 
@@ -53,13 +56,17 @@ def consume(args: argparse.Namespace) -> int:
         store_url(args), args.bootstrap_servers, topic=args.topic, shares_topic=args.shares_topic,
         group=args.group, rules=configured, limits=parse_limits(os.environ), until_idle_s=args.until_idle,
         max_messages=args.max_messages, metrics_port=args.metrics_port, max_poll_records=args.max_poll_records,
-        member=args.member if args.group is None else None,
+        member=args.member if args.group is None else None, on_truncated_log=args.on_truncated_log,
         client_options={"session_timeout_ms": args.session_timeout_ms, "max_poll_interval_ms": args.max_poll_interval_ms,
                         "heartbeat_interval_ms": max(100, args.session_timeout_ms // 5)} if args.group else {},
     )
     c = stats.counts
     out(f"consumed {stats.messages} messages in {stats.batches} batches: accepted={c.accepted} duplicates={c.duplicates} "
         f"parked={c.parked} dead_letters={c.dead_letters}\n")
+    if stats.stopped:
+        stopped = ", ".join(f"{topic}/{partition}" for topic, partition in sorted(stats.stopped))
+        print(f"partitions stopped on a truncated log: {stopped} (see --on-truncated-log)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -79,7 +86,7 @@ def _consume_workers(args: argparse.Namespace) -> int:
         })
         for i in range(n)
     ]
-    codes = supervise(consume, members)
+    codes = supervise(consume, members, fail_fast=False)  # one worker's trouble does not stop the others' partitions
     out(f"{n} workers exited: {codes}\n")
     return 0 if all(code == 0 for code in codes) else 1
 

@@ -3,9 +3,9 @@
 Each child is a fresh interpreter (multiprocessing's spawn context: none of the
 parent's threads, connections or signal handlers) that runs the command with
 its own parsed options and exits with the command's exit code. SIGTERM and
-SIGINT are forwarded to the children; the first child to fail stops the others
-(fail fast: whoever supervises us restarts the lot, and each child resumes from
-its stored positions).
+SIGINT are forwarded to the children; by default the first child to fail stops
+the others (fail fast: whoever supervises us restarts the lot, and each child
+resumes from its stored positions); ``consume`` keeps the others running.
 
 With ``receive``, each child also gets ``args.report``: the sending end of a
 pipe to the parent (``report.send(message)``, any picklable value), and every
@@ -34,9 +34,12 @@ def _child(run: Run, args: argparse.Namespace) -> None:
     sys.exit(exit_code(run, args))
 
 
-def supervise(run: Run, members: list[argparse.Namespace], receive: Receive | None = None) -> list[int]:
+def supervise(run: Run, members: list[argparse.Namespace], receive: Receive | None = None, *,
+              fail_fast: bool = True) -> list[int]:
     """``run(args)`` for each ``args`` of ``members``, each in its own process;
-    the children's exit codes (negative: ended by that signal)."""
+    the children's exit codes (negative: ended by that signal). ``fail_fast``
+    False: a child that fails leaves the others running (``consume``: each
+    worker owns its own partitions)."""
     spawn = multiprocessing.get_context("spawn")
     inboxes: dict[Connection, int] = {}
     senders: list[Connection] = []
@@ -77,7 +80,7 @@ def supervise(run: Run, members: list[argparse.Namespace], receive: Receive | No
         deliver(wait([child.sentinel for child in running] + list(inboxes)))
         running = [child for child in running if child.exitcode is None]
         failed = next((child for child in children if child.exitcode not in (None, 0)), None)
-        if failed is not None and running and not stopping:
+        if failed is not None and running and not stopping and fail_fast:
             print(f"{PROG}: worker exited with {failed.exitcode}; stopping the others", file=sys.stderr)
             forward(signal.SIGTERM)
             stopping = True

@@ -21,27 +21,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import msgspec
+from eventsourcing.persistence import IntegrityError as EventsourcingIntegrityError
 
 from ledger.errors import IntegrityError
 from ledger.books import TREASURY, Books
 from ledger.chain import Chain, ChainError, Head
 from ledger.config import rules_from_toml_text
 from ledger.engine.tables import StateCache
-from ledger.records import PAYABLE, RecordMoney, SegmentView, dead_letters_of, decode_segment_money, unframe
+from ledger.records import Adjusted, RecordMoney, SegmentView, dead_letters_of, decode_segment, decode_segment_money, unframe
 from ledger.replay import replay_journal
 from ledger.store import JournalStore, Row, Store
 from projections.balances import BalanceRow, balance_rows, fold_transfer
+from projections.payout_check import PayoutCheck, PayoutCounts
 from projections.readmodels import balance_map_as_is
 from projections.tables import database
 
 BUCKETS = frozenset({"expense", "pending", "payable", "paid", "adjustment"})
-LOOKBACK_SEGMENTS = 64  # a payout reads its balances just before it commits: a few segments at most lie between
-PAYOUT_LINES_SHOWN = 3  # how far back a payout's balances position may lie and still be checked
 AUDIT_STREAM = "audit:last"
 AUDIT_TOPIC = "commission_ledger.Audit"
 
@@ -57,7 +56,7 @@ class AuditResult:
     heads: list[Head] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # one line each, naming journal and position
     reexecuted: bool = False
-    unchecked_payouts: int = 0  # computed too long before they were recorded to check in one pass
+    payouts: PayoutCounts = field(default_factory=PayoutCounts)  # what projections.payout_check checked
 
     @property
     def ok(self) -> bool:
@@ -76,6 +75,14 @@ class AuditRecord(msgspec.Struct, frozen=True):
     heads: list[tuple[str, int, str]]
     failures: list[str]
     differences: list[str]
+    # Every count (records written before these fields decode with zeros).
+    failure_count: int = 0
+    difference_count: int = 0
+    unbalanced: dict[str, int] = {}
+    payouts: int = 0
+    payouts_checked: int = 0
+    payouts_checked_second_pass: int = 0
+    adjustments_checked: int = 0
 
 
 class _Rebuild:
@@ -121,50 +128,6 @@ def digest_of(rows: list[BalanceRow], letters_sha256: str, records: int) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-class _Payouts:
-    """Checks each recorded payout against the balances where it was computed:
-    every line pays exactly the payable there, and no balance that was due
-    (payable > 0 and ≥ min_payout) was left out."""
-
-    def __init__(self) -> None:
-        # (store position, payable deltas) of the last segments: enough to undo what
-        # committed between a payout's balances and the payout, bounded in memory.
-        self.recent: deque[tuple[int, dict[tuple[str, str], int]]] = deque(maxlen=LOOKBACK_SEGMENTS)
-        self.unchecked = 0  # payouts whose balances lie further back than the lookback
-        self.min_payout: list[int] = []  # per treasury rules version
-
-    def rules(self, rules_toml: str | None) -> None:
-        if rules_toml is not None:
-            self.min_payout.append(rules_from_toml_text(rules_toml).min_payout_minor)
-
-    def check(self, rebuilt: dict[tuple[str, str], list[int]], at: int, record: RecordMoney) -> list[str]:
-        where = f"journal {TREASURY} position {at}"
-        balances_at, rules_version = record.balances_at or 0, record.rules_version or 0
-        if balances_at <= 0:
-            return []  # recorded before payouts named their balances position
-        payable = {key: row[1] for key, row in rebuilt.items()}
-        if self.recent and self.recent[0][0] > balances_at + 1 and len(self.recent) == LOOKBACK_SEGMENTS:
-            self.unchecked += 1  # reported as a note: not a failure of the books, a limit of one pass
-            return []
-        for pos, deltas in self.recent:  # undo what was committed after the balances it paid from
-            if pos > balances_at:
-                for key, delta in deltas.items():
-                    payable[key] = payable.get(key, 0) - delta
-        failures = []
-        paid = {(t.promoter_id, t.currency): t.amount_minor for t in record.transfers}
-        for key, amount in sorted(paid.items()):
-            if payable.get(key, 0) != amount:
-                failures.append(f"{where}: paid {key[0]} {key[1]} {amount}, but payable there was {payable.get(key, 0)}")
-        minimum = self.min_payout[rules_version - 1] if 0 < rules_version <= len(self.min_payout) else None
-        if minimum is not None:
-            for key, amount in sorted(payable.items()):
-                if key not in paid and amount > 0 and amount >= minimum:
-                    failures.append(f"{where}: {key[0]} {key[1]} payable {amount} ≥ min_payout {minimum} was not paid")
-        if len(failures) > PAYOUT_LINES_SHOWN:
-            failures = failures[:PAYOUT_LINES_SHOWN] + [f"{where}: … and {len(failures) - PAYOUT_LINES_SHOWN} more lines of this payout disagree"]
-        return failures
-
-
 def audit_replay(
     store: Store,
     progress: Callable[[int], None] | None = None,
@@ -180,7 +143,7 @@ def audit_replay(
     anchored = {(h.journal, h.position): h for h in anchors}
     anchors_met: set[tuple[str, int]] = set()
     offsets: dict[str, int] = {}  # "journal|topic|partition" → highest offset recorded
-    payouts = _Payouts()
+    payouts = PayoutCheck()
     # The live read models as they stand (not caught up: what readers were
     # served), compared with the rebuild at the position they reflect.
     db = database(store)
@@ -202,20 +165,27 @@ def audit_replay(
                     if anchored[key].sha256 != chain.head:
                         failures.append(f"journal {journal} position {chain.position}: the anchored head no longer matches "
                                         "(something recorded up to it was changed)")
+        full = None  # the whole segment, decoded only for an adjustment (rare)
         for offset, rec in enumerate(segment.records):
             if journal == TREASURY and rec.type == "rules":
                 payouts.rules(rec.rules_toml)
             if journal == TREASURY and rec.type == "paid_out":
-                failures += payouts.check(rebuild.balances, segment.first + offset, rec)
+                failures += payouts.payout(rebuild.balances, segment.first + offset, rec)
+            if journal == TREASURY and rec.type == "adjusted":
+                full = full or decode_segment(stored)
+                adjusted = full.records[offset]
+                if isinstance(adjusted, Adjusted):
+                    failures += payouts.adjustment(segment.first + offset, adjusted)
             _note_offset(offsets, journal, rec)
         rebuild.add_segment(notification_id, segment)
-        payouts.recent.append((notification_id, _payable_deltas(segment)))
+        payouts.segment_done(notification_id, segment)
         if progress is not None:
             progress(notification_id)
     for (journal, position), head in sorted(anchored.items()):
         if (journal, position) not in anchors_met and journal not in broken:
             end = chains[journal].position if journal in chains else 0
             failures.append(f"journal {journal} position {position}: the anchored head is gone (the journal now ends at {end})")
+    failures += payouts.finish(store)  # the payouts whose balances lay too far back for the pass
     failures += _state_rows(store, chains, broken)
     failures += _kafka_positions(store, offsets)
     at_live = rebuild.balances_at_live if rebuild.balances_at_live is not None else rebuild.balances
@@ -232,21 +202,10 @@ def audit_replay(
             failures += result.state_differences
     heads = [chains[name].as_head() for name in sorted(chains)]
     result = AuditResult(rebuild.records, rebuild.digest(), differences, dict(rebuild.malformed), rebuild.position,
-                         rebuild.balances_digest(), heads, failures, not fast, payouts.unchecked)
+                         rebuild.balances_digest(), heads, failures, not fast, payouts.counts)
     if record:
         record_audit(store, result)
     return result
-
-
-def _payable_deltas(segment: SegmentView[RecordMoney]) -> dict[tuple[str, str], int]:
-    deltas: dict[tuple[str, str], int] = {}
-    for record in segment.records:
-        for t in record.transfers:
-            signed = (t.credit == PAYABLE) - (t.debit == PAYABLE)
-            if signed:
-                key = (t.promoter_id, t.currency)
-                deltas[key] = deltas.get(key, 0) + signed * t.amount_minor
-    return deltas
 
 
 def _note_offset(offsets: dict[str, int], journal: str, rec: RecordMoney) -> None:
@@ -296,19 +255,28 @@ def _compare(rebuilt: dict, live: dict) -> list[str]:
     ]
 
 
+RECORD_ATTEMPTS = 5
+
+
 def record_audit(store: Store, result: AuditResult) -> None:
-    """Append the result to the store's audit stream (the service serves the newest)."""
+    """Append the result to the store's audit stream (the service serves the
+    newest). Another audit recording the same version first is retried with
+    the next; any other write error is raised, as is a conflict that persists."""
+    counts = result.payouts
     summary = AuditRecord(result.ok, result.records, result.position, result.digest, result.balances_digest,
                           result.reexecuted, [(h.journal, h.position, h.sha256.hex()) for h in result.heads],
-                          result.failures[:100], result.differences[:100])
-    for _ in range(5):
+                          result.failures[:100], result.differences[:100], len(result.failures), len(result.differences),
+                          dict(result.unbalanced), counts.payouts, counts.checked, counts.checked_second_pass,
+                          counts.adjustments)
+    for attempt in range(RECORD_ATTEMPTS):
         rows = store.recorder.select_events(AUDIT_STREAM, desc=True, limit=1)
         version = rows[0].originator_version + 1 if rows else 1
         try:
             store.recorder.insert_events([Row(AUDIT_STREAM, version, AUDIT_TOPIC, msgspec.msgpack.encode(summary))])  # type: ignore[list-item]
             return
-        except Exception:  # noqa: BLE001 - another audit recorded first: try the next version
-            continue
+        except EventsourcingIntegrityError:  # another audit recorded this version first: the next one
+            if attempt == RECORD_ATTEMPTS - 1:
+                raise
 
 
 def last_audit(store: Store) -> AuditRecord | None:

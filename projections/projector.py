@@ -93,7 +93,7 @@ def catch_up(store: Store, progress: Callable[[int, int], None] | None = None) -
         while True:
             lost = False
             for chunk in _segment_chunks(log.segments(store, after=position, decode=decode_segment_facts)):
-                folded = _Fold(db, position, chunk).run()
+                folded = _Fold(db, position, chunk, store).run()
                 if folded is None:  # another process folded it first
                     position = tracked_position(db)
                     lost = True
@@ -165,8 +165,9 @@ def owes(counts: dict[tuple[str, str], int], merchant_id: str, currency: str, ac
 class _Fold:
     """One chunk: load, fold in memory, write with the compare-and-set."""
 
-    def __init__(self, db: Database, start: int, chunk: Chunk) -> None:
+    def __init__(self, db: Database, start: int, chunk: Chunk, store: Store | None = None) -> None:
         self.db = db
+        self.store = store  # to read the segments a payout raced with, when they lie before the chunk
         self.start = start
         self.chunk = chunk
         self.balances: dict[tuple[str, str], list[int]] = {}  # pending, payable, paid
@@ -276,8 +277,13 @@ class _Fold:
                 # needs no order row (its orders' ``settled`` flag is set below).
                 orders_touched = kind != "settled"
                 cause = cause_of(record) if transfers else None
+                if kind == "paid_out":  # entries committed after the balances it paid: the next batch's
+                    late_entries, late_payable = self._late(record.balances_at or 0, store_position)
+                    first_entry: dict[str, int] = {}
                 for line, t in enumerate(transfers):
                     promoter, currency, amount = t.promoter_id, t.currency, t.amount_minor
+                    if kind == "paid_out" and promoter not in first_entry:
+                        first_entry[promoter] = entries.get(promoter, 0)
                     bkey = (promoter, currency)
                     balance = balances.get(bkey)
                     if balance is None:
@@ -324,10 +330,12 @@ class _Fold:
                         t.credit, order_id, t.level, t.rules_version, cause, balance[0], balance[1], balance[2], at_us,
                     ))
                     if kind == "paid_out":
-                        # The line pays the entries since the key's last payout, on top of what that left.
+                        # The line pays the entries since the key's last payout, on top of what that left,
+                        # up to the balances position it paid from; later entries carry into the next batch.
                         state = payout_state[bkey]
-                        line_rows.append((journal, position, line, promoter, currency, amount, state[0], state[1], entry - 1))
-                        state[0], state[1] = balance[1], entry
+                        cut = first_entry[promoter] - late_entries.get(promoter, 0)
+                        line_rows.append((journal, position, line, promoter, currency, amount, state[0], state[1], cut))
+                        state[0], state[1] = balance[1] - late_payable.get(bkey, 0), cut
                 if kind == "paid_out":
                     counts[("payouts", journal)] = counts.get(("payouts", journal), 0) + 1
                     payout_rows.append((journal, position, store_position, record.as_of, record.as_of_us, len(transfers)))
@@ -353,6 +361,31 @@ class _Fold:
             "lines": line_rows, "settled": settled,
             "orders": [(j, o, *orders[(j, o)]) for j, o in dirty_orders],
         }
+
+    def _late(self, balances_at: int, store_position: int) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """What was committed after a payout's balances position and before the
+        payout (a settle or a refund racing it; usually nothing): the number of
+        statement entries per promoter, and the payable they moved per key."""
+        entries: dict[str, int] = {}
+        payable: dict[tuple[str, str], int] = {}
+        if balances_at <= 0 or balances_at >= store_position - 1:
+            return entries, payable
+        segments = [segment for sp, _, segment in self.chunk if balances_at < sp < store_position]
+        chunk_start = self.chunk[0][0]
+        if balances_at + 1 < chunk_start and self.store is not None:
+            for sp, _, segment in log.segments(self.store, after=balances_at, decode=decode_segment_facts):
+                if sp >= chunk_start:
+                    break
+                segments.append(segment)
+        for segment in segments:
+            for record in segment.records:
+                for t in record.transfers:
+                    entries[t.promoter_id] = entries.get(t.promoter_id, 0) + 1
+                    signed = (t.credit == "payable") - (t.debit == "payable")
+                    if signed:
+                        key = (t.promoter_id, t.currency)
+                        payable[key] = payable.get(key, 0) + signed * t.amount_minor
+        return entries, payable
 
     # ----------------------------------------------------------------- write
     def _write(self, rows: dict[str, list]) -> int | None:

@@ -25,6 +25,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import (
     InvalidRecordError, KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError,
+    UnknownTopicOrPartitionError,
 )
 
 from consumers.kafka import LedgerConsumer, ensure_topics, publish
@@ -152,10 +153,11 @@ def test_a_copy_that_never_goes_through_is_given_up_within_the_budget(caplog):
     assert len(producer.sends) == report.attempts == 3  # one blocked send per round
     assert clock.slept == [0.1, 0.2] and report.seconds == clock.now <= policy.budget_s + policy.max_block_ms / 1000
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 11  # ten one by one, the rest in one line
+    assert len(lines) == 12  # ten one by one, the rest in one line, then the topic's cool-down
     assert lines[0].startswith("dead-letter copy to ev.dlq given up (timeout) after 3 attempt(s)")
     assert "topic ev partition 1 offset 0 (malformed_json): KafkaTimeoutError: Failed to update metadata" in lines[0]
-    assert lines[-1] == "dead-letter copy to ev.dlq given up for 10 more: " + ", ".join(f"ev/1@{i}" for i in range(10, 20))
+    assert lines[-2] == "dead-letter copy to ev.dlq given up for 10 more: " + ", ".join(f"ev/1@{i}" for i in range(10, 20))
+    assert lines[-1].startswith("dead-letter topic ev.dlq unavailable (timeout: ")
 
 
 def test_pauses_stop_at_their_cap_and_the_budget_bounds_the_waiting():
@@ -487,3 +489,47 @@ def test_the_broker_going_away_during_the_copies_costs_one_budget(tmp_path, topi
     assert stats.dlq_copies == stats.counts.dead_letters - len(first.failures)
     assert stats.dlq_failures == {f.reason: len(first.failures) for f in first.failures[:1]}
     assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)
+
+
+def test_a_missing_dead_letter_topic_is_remembered_for_a_cool_down_then_tried_again():
+    """Issue 18: a topic that took none of a batch's copies is not tried again
+    for COOL_DOWN_S; its copies are counted as failed at once (same reason),
+    so the next batches do not each spend the budget on it."""
+    from consumers.kafka.dlq import COOL_DOWN_S
+
+    missing = {"on": True}
+
+    def script(value, n):
+        if missing["on"]:
+            return "fail", UnknownTopicOrPartitionError(), 0.3
+        return "ok", None, 0.001
+
+    topic, producer, clock = sink(script, CopyPolicy(budget_s=1.0))
+    first = topic.write(letters(2))
+    assert first.sent == 0 and [f.reason for f in first.failures] == ["topic_missing"] * 2 and first.seconds >= 1.0
+    tried = len(producer.sends)
+    for _ in range(5):  # the next batches: counted as failed, not tried, no time spent
+        before = clock.now
+        report = topic.write(letters(3))
+        assert report.sent == 0 and [(f.reason, f.cooling) for f in report.failures] == [("topic_missing", True)] * 3
+        assert clock.now == before and len(producer.sends) == tried
+    # The other topic is not affected.
+    assert topic.write(letters(1, topic="sh")).failures[0].cooling is False
+    missing["on"] = False
+    clock.now += COOL_DOWN_S
+    report = topic.write(letters(2))
+    assert report.sent == 2 and report.failures == []
+
+
+def test_a_copy_too_large_does_not_cool_its_topic_down():
+    topic, producer, clock = sink(lambda value, n: ("fail", MessageSizeTooLargeError(), 0.001))
+    assert [f.reason for f in topic.write(letters(1)).failures] == ["too_large"]
+    assert topic.cooling == {}
+
+
+def test_a_dead_letter_topic_missing_at_start_is_a_warning(caplog):
+    topic, producer, clock = sink(lambda value, n: ("ok", None, 0.001))
+    with caplog.at_level("WARNING", logger="commission_ledger.consume"):
+        topic.expect({"ev.dlq", "ev", "sh"})
+    assert "dead-letter topic sh.dlq does not exist (consume does not create topics)" in caplog.text
+    assert "ev.dlq does not exist" not in caplog.text

@@ -110,7 +110,9 @@ def connect(
             continue
         opened: list = []
         try:
-            common = {"bootstrap_servers": bootstrap, "enable_auto_commit": False, "auto_offset_reset": "earliest",
+            common = {"bootstrap_servers": bootstrap, "enable_auto_commit": False,
+                      # A position outside the log raises instead of jumping: see truncation.
+                      "auto_offset_reset": "none",
                       "max_poll_records": max_poll_records, **options}
             events = KafkaConsumer(group_id=group, client_id="commission-ledger-events", **common)
             opened.append(events)

@@ -38,6 +38,16 @@ Delivery — at least once, never blocking:
   every later send with the same error, so one bad copy would lose all that
   follow; duplicates are allowed here anyway. ``retries=0``: the retries are
   ours, bounded by the budget, instead of the client's (2 minutes by default).
+- **A topic that is missing or refusing is remembered.** A dead-letter topic
+  that took none of a batch's copies (for a reason of the topic's, not of one
+  copy's size) is not tried again for ``COOL_DOWN_S`` (60 s): meanwhile its
+  copies are counted as failed at once (same reason) instead of each batch
+  spending its budget on it, so no partition waits on it batch after batch.
+  Timeouts and an unavailable broker count as the topic's only when the
+  producer's metadata does not know the topic (a missing topic shows as a
+  metadata timeout; a broker outage does not make a topic missing). A warning
+  names the topic when the cool-down starts (and at start when the topic does
+  not exist) and, when it ends, how many copies were skipped.
 - **Shares once per process.** Every task applies every share (SPEC §1), so a
   bad share is a dead letter in each task's journal; its copy is sent by the
   first task of the process that applies it (``CopiedShares``). Several
@@ -65,6 +75,9 @@ DETAIL_MAX_BYTES = 500
 HEADROOM_BYTES = 64 * 1024  # headers (detail ≤ 500 bytes) and record framing around the original bytes
 MAX_BLOCK_S = 1.0  # the longest one send() may wait for metadata
 LOGGED_PER_BATCH = 10  # failed copies logged one by one; the rest in one summary line
+COOL_DOWN_S = 60.0  # a dead-letter topic that took none of a batch's copies is not tried again for this long
+LETTER_REASONS = frozenset({"too_large"})  # failures of one copy, not of its topic
+BROKER_REASONS = frozenset({"timeout", "broker_unavailable"})  # the topic's only if the metadata does not know it
 BUDGET_ENV = "LEDGER_DLQ_BUDGET_S"
 
 
@@ -183,6 +196,7 @@ class Failure:
     letter: DeadLetter
     reason: str
     error: str
+    cooling: bool = False  # not tried: its topic is in a cool-down (see DeadLetterTopic)
 
 
 @dataclass
@@ -225,6 +239,18 @@ class DeadLetterTopic:
         self.policy = policy
         self.clock = clock
         self.sleep = sleep
+        self.cooling: dict[str, _CoolDown] = {}  # topic → its cool-down
+
+    def topics(self) -> list[str]:
+        return sorted({self.topic, *self.routes.values()})
+
+    def expect(self, existing: set[str]) -> None:
+        """At start: a warning for each dead-letter topic that does not exist
+        (its first batch of copies finds out, then its cool-down begins)."""
+        for topic in self.topics():
+            if topic not in existing:
+                log.warning("dead-letter topic %s does not exist (consume does not create topics): its copies will be "
+                            "counted as failed; the dead letters themselves are recorded in the ledger", topic)
 
     def topic_for(self, letter: DeadLetter) -> str:
         return self.routes.get(letter.source.topic, self.topic)
@@ -235,7 +261,18 @@ class DeadLetterTopic:
             return report
         started = self.clock()
         deadline = started + self.policy.budget_s
-        pending: list[DeadLetter] = list(letters)
+        pending: list[DeadLetter] = []
+        for letter in letters:
+            cooling = self._cooling(self.topic_for(letter), started)
+            if cooling is None:
+                pending.append(letter)
+            else:
+                cooling.skipped += 1
+                report.failures.append(Failure(letter, cooling.reason, f"not tried: {cooling.why}", cooling=True))
+        if not pending:
+            report.seconds = self.clock() - started
+            return report
+        tried = pending
         pause = self.policy.first_pause_s
         while True:
             report.attempts += 1
@@ -250,7 +287,48 @@ class DeadLetterTopic:
             pending = [letter for letter, _ in again]
         report.seconds = self.clock() - started
         self._log(report)
+        self._cool_failed_topics(tried, report)
         return report
+
+    def _cooling(self, topic: str, now: float) -> _CoolDown | None:
+        cooling = self.cooling.get(topic)
+        if cooling is None:
+            return None
+        if now < cooling.until:
+            return cooling
+        del self.cooling[topic]
+        log.warning("dead-letter topic %s: cool-down over, %d cop%s skipped in it (counted as failed: %s); trying again",
+                    topic, cooling.skipped, "y" if cooling.skipped == 1 else "ies", cooling.reason)
+        return None
+
+    def _cool_failed_topics(self, tried: list[DeadLetter], report: CopyReport) -> None:
+        """A topic none of whose copies was written, for reasons of the topic's, cools down."""
+        failed: dict[str, list[Failure]] = {}
+        for failure in report.failures:
+            if not failure.cooling:
+                failed.setdefault(self.topic_for(failure.letter), []).append(failure)
+        for topic, failures in failed.items():
+            if len(failures) != sum(1 for letter in tried if self.topic_for(letter) == topic):
+                continue  # some copies went through: the topic takes them
+            reason = next((f for f in failures if f.reason not in LETTER_REASONS), None)
+            if reason is None:
+                continue
+            if reason.reason in BROKER_REASONS and self._known(topic):
+                continue  # the broker, not the topic: the consumer's own polls wait for it anyway
+            self._cool(topic, reason.reason, reason.error)
+
+    def _known(self, topic: str) -> bool:
+        """Does the producer's metadata know the topic's partitions?"""
+        metadata = getattr(self.producer, "_metadata", None)
+        try:
+            return bool(metadata is not None and metadata.partitions_for_topic(topic))
+        except Exception:  # noqa: BLE001 - unknown is not known
+            return False
+
+    def _cool(self, topic: str, reason: str, why: str) -> None:
+        self.cooling[topic] = _CoolDown(self.clock() + COOL_DOWN_S, reason, why)
+        log.warning("dead-letter topic %s unavailable (%s: %s): its copies are counted as failed without trying for "
+                    "%.0fs; the dead letters themselves are recorded in the ledger", topic, reason, why, COOL_DOWN_S)
 
     def _attempt(self, letters: list[DeadLetter], deadline: float,
                  report: CopyReport) -> list[tuple[DeadLetter, BaseException]]:
@@ -288,17 +366,26 @@ class DeadLetterTopic:
         return again
 
     def _log(self, report: CopyReport) -> None:
-        for failure in report.failures[:LOGGED_PER_BATCH]:
+        tried = [f for f in report.failures if not f.cooling]
+        for failure in tried[:LOGGED_PER_BATCH]:
             src = failure.letter.source
             log.warning("dead-letter copy to %s given up (%s) after %d attempt(s) in %.2fs: topic %s partition %s offset %s "
                         "(%s): %s", self.topic_for(failure.letter), failure.reason, report.attempts, report.seconds, src.topic, src.partition,
                         src.offset, failure.letter.reason, failure.error)
         by_topic: dict[str, list[Failure]] = {}
-        for failure in report.failures[LOGGED_PER_BATCH:]:
+        for failure in tried[LOGGED_PER_BATCH:]:
             by_topic.setdefault(self.topic_for(failure.letter), []).append(failure)
         for topic, rest in by_topic.items():
             sources = ", ".join(f.letter.source.text() for f in rest[:50]) + (" …" if len(rest) > 50 else "")
             log.warning("dead-letter copy to %s given up for %d more: %s", topic, len(rest), sources)
+
+
+@dataclass
+class _CoolDown:
+    until: float  # clock time
+    reason: str  # the metric reason of the copies counted as failed meanwhile
+    why: str
+    skipped: int = 0
 
 
 class CopiedShares:

@@ -35,12 +35,18 @@ _CODEC_MASK = DefaultRecordBatch.CODEC_MASK
 _CONTROL_MASK = DefaultRecordBatch.CONTROL_MASK
 _TIMESTAMP_TYPE_MASK = DefaultRecordBatch.TIMESTAMP_TYPE_MASK
 _HEADER_SIZE = DefaultRecordBatch.HEADER_STRUCT.size
+UNREADABLE_HEADER = "commission-ledger.unreadable"  # on the record standing for an unreadable batch
+MAX_BATCH_RECORDS = 1 << 24  # a batch claiming more offsets than this has a corrupt header
 
 
 def read_batch(buffer: bytes, base_offset: int, first_timestamp: int, max_timestamp: int, log_append_time: bool,
-               count: int, topic: str, partition: int, leader_epoch: int) -> list[ConsumerRecord]:
-    """The records of one uncompressed v2 batch (``buffer``: the whole batch).
-    Raises CorruptRecordError where kafka-python's reader would.
+               count: int, topic: str, partition: int, leader_epoch: int, start: int = _HEADER_SIZE) -> list[ConsumerRecord]:
+    """The records of one v2 batch: ``buffer`` is the whole uncompressed batch
+    (records from ``start``, after the batch header), or a compressed batch's
+    decompressed records (``start`` 0). Raises CorruptRecordError where
+    kafka-python's reader would, except for a header key that is not UTF-8:
+    headers are not read by the ledger, so such a key is kept as
+    ``surrogateescape`` text instead of making the record unreadable.
 
     Each varint is decoded inline when it has one or two bytes (zigzag values
     below 8192: lengths, offset and timestamp deltas of ordinary batches),
@@ -50,7 +56,7 @@ def read_batch(buffer: bytes, base_offset: int, first_timestamp: int, max_timest
     out: list[ConsumerRecord] = []
     append = out.append
     new = tuple.__new__  # a ConsumerRecord without the Python-level __new__ of a namedtuple
-    pos = _HEADER_SIZE
+    pos = start
     end = len(buffer)
     timestamp_type = 1 if log_append_time else 0
     try:
@@ -123,8 +129,7 @@ def read_batch(buffer: bytes, base_offset: int, first_timestamp: int, max_timest
                 header_size = -1
             else:
                 headers, pos = _read_headers(buffer, pos)
-                header_size = (sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in headers)
-                               if headers else -1)
+                header_size = _header_size(headers)
             if pos - start != length or pos > end:
                 raise Errors.CorruptRecordError(
                     f"Invalid record size: expected to read {length} bytes in record payload, but instead read {pos - start}")
@@ -132,7 +137,7 @@ def read_batch(buffer: bytes, base_offset: int, first_timestamp: int, max_timest
                                         max_timestamp if log_append_time else first_timestamp + ts_delta, timestamp_type,
                                         key, value, headers, None, -1 if key is None else key_len,
                                         -1 if value is None else value_len, header_size)))
-    except (IndexError, ValueError) as err:  # a varint past 64 bits, a header key not UTF-8, a short buffer
+    except (IndexError, ValueError) as err:  # a varint past 64 bits, a short buffer
         raise Errors.CorruptRecordError(f"Found invalid record structure: {err!r}") from None
     if pos != end:
         raise Errors.CorruptRecordError(f"{end - pos} unconsumed bytes after all records consumed")
@@ -148,7 +153,7 @@ def _read_headers(buffer: bytes, pos: int) -> tuple[list, int]:
         key_len, pos = decode_varint(buffer, pos)
         if key_len < 0:
             raise Errors.CorruptRecordError(f"Invalid negative header key size {key_len}")
-        key = buffer[pos:pos + key_len].decode("utf-8")
+        key = buffer[pos:pos + key_len].decode("utf-8", "surrogateescape")  # unused here: never unreadable
         pos += key_len
         value_len, pos = decode_varint(buffer, pos)
         if value_len >= 0:
@@ -158,6 +163,12 @@ def _read_headers(buffer: bytes, pos: int) -> tuple[list, int]:
             value = None
         headers.append((key, value))
     return headers, pos
+
+
+def _header_size(headers: list) -> int:
+    if not headers:
+        return -1
+    return sum(len(k.encode("utf-8", "surrogateescape")) + (len(v) if v is not None else 0) for k, v in headers)
 
 
 class FastPartitionRecords(Fetcher.PartitionRecords):
@@ -201,49 +212,78 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
 
     def _read_batches(self, tp, records):
         """The records of each batch at or after the fetch offset, a list per
-        batch (batches without any are skipped); drains at the end."""
-        batch = records.next_batch()
+        batch (batches without any are skipped); drains at the end. A batch
+        that cannot be read (bad CRC, undecodable compressed payload, records
+        that do not add up) is one ``unreadable`` record instead of an
+        exception: an exception here would stop the partition at the same
+        offset on every poll, and after every restart."""
         last_batch = None
-        while batch is not None:
-            last_batch = batch
-            if self.check_crcs and not batch.validate_crc():
-                raise Errors.CorruptRecordError(
-                    "Record batch for partition %s at offset %s failed crc check" % (
-                        self.topic_partition, batch.base_offset))
-            if batch.magic != 2:
-                read = list(self._records_of(tp, batch))
-            else:
-                self.leader_epoch = batch.leader_epoch
-                if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
-                    self._consume_aborted_transactions_up_to(batch.last_offset)
-                    producer_id = batch.producer_id
-                    if self._contains_abort_marker(batch):
-                        self.aborted_producer_ids.discard(producer_id)
-                    elif self._is_batch_aborted(batch):
-                        self.next_fetch_offset = batch.next_offset
-                        batch = records.next_batch()
-                        continue
-                attributes = batch.attributes
-                if attributes & _CONTROL_MASK:
-                    self.next_fetch_offset = batch.next_offset
-                    batch = records.next_batch()
-                    continue
-                if attributes & _CODEC_MASK:
-                    read = list(self._records_of(tp, batch))
-                else:
-                    buffer = bytes(batch._buffer)
-                    read = read_batch(buffer, batch.base_offset, batch.first_timestamp, batch.max_timestamp,
-                                      bool(attributes & _TIMESTAMP_TYPE_MASK), batch.records_count,
-                                      tp.topic, tp.partition, self.leader_epoch)
-                    self.bytes_read += len(buffer)
+        expected = self.fetch_offset  # the first offset of the next batch, as far as we know
+        while True:
+            try:
+                batch = records.next_batch()
+            except Exception as err:  # noqa: BLE001 - the fetch's bytes do not even frame a batch
+                rest = bytes(memoryview(records._buffer)[max(0, records._pos - _HEADER_SIZE):])
+                yield [unreadable(tp, self.leader_epoch, expected, expected, rest, f"no record batch framing: {err!r}")]
+                self.next_fetch_offset = expected + 1
+                self.drain()
+                return
+            if batch is None:
+                break
+            unreadable_last = None
+            try:
+                read = self._read_one(tp, batch)
+            except Exception as err:  # noqa: BLE001 - whatever the batch's bytes make the readers raise
+                first, last = _offsets_of(batch, expected)
+                following = _next_base_offset(records)
+                if following is not None and first < following <= last:  # a corrupt header claims too much
+                    last = following - 1
+                read = [unreadable(tp, self.leader_epoch, first, last, bytes(batch._buffer), f"{type(err).__name__}: {err}")]
+                unreadable_last = last
+            if batch.magic == 2:
+                last_batch = batch
+                expected = max(expected, (unreadable_last if unreadable_last is not None
+                                          else _offsets_of(batch, expected)[1]) + 1)
+            if read is None:  # a control or aborted batch
+                continue
             if read and read[0].offset < self.fetch_offset:  # fetched from the middle of a batch
                 read = [r for r in read if r.offset >= self.fetch_offset]
             if read:
                 yield read
-            batch = records.next_batch()
-        if last_batch and last_batch.magic == 2:
-            self.next_fetch_offset = last_batch.next_offset
+        if last_batch is not None:
+            self.next_fetch_offset = max(self.next_fetch_offset, expected)
         self.drain()
+
+    def _read_one(self, tp, batch) -> list[ConsumerRecord] | None:
+        """One batch's records; None for a control batch or an aborted one."""
+        if self.check_crcs and not batch.validate_crc():
+            raise Errors.CorruptRecordError(
+                "Record batch for partition %s at offset %s failed crc check" % (self.topic_partition, batch.base_offset))
+        if batch.magic != 2:
+            return list(self._records_of(tp, batch))
+        self.leader_epoch = batch.leader_epoch
+        if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
+            self._consume_aborted_transactions_up_to(batch.last_offset)
+            producer_id = batch.producer_id
+            if self._contains_abort_marker(batch):
+                self.aborted_producer_ids.discard(producer_id)
+            elif self._is_batch_aborted(batch):
+                self.next_fetch_offset = batch.next_offset
+                return None
+        attributes = batch.attributes
+        if attributes & _CONTROL_MASK:
+            self.next_fetch_offset = batch.next_offset
+            return None
+        buffer = bytes(batch._buffer)
+        start = _HEADER_SIZE
+        if attributes & _CODEC_MASK:  # gzip, snappy, lz4, zstd: kafka-python's codecs, then the same reading
+            batch._maybe_uncompress()
+            buffer, start = bytes(batch._buffer), 0
+        read = read_batch(buffer, batch.base_offset, batch.first_timestamp, batch.max_timestamp,
+                          bool(attributes & _TIMESTAMP_TYPE_MASK), batch.records_count,
+                          tp.topic, tp.partition, self.leader_epoch, start)
+        self.bytes_read += len(buffer)
+        return read
 
     def _records_of(self, tp, batch):
         """kafka-python's own reading of one batch (the uncommon kinds)."""
@@ -252,13 +292,43 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
                 raise Errors.CorruptRecordError(
                     "Record for partition %s at offset %s failed crc check" % (self.topic_partition, record.offset))
             headers = record.headers
-            header_size = sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in headers) if headers else -1
+            header_size = _header_size(headers)
             self.bytes_read += record.size_in_bytes
             yield ConsumerRecord(
                 tp.topic, tp.partition, self.leader_epoch, record.offset, record.timestamp, record.timestamp_type,
                 record.key, record.value, headers, record.checksum,
                 len(record.key) if record.key is not None else -1, len(record.value) if record.value is not None else -1,
                 header_size)
+
+
+def _offsets_of(batch, expected: int) -> tuple[int, int]:
+    """The first and last offset a v2 batch claims (its header is outside the
+    CRC only in part: a nonsense range falls back to the offset expected)."""
+    if getattr(batch, "magic", None) == 2:
+        first, last = batch.base_offset, batch.last_offset
+        if expected <= first <= last < first + MAX_BATCH_RECORDS or (first < expected <= last < first + MAX_BATCH_RECORDS):
+            return first, last
+    return expected, expected
+
+
+def _next_base_offset(records) -> int | None:
+    """The base offset of the batch after the one in hand, when the fetch holds one."""
+    following = getattr(records, "_next_slice", None)
+    if following is None or len(following) < 8:
+        return None
+    return int.from_bytes(bytes(following[:8]), "big", signed=True)
+
+
+def unreadable(tp, leader_epoch: int, first: int, last: int, raw: bytes, why: str) -> ConsumerRecord:
+    """A batch that cannot be read, as one record at its last offset: its
+    value is the batch's bytes (never one JSON value, so the ledger
+    dead-letters it as ``malformed_json`` with its source position, and the
+    stored position moves past the whole batch in the same transaction); the
+    ``UNREADABLE_HEADER`` header says why and which offsets it covered."""
+    detail = f"unreadable record batch, offsets {first}-{last}: {why}"
+    log.warning("%s partition %d: %s; it becomes a dead letter at offset %d", tp.topic, tp.partition, detail, last)
+    return ConsumerRecord(tp.topic, tp.partition, leader_epoch, last, -1, 0, None, raw,
+                          [(UNREADABLE_HEADER, detail.encode())], None, -1, len(raw), -1)
 
 
 def install(consumer: KafkaConsumer) -> bool:

@@ -29,13 +29,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError, OffsetOutOfRangeError
 
 from consumers.kafka.clients import BrokerWatch, Clients, connect, wait_for_partitions
 from consumers.kafka.dlq import CopiedShares, CopyPolicy, CopyReport, DeadLetterSink, DeadLetterTopic
 from consumers.kafka.metrics import ConsumerMetrics
 from consumers.kafka.shares import SharesFeed
 from consumers.kafka.tasks import Batch, Task, Tasks
+from consumers.kafka.truncation import TruncatedLogs
 from consumers.kafka.topics import DEFAULT_SHARES_TOPIC, DEFAULT_TOPIC, dlq_topic
 from ledger.outcomes import IngestCounts
 from ledger.books import Books
@@ -52,6 +55,8 @@ log = logging.getLogger("commission_ledger.consume")
 MAX_POLL_RECORDS = 5_000
 STATUS_EVERY_S = 5.0
 BROKER_CHECK_EVERY_S = 2.0  # while idle
+BEYOND_LOG_CONFIRM_S = 1.0  # a position above the high-water mark this long is out of range
+POLL_ERROR_PAUSE_S = 0.5  # after a poll that failed (logged once a minute per kind of error)
 
 
 @dataclass
@@ -62,6 +67,8 @@ class ConsumeStats:
     conflicts: int = 0
     dlq_copies: int = 0  # dead letters copied to <topic>.dlq (events) and <shares-topic>.dlq
     dlq_failures: Counter = field(default_factory=Counter)  # copies given up on, by reason
+    poll_errors: Counter = field(default_factory=Counter)  # polls that raised, by error class
+    stopped: set = field(default_factory=set)  # (topic, partition) stopped on a truncated log
 
 
 class LedgerConsumer:
@@ -85,6 +92,7 @@ class LedgerConsumer:
         limits: Limits = DEFAULT_LIMITS,
         dlq_policy: CopyPolicy = CopyPolicy(),
         dlq_producer_options: dict | None = None,
+        on_truncated_log: str = "stop",
     ) -> None:
         """``member=(i, n)`` without a group: take the events partitions p with
         p % n == i (a static split among n processes; see ``consume --workers``).
@@ -117,6 +125,10 @@ class LedgerConsumer:
         self.tasks: Tasks | None = None
         self.dlq: DeadLetterSink | None = None
         self.copied_shares = CopiedShares(shares_topic)
+        self.truncated = TruncatedLogs(on_truncated_log, self.stats.stopped)
+        self._poll_errors_logged: dict[str, float] = {}
+        self.sleep: Callable[[float], None] = time.sleep  # the pause after a failed poll (the simulator's clock)
+        self._beyond_seen: dict[TopicPartition, tuple[int, float]] = {}  # position above the high-water mark, since
 
     def stop(self) -> None:
         self.stopping = True
@@ -137,6 +149,10 @@ class LedgerConsumer:
         self.tasks = Tasks(self.books, clients.events, self.topic, self.shares)
         self.dlq = DeadLetterTopic(clients.producer, dlq_topic(self.topic), self.dlq_policy,
                                    routes={self.shares_topic: dlq_topic(self.shares_topic)})
+        try:
+            self.dlq.expect(set(clients.events.topics()))
+        except KafkaError as exc:  # the metadata will come; the copies find out for themselves
+            log.info("dead-letter topics not checked at start: %s", exc)
         try:
             with young_garbage_collected_rarely():
                 self._assign()
@@ -172,11 +188,9 @@ class LedgerConsumer:
             if self.shares.partitions() != known_share_partitions:  # the shares topic grew
                 known_share_partitions = self.shares.partitions()
                 self.shares.rewind(self.tasks.shares_needed)
-            got = self.shares.poll()
-            polled = self.clients.events.poll(timeout_ms=200 if not got else 0, max_records=self.max_poll_records)
-            events = {tp.partition: msgs for tp, msgs in polled.items()}
-            got += sum(len(m) for m in events.values())
-            self._process(events)
+            got = self.step(200)
+            if got is None:
+                continue
             now = time.monotonic()
             if got:
                 last_message = now
@@ -184,6 +198,7 @@ class LedgerConsumer:
             elif now - last_check >= BROKER_CHECK_EVERY_S:
                 last_check = now
                 broker.check()
+            self._check_beyond_log(now)
             if self.status is not None and now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 self.status(self._status_line(now - started))
@@ -193,6 +208,83 @@ class LedgerConsumer:
                 break
             if max_messages is not None and self.stats.messages >= max_messages:
                 break
+
+    def step(self, wait_ms: int) -> int | None:
+        """One round: poll the shares and the events (waiting up to ``wait_ms``
+        when no share came), apply and commit a batch per task; the messages
+        polled, None when the poll failed (handled: see below). The seeded
+        fault simulator (devkit.sim) drives the consumer through this."""
+        try:
+            got = self.shares.poll()
+            polled = self.clients.events.poll(timeout_ms=wait_ms if not got else 0, max_records=self.max_poll_records)
+        except OffsetOutOfRangeError as exc:
+            self._out_of_range(exc)
+            return None
+        except KafkaError as exc:  # whatever else the fetcher raises: logged and retried, never a crash
+            self._poll_failed(exc)
+            return None
+        events = {tp.partition: msgs for tp, msgs in polled.items()}
+        got += sum(len(m) for m in events.values())
+        self._process(events)
+        return got
+
+    def _out_of_range(self, exc: OffsetOutOfRangeError) -> None:
+        positions = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        for tp, offset in positions.items():
+            consumer = self.clients.shares if tp.topic == self.shares_topic else self.clients.events
+            observe = self.metrics.observe_truncated if self.metrics is not None else None
+            self.truncated.handle(consumer, {tp: offset}, self._reposition, observe)
+            if tp.topic == self.shares_topic and (tp.topic, tp.partition) in self.stats.stopped:
+                self.shares.stopped.add(tp.partition)
+
+    def _check_beyond_log(self, now: float) -> None:
+        """A broker that answers a fetch past the log's end with no records
+        instead of OFFSET_OUT_OF_RANGE (Tansu does) still reports the
+        high-water mark: a position above it for ``BEYOND_LOG_CONFIRM_S`` (the
+        mark of a fetch made before a rebalance may be stale for a moment) is
+        out of range."""
+        beyond: dict[TopicPartition, int] = {}
+        assigned = set(self.clients.events.assignment()) | set(self.shares.consumer.assignment())
+        for partition, task in self.tasks.by_partition.items():
+            tp = TopicPartition(self.topic, partition)
+            high = self.clients.events.highwater(tp) if tp in assigned else None
+            if (self.topic, partition) not in self.stats.stopped and high is not None and task.events_next > high:
+                beyond[tp] = task.events_next
+        for sp in self.shares.partitions():
+            tp = TopicPartition(self.shares_topic, sp)
+            need = self.tasks.shares_needed(sp)
+            high = self.shares.consumer.highwater(tp) if tp in assigned else None
+            if (self.shares_topic, sp) not in self.stats.stopped and need is not None and high is not None and need > high:
+                beyond[tp] = need
+        seen = {tp: (offset, self._beyond_seen[tp][1] if self._beyond_seen.get(tp, (None,))[0] == offset else now)
+                for tp, offset in beyond.items()}
+        self._beyond_seen = seen
+        confirmed = {tp: offset for tp, (offset, since) in seen.items() if now - since >= BEYOND_LOG_CONFIRM_S}
+        if confirmed:
+            self._out_of_range(OffsetOutOfRangeError(confirmed))
+
+    def _reposition(self, tp: TopicPartition, offset: int) -> None:
+        """Move every task's position in ``tp`` to ``offset`` (a truncated log the operator accepts)."""
+        if tp.topic == self.shares_topic:
+            for task in self.tasks.by_partition.values():
+                task.next_offsets[task.shares_key(tp.partition)] = offset
+            self.shares.buffer[tp.partition] = []
+            self.shares.consumer.seek(tp, offset)
+            return
+        task = self.tasks.by_partition.get(tp.partition)
+        if task is not None:
+            task.next_offsets[task.events_key] = offset
+        self.clients.events.seek(tp, offset)
+
+    def _poll_failed(self, exc: KafkaError) -> None:
+        name = type(exc).__name__
+        self.stats.poll_errors[name] += 1
+        now = time.monotonic()
+        if now - self._poll_errors_logged.get(name, -60.0) >= 60.0:
+            self._poll_errors_logged[name] = now
+            log.warning("poll failed (%s, %d so far); retrying in %.1fs: %s", name, self.stats.poll_errors[name],
+                        POLL_ERROR_PAUSE_S, exc)
+        self.sleep(POLL_ERROR_PAUSE_S)
 
     def _process(self, events: dict[int, list[ConsumerRecord]]) -> None:
         for partition in sorted(self.tasks.by_partition):

@@ -33,6 +33,12 @@ class ConsumerMetrics:
         self.dlq_retries = Counter("ledger_dlq_send_retries", "Rounds of dead-letter sends retried after a pause",
                                    registry=registry)
 
+        self.truncated = Counter("ledger_consumer_truncated_logs", "Stored positions found outside the log, by what was "
+                                 "done (stop, earliest, latest)", ["topic", "partition", "action"], registry=registry)
+
+    def observe_truncated(self, topic: str, partition: int, action: str) -> None:
+        self.truncated.labels(topic, str(partition), action).inc()
+
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
 

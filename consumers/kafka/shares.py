@@ -27,6 +27,7 @@ class SharesFeed:
         self.topic = topic
         self.max_poll_records = max_poll_records
         self.buffer: dict[int, list[tuple[int, bytes]]] = {}  # partition → [(offset, raw)], offsets increasing
+        self.stopped: set[int] = set()  # partitions stopped on a truncated log: never resumed here
 
     def partitions(self) -> list[int]:
         return sorted(self.consumer.partitions_for_topic(self.topic) or ())
@@ -63,7 +64,7 @@ class SharesFeed:
         if sum(len(b) for b in self.buffer.values()) > MAX_SHARES_BUFFER:
             self.consumer.pause(*self.consumer.assignment())
         else:
-            self.consumer.resume(*self.consumer.assignment())
+            self.consumer.resume(*[tp for tp in self.consumer.assignment() if tp.partition not in self.stopped])
         return n
 
     def batch_from(self, start: Callable[[int], int]) -> tuple[list[tuple[bytes, Source]], dict[int, int]]:

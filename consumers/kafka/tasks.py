@@ -8,6 +8,7 @@ positions; that is all a (re)assignment needs, since nothing else is trusted.
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 from typing import Iterable
@@ -51,16 +52,16 @@ class Task:
         return self.next_offsets.get(self.events_key, 0)
 
     def shares_next(self, shares_partition: int) -> int:
-        return self.next_offsets.get(self._shares_key(shares_partition), 0)
+        return self.next_offsets.get(self.shares_key(shares_partition), 0)
 
-    def _shares_key(self, shares_partition: int) -> PositionKey:
+    def shares_key(self, shares_partition: int) -> PositionKey:
         return PositionKey(self.events_key.journal, self.shares_topic, shares_partition)
 
     def batch(self, messages: Iterable[ConsumerRecord], shares: SharesFeed) -> Batch:
         """The shares this journal has not recorded (first, so clicks find
         them), then the events messages at or after its position."""
         items, shares_advanced = shares.batch_from(self.shares_next)
-        advances = {self._shares_key(sp): next_offset for sp, next_offset in shares_advanced.items()}
+        advances = {self.shares_key(sp): next_offset for sp, next_offset in shares_advanced.items()}
         first = self.events_next
         fresh = [m for m in messages if m.offset >= first]
         if fresh:
@@ -93,7 +94,11 @@ class Tasks:
         events_key = PositionKey(journal, self.topic, partition)
         keys = [events_key] + [PositionKey(journal, self.shares.topic, sp) for sp in self.shares.partitions()]
         task = Task(partition, ledger, events_key, self.shares.topic, stored_positions(self.books.store, keys))
+        dropped = self.by_partition.get(partition)
         self.by_partition[partition] = task
+        if dropped is not None:
+            del dropped
+            collect_dropped()
         self.events.seek(TopicPartition(self.topic, partition), task.events_next)
         self.shares.rewind(self.shares_needed)
 
@@ -117,6 +122,17 @@ class Tasks:
         return None if high is None else max(0, high - task.events_next)
 
 
+def collect_dropped() -> None:
+    """Free the ledgers of dropped tasks. A ledger is part of a reference
+    cycle, and the ledger freezes the heap after each commit
+    (``ledger.app._settle_heap``): a dropped one would never be collected —
+    its whole cache (up to ``LEDGER_CACHE_MB``) lost at every reopen or
+    rebalance (found by the fault simulator, devkit.sim). Unfreeze and collect
+    once; the next commit freezes the live state again. Rebalances are rare."""
+    gc.unfreeze()
+    gc.collect()
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, tasks: Tasks) -> None:
         self.tasks = tasks
@@ -125,6 +141,7 @@ class _Rebalance(ConsumerRebalanceListener):
         for tp in revoked:
             self.tasks.by_partition.pop(tp.partition, None)
         if revoked:
+            collect_dropped()
             log.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned):
