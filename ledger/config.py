@@ -32,7 +32,7 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     model: AttributionModel = "last_click"
     window: str = "7d"
     attribution_lock_period: str = "30d"
-    self_referral: Literal["allow", "deny"] = "allow"
+    self_referral: Literal["allow", "deny", "review"] = "allow"
     level1_rate_bp: int = 1500
     level2_rate_bp: int = 500
     level1_cap_bp: int = 2000
@@ -43,6 +43,9 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     order_cap_amount_minor: Union[int, None] = msgspec.field(default=None, name="order_cap_amount")
     settlement_lock_period: str = "15d"
     min_payout_minor: int = msgspec.field(default=100, name="min_payout")
+    # SPEC §16; 0 = off. Left out of digest() and to_toml() while 0, so the
+    # recorded rules of a store written before it keep their digest.
+    review_amount_over_minor: int = msgspec.field(default=0, name="amount_over")
 
     @property
     def window_us(self) -> int:
@@ -58,7 +61,10 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
 
     def digest(self) -> str:
         """Stable identity of these rules (same rules, same digest)."""
-        return hashlib.sha256(msgspec.json.encode(self)).hexdigest()[:16]
+        fields = msgspec.to_builtins(self)
+        if not self.review_amount_over_minor:
+            del fields["amount_over"]  # keys added later are hashed only when set
+        return hashlib.sha256(msgspec.json.encode(fields)).hexdigest()[:16]
 
     def to_toml(self) -> str:
         lines = [
@@ -83,6 +89,8 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
             f'lock_period = "{self.settlement_lock_period}"',
             f"min_payout = {self.min_payout_minor}",
         ]
+        if self.review_amount_over_minor:
+            lines += ["", "[review]", f"amount_over = {self.review_amount_over_minor}"]
         return "\n".join(lines) + "\n"
 
 
@@ -116,10 +124,13 @@ _SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
         "lock_period": ("settlement_lock_period", "duration"),
         "min_payout": ("min_payout_minor", "amount"),
     },
+    "review": {
+        "amount_over": ("review_amount_over_minor", "amount"),
+    },
 }
 _CHOICES = {
     "model": ("last_click", "first_click", "customer_lock"),
-    "self_referral": ("allow", "deny"),
+    "self_referral": ("allow", "deny", "review"),
 }
 
 
@@ -150,7 +161,7 @@ def rules_from_mapping(data: dict[str, Any]) -> Rules:
         if _THIRD_LEVEL.search(section):
             raise ConfigError(f"[{section}]: a third commission level is not allowed (two levels at most)")
         if section not in _SCHEMA:
-            raise ConfigError(f"unknown section [{section}]; expected attribution, commission, settlement")
+            raise ConfigError(f"unknown section [{section}]; expected {', '.join(_SCHEMA)}")
         if not isinstance(table, dict):
             raise ConfigError(f"{section} must be a table")
         for key, value in table.items():
