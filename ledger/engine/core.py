@@ -25,6 +25,7 @@ from ledger.engine.clicks import ClickIndex
 from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.decision import decide
 from ledger.engine.dedupe import NEW, SAME, At, Dedupe, FirstRaw
+from ledger.engine.holds import ORDER, PROMOTER, Holds
 from ledger.engine.network import Network
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import post
@@ -61,6 +62,8 @@ class Engine:
         self.orders = OrderBook(cache, self.meta, self.buyers)
         self.network = Network(cache)
         self.clicks = ClickIndex(cache, self.meta, limits, self.params, self.buyers)
+        self.holds = Holds(cache, self.orders)
+        self._settle_position = 0
         self.batching = False
         self._deferred_start: tuple[int, str] | None = None
 
@@ -150,6 +153,7 @@ class Engine:
         self.network.shares.prefetch(shares)
         self.orders.parked.prefetch(order_ids)
         self.dedupe.refunds.prefetch(e.refund_id for e in events if isinstance(e, Refund))
+        self.holds.flags.prefetch(e.order_id for e in events if isinstance(e, Refund))
         new_shares = [e.share_id for e in events if isinstance(e, Share)]
         self.clicks.parked.prefetch(new_shares)
         self.network.children.prefetch(shares)
@@ -267,7 +271,8 @@ class Engine:
             return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id, state.order_id)
         state.refunded_minor += refund.amount
         state.refunds += ((refund.refund_id, refund.amount),)
-        post(state, state.decision, transfers)
+        if not self.holds.is_rejected(state.order_id):  # a rejected order's refund reverses nothing (SPEC §16)
+            post(state, state.decision, transfers)
         self.orders.save(state)
         return None
 
@@ -294,19 +299,62 @@ class Engine:
     # --------------------------------------------------------------- commands
     def settle(self, as_of_us: int, limit: int = 0) -> tuple[list[str], list[Transfer]]:
         """Settle every known order with occurred + lock_period ≤ as_of (SPEC §7);
-        the first ``limit`` of them when ``limit`` > 0."""
-        return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us, limit)
+        the first ``limit`` of them when ``limit`` > 0. Due orders meeting a
+        review condition are held instead (SPEC §16): ``holds.reviewed`` after."""
+        self.holds.reviewed = []
+        self._settle_position = self.position()
+        return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us, limit, self._review)
+
+    def _review(self, state: OrderState) -> bool:
+        return self.holds.review_at_settle(state, self.params[state.rules_version - 1], self._settle_position)
+
+    def held_waiting(self, as_of_us: int) -> list[str]:
+        """Due orders (as of ``as_of_us``) left waiting on a hold, after a settle."""
+        return self.holds.waiting(self.orders.due_bound(as_of_us, self.current_rules.settlement_lock_us))
+
+    def position(self) -> int:
+        """The journal position of the record being applied (``at`` set by the caller)."""
+        return self.meta.position + self.at[1] + 1
+
+    # ------------------------------------------------------ holds (SPEC §16)
+    def hold(self, target: str, target_id: str, actor: str, reason: str) -> None:
+        if target == ORDER:
+            self.holds.hold_order(target_id, actor, reason, self.position())
+        else:
+            require(target == PROMOTER, f"hold of a {target!r}")
+            self.holds.hold_promoter(target_id, actor, reason, self.position())
+
+    def release(self, target: str, target_id: str, actor: str, reason: str) -> None:
+        if target == ORDER:
+            self.holds.release_order(target_id, actor, reason, self.position())
+        else:
+            require(target == PROMOTER, f"release of a {target!r}")
+            self.holds.release_promoter(target_id, actor, reason, self.position())
+
+    def reject(self, order_id: str, actor: str, reason: str) -> list[Transfer]:
+        transfers: list[Transfer] = []
+        self.holds.reject_order(order_id, actor, reason, self.position(), transfers)
+        return transfers
 
     def has_due(self, as_of_us: int) -> bool:
         """Whether ``settle(as_of_us)`` would settle any order."""
         return self.orders.any_due(as_of_us, self.current_rules.settlement_lock_us)
 
-    def payout(self, payables: Mapping[tuple[str, str], int]) -> list[Transfer]:
-        return commands.payout(payables, self.current_rules.min_payout_minor, self.rules_version)
+    def payout(self, payables: Mapping[tuple[str, str], int], skipped: list[tuple[str, str, int]] | None = None) -> list[Transfer]:
+        """SPEC §7's payout; the lines of promoters held here (the treasury) are
+        skipped and appended to ``skipped`` (SPEC §16)."""
+        return commands.payout(payables, self.current_rules.min_payout_minor, self.rules_version,
+                               self.holds.held_promoters(), skipped)
 
-    def book_payout(self, transfers: list[Transfer]) -> None:
-        """Replay a recorded payout (its amounts are booked, not recomputed)."""
+    def book_payout(self, transfers: list[Transfer], skipped: list[tuple[str, str, int]] | None = None) -> None:
+        """Replay a recorded payout (its amounts are booked, not recomputed):
+        it paid no promoter held then, and skipped only held ones."""
         commands.check_recorded_payout(transfers)
+        held = self.holds.held_promoters()
+        for t in transfers:
+            require(t.promoter_id not in held, f"a payout paid held promoter {t.promoter_id!r}")
+        for promoter_id, _, _ in skipped or ():
+            require(promoter_id in held, f"a payout skipped promoter {promoter_id!r}, who was not held")
 
     def adjust(self, promoter_id: str, currency: str, amount_minor: int) -> list[Transfer]:
         return commands.adjust(promoter_id, currency, amount_minor, self.rules_version)

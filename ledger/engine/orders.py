@@ -80,8 +80,34 @@ class OrderBook:
         self.buyers.prefetch({state.buyer_id for state in due})  # type: ignore[union-attr]
         return due  # type: ignore[return-value]
 
+    def due_bound(self, as_of_us: int, lock_us: int) -> bytes:
+        """The first settlement-index key dated after the last due instant."""
+        return _due_bound(as_of_us, lock_us)
+
     def any_due(self, as_of_us: int, lock_us: int) -> bool:
         return bool(self.unsettled.scan(b"", _due_bound(as_of_us, lock_us), 1))
+
+    def withdraw(self, state: OrderState) -> bytes:
+        """Take ``state`` out of the settlement index (a hold: SPEC §16); its key there."""
+        key = sort_key(state.occurred_us, state.event_id)
+        self.unsettled.delete(key)
+        return key
+
+    def restore(self, state: OrderState) -> bytes:
+        """Put ``state`` back in the settlement index (its holds ended); its key there."""
+        key = sort_key(state.occurred_us, state.event_id)
+        self.unsettled.put(key, id_key(state.order_id))
+        return key
+
+    def freeze(self, state: OrderState) -> None:
+        """No click, share or network walk re-evaluates ``state`` again (a
+        rejected order: SPEC §16); it stays in the settlement index."""
+        if state.decision.level1 is not None:
+            self.by_level1.delete(prefixed(state.decision.level1.promoter_id) + id_key(state.order_id))
+        row = self.buyers.get(state.buyer_id)
+        if row is not None:
+            row.orders = [r for r in row.orders if r.order_id != state.order_id]
+            self.buyers.put(state.buyer_id, row)
 
     def mark_settled(self, state: OrderState) -> None:
         state.settled = True

@@ -16,3 +16,6 @@ UPLINE = 0x11  # promoter_id → Upline
 CHILDREN = 0x12  # share_id → shares re-shared from it
 PARENTED = 0x13  # (occurred_us, event_id) → share_id of every share with a parent
 BIND_ORDER = 0x14  # (occurred_us, event_id) of each upline binding → promoter_id
+ORDER_HOLDS = 0x20  # order_id → its holds, review, approval, rejection (SPEC §16)
+HELD = 0x21  # (occurred_us, event_id) → order_id of every unsettled order with a hold in force (out of UNSETTLED)
+PROMOTER_HOLDS = 0x22  # promoter_id → its holds in force (the treasury journal)

@@ -38,6 +38,8 @@ class Params(NamedTuple):
     rates_bp: tuple[int, int, int, int]  # level1/level2 default rate, level1/level2 cap
     order_cap_bp: int
     order_cap_minor: int | None
+    review_self_referral: bool = False  # SPEC §16
+    review_amount_over_minor: int = 0
 
     @classmethod
     def of(cls, rules: Rules) -> "Params":
@@ -45,6 +47,7 @@ class Params(NamedTuple):
             rules.model, rules.window_us, rules.attribution_lock_us, rules.self_referral == "deny",
             (rules.level1_rate_bp, rules.level2_rate_bp, rules.level1_cap_bp, rules.level2_cap_bp),
             rules.order_cap_bp, rules.order_cap_amount_minor,
+            rules.self_referral == "review", rules.review_amount_over_minor,
         )
 
 
@@ -110,6 +113,36 @@ class OrderState(msgspec.Struct, array_like=True, gc=False):
         # Interned: one copy per buyer, merchant and currency, not one per order.
         return cls(order.order_id, order.event_id, intern(order.buyer_id), intern(order.merchant_id),
                    intern(order_currency(order)), occurred_us, rules_version, *totals)
+
+
+class HoldNote(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One SPEC §16 step of an order or promoter, as explain and `holds` show it."""
+
+    action: str  # hold | review | release | reject
+    actor: str  # who; "settle" for a review hold
+    reason: str  # the text given; a review hold's reasons joined by ","
+    position: int  # the journal position of the record
+
+
+class OrderHolds(msgspec.Struct, array_like=True, gc=False):
+    """An order's holds, review, approval and rejection (SPEC §16)."""
+
+    notes: list[HoldNote] = []  # every step, in order
+    holds: int = 0  # `hold order` records in force (since the last release)
+    review: list[str] = []  # the review hold's reasons, while in force
+    approved: bool = False
+    rejected: bool = False
+
+    def in_force(self) -> bool:
+        return self.holds > 0 or bool(self.review)
+
+    def notes_in_force(self) -> list[HoldNote]:
+        """The hold and review notes since the last release or rejection."""
+        start = 0
+        for i, note in enumerate(self.notes):
+            if note.action in ("release", "reject"):
+                start = i + 1
+        return [n for n in self.notes[start:] if n.action in ("hold", "review")] if self.in_force() else []
 
 
 class OrderRef(NamedTuple):
