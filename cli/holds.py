@@ -13,9 +13,8 @@ from cli.options import Command, format_option
 from cli.progress import Bars
 from cli.render import out
 from ledger.records import command_id
+from projections.holds import HOLD_COLUMNS
 from projections.render import render, render_json
-
-HOLD_COLUMNS = ("kind", "id", "reasons", "actor", "journal", "position")
 
 
 def _actor(args: argparse.Namespace) -> str:

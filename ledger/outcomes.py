@@ -136,7 +136,7 @@ def apply_record(engine: Engine, record: Record) -> Record:
         engine.release(record.target, record.id, record.actor, record.reason)
         return record
     if isinstance(record, RejectedOrder):
-        return RejectedOrder(record.order_id, record.actor, record.reason, engine.reject(record.order_id, record.actor, record.reason))
+        return RejectedOrder(record.id, record.actor, record.reason, engine.reject(record.id, record.actor, record.reason))
     require(isinstance(record, Adjusted), f"unknown record {type(record).__name__}")
     transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
     return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)

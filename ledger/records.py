@@ -182,9 +182,10 @@ class Released(msgspec.Struct, tag="released", frozen=True, gc=False):
 
 class Rejected(msgspec.Struct, tag="rejected", frozen=True, gc=False):
     """SPEC §16 `reject order`: the order's commission reversed (from pending)
-    or clawed back (from payable) in this record, for good."""
+    or clawed back (from payable) in this record, for good. ``id`` is the
+    order's id (not ``order_id``: projections read that as an order made known)."""
 
-    order_id: str
+    id: str
     actor: str
     reason: str
     transfers: list[Transfer]
@@ -246,7 +247,7 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     rules_version: Union[int, None] = None
     balances_at: Union[int, None] = None
     held: list[tuple[str, str, int]] = []  # a payout's skipped lines
-    # A hold, release or rejection: what it names (order_id above for a rejection).
+    # A hold, release or rejection: what it names.
     target: Union[str, None] = None
     id: Union[str, None] = None
 

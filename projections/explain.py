@@ -21,6 +21,7 @@ from ledger.records import (
     DeadLetter, Ingested, Record, cause_of, dead_letters_of, record_transfers,
 )
 from ledger.store import JournalStore, Store
+from projections.holds import hold_view
 from projections.readmodels import order_history
 from schemas.decode import Decoded, decode_event
 from schemas.events import Order
@@ -196,6 +197,7 @@ def explain_with(engine: Engine, state: OrderState, facts: tuple[bytes | None, l
         "level2": after_refunds(decision.level2.amount_minor, state.commissionable_minor, state.refunded_minor) if decision.level2 else 0,
         "formula": "floor(L × (C − R) / C)",
     }
+    view.update(hold_view(engine, state))  # SPEC §16
     view["rejected_refunds"] = rejected
     view["transfers"] = history
     return view
