@@ -2,7 +2,9 @@
 
 Deliberately naive and independent of ledger/: it recomputes every order from
 scratch with all events known, using datetime for time and plain loops for
-everything. Valid only without settlement and for non-conflicting events.
+everything. ``oracle_pending`` is valid only without settlement and for
+non-conflicting events; ``HoldsModel`` adds settlement, payouts and SPEC §16's
+holds, review and rejection, one step at a time, re-deciding from scratch.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ def duration_us(text: str) -> int:
     return int(text[:-1]) * UNIT_S[text[-1]] * 1_000_000
 
 
-def oracle_pending(events: list[dict], rules) -> dict[tuple[str, str], int]:
+def oracle_decisions(events: list[dict], rules) -> dict[str, dict]:
+    """order_id → {buyer, currency, C, R, levels: [(promoter, level, amount before refunds)]}
+    for every order among ``events``, decided from all of them (no settlement)."""
     shares = {e["share_id"]: e for e in events if e["type"] == "share"}
     clicks = [e for e in events if e["type"] == "click" and e["share_id"] in shares]
     orders = [e for e in events if e["type"] == "order"]
@@ -42,9 +46,13 @@ def oracle_pending(events: list[dict], rules) -> dict[tuple[str, str], int]:
         if p != q and p not in upline and p not in chain:
             upline[p] = (q, instant_us(s["occurred_at"]))
 
-    out: dict[tuple[str, str], int] = {}
+    out: dict[str, dict] = {}
     for o in orders:
         t = instant_us(o["occurred_at"])
+        c_total = sum(line["quantity"] * line["unit_price"] - (line.get("discount") or 0) for line in o["lines"])
+        r = sum(x["amount"] for x in refunds if x["order_id"] == o["order_id"])
+        decision = {"buyer": o["buyer_id"], "currency": o.get("currency") or "CNY", "C": c_total, "R": r, "levels": []}
+        out[o["order_id"]] = decision
         mine = sorted(
             ((instant_us(c["occurred_at"]), c["event_id"], c) for c in clicks if c["buyer_id"] == o["buyer_id"]),
             key=lambda x: (x[0], x[1]),
@@ -69,14 +77,13 @@ def oracle_pending(events: list[dict], rules) -> dict[tuple[str, str], int]:
             continue
         p1 = shares[winner["share_id"]]["promoter_id"]
         p2 = upline[p1][0] if p1 in upline and upline[p1][1] <= t else None
-        c_total = l1 = l2 = 0
+        l1 = l2 = 0
         for line in o["lines"]:
             a = line["quantity"] * line["unit_price"] - (line.get("discount") or 0)
             r1 = line.get("level1_rate_bp")
             r2 = line.get("level2_rate_bp")
             r1 = min(rules.level1_rate_bp if r1 is None else r1, rules.level1_cap_bp)
             r2 = min(rules.level2_rate_bp if r2 is None else r2, rules.level2_cap_bp)
-            c_total += a
             l1 += a * r1 // 10000
             l2 += a * r2 // 10000
         if p2 is None:
@@ -87,16 +94,124 @@ def oracle_pending(events: list[dict], rules) -> dict[tuple[str, str], int]:
         if l1 + l2 > k:
             l2 = max(0, k - l1)
             l1 = min(l1, k)
-        if rules.self_referral == "deny":
+        if rules.self_referral == "deny":  # "review" pays as "allow" (SPEC §5)
             if o["buyer_id"] == p1:
                 l1 = l2 = 0
             elif o["buyer_id"] == p2:
                 l2 = 0
-        r = sum(x["amount"] for x in refunds if x["order_id"] == o["order_id"])
-        currency = o.get("currency") or "CNY"
-        for promoter, amount in ((p1, l1), (p2, l2)):
-            if promoter is None:
-                continue
-            now = amount * (c_total - r) // c_total if c_total else 0
-            out[(promoter, currency)] = out.get((promoter, currency), 0) + now
+        decision["levels"] = [(p1, 1, l1)] + ([(p2, 2, l2)] if p2 is not None else [])
     return out
+
+
+def after_refunds(amount: int, c_total: int, r: int) -> int:
+    return amount * (c_total - r) // c_total if c_total else 0
+
+
+def oracle_pending(events: list[dict], rules) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for d in oracle_decisions(events, rules).values():
+        for promoter, _, amount in d["levels"]:
+            key = (promoter, d["currency"])
+            out[key] = out.get(key, 0) + after_refunds(amount, d["C"], d["R"])
+    return out
+
+
+class HoldsModel:
+    """SPEC §7 and §16 by brute force: known events, then each command applied
+    to a from-scratch decision of every order. Balances come out of the orders'
+    states and the payouts, not out of transfers."""
+
+    def __init__(self, rules) -> None:
+        self.rules = rules
+        self.events: list[dict] = []
+        self.ids: set[str] = set()
+        self.frozen: dict[str, dict] = {}  # settled orders: their decision at settlement
+        self.holds: dict[str, int] = {}  # order_id → manual holds in force
+        self.review: set[str] = set()
+        self.approved: set[str] = set()
+        self.rejected: set[str] = set()
+        self.held_promoters: set[str] = set()
+        self.paid: dict[tuple[str, str], int] = {}
+
+    def add(self, event: dict) -> None:
+        if event["event_id"] not in self.ids:
+            self.ids.add(event["event_id"])
+            self.events.append(event)
+
+    def _now(self) -> dict[str, dict]:
+        decided = oracle_decisions(self.events, self.rules)
+        for order_id, frozen in self.frozen.items():  # refunds still count; beneficiaries and amounts are frozen
+            decided[order_id] = {**frozen, "R": decided[order_id]["R"]}
+        return decided
+
+    def hold(self, kind: str, target: str) -> bool:
+        """Whether the command succeeds (exit 0), and its effect."""
+        if kind == "promoter":
+            self.held_promoters.add(target)
+            return True
+        if target not in self._now() or target in self.frozen or target in self.rejected:
+            return False
+        self.holds[target] = self.holds.get(target, 0) + 1
+        return True
+
+    def release(self, kind: str, target: str) -> bool:
+        if kind == "promoter":
+            if target not in self.held_promoters:
+                return False
+            self.held_promoters.discard(target)
+            return True
+        if not self.holds.get(target) and target not in self.review:
+            return False
+        self.holds.pop(target, None)
+        self.review.discard(target)
+        self.approved.add(target)
+        return True
+
+    def reject(self, target: str) -> bool:
+        if target not in self._now() or target in self.rejected:
+            return False
+        self.rejected.add(target)
+        self.holds.pop(target, None)
+        self.review.discard(target)
+        return True
+
+    def settle(self, as_of_us: int) -> None:
+        lock = duration_us(self.rules.settlement_lock_period)
+        orders = {e["order_id"]: e for e in self.events if e["type"] == "order"}
+        for order_id, d in self._now().items():
+            if order_id in self.frozen or self.holds.get(order_id) or order_id in self.review:
+                continue
+            if instant_us(orders[order_id]["occurred_at"]) + lock > as_of_us:
+                continue
+            if order_id not in self.rejected and order_id not in self.approved and self._reasons(d):
+                self.review.add(order_id)
+                continue
+            self.frozen[order_id] = d
+
+    def _reasons(self, d: dict) -> list[str]:
+        reasons = []
+        if self.rules.self_referral == "review" and any(p == d["buyer"] for p, _, _ in d["levels"]):
+            reasons.append("self_referral")
+        bound = self.rules.review_amount_over_minor
+        if bound > 0 and sum(a for _, _, a in d["levels"]) > bound:
+            reasons.append("amount_over")
+        return reasons
+
+    def balances(self) -> dict[tuple[str, str], list[int]]:
+        out: dict[tuple[str, str], list[int]] = {}
+        for order_id, d in self._now().items():
+            if order_id in self.rejected:
+                continue
+            for promoter, _, amount in d["levels"]:
+                row = out.setdefault((promoter, d["currency"]), [0, 0, 0])
+                row[1 if order_id in self.frozen else 0] += after_refunds(amount, d["C"], d["R"])
+        for key, amount in self.paid.items():
+            row = out.setdefault(key, [0, 0, 0])
+            row[1] -= amount
+            row[2] += amount
+        return out
+
+    def payout(self) -> None:
+        for key, row in sorted(self.balances().items()):
+            if row[1] > 0 and row[1] >= self.rules.min_payout_minor and key[0] not in self.held_promoters:
+                self.paid[key] = self.paid.get(key, 0) + row[1]
