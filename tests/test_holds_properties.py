@@ -57,7 +57,11 @@ def scripts(draw):
     delivered = list(draw(st.permutations(copies)))
     steps: list = [("event", e) for e in delivered]
     for command in draw(st.lists(commands, min_size=1, max_size=14)):
-        steps.insert(draw(st.integers(0, len(steps))), command)
+        at = draw(st.integers(0, len(steps)))
+        steps.insert(at, command)
+        if command[0] in ("hold", "settle") and draw(st.booleans()):  # a release of what it may have held, later
+            target = command[1:] if command[0] == "hold" else ("order", draw(st.sampled_from(ORDER_IDS)))
+            steps.insert(draw(st.integers(at + 1, len(steps))), ("release", *target))
     return steps + [("settle", 600), ("payout", 600)]
 
 
