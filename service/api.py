@@ -31,7 +31,7 @@ from ledger.store import StoreError
 from projections import readmodels
 from projections.audit import current_heads, last_audit
 from projections.readmodels import Page
-from service import metrics, pages
+from service import holds, metrics, pages
 from service.auth import OWN, READ, READ_OR_OWN, WRITE, Principal, TokenAuthentication, load_tokens
 from service.blocking import threaded
 from service.idempotency import Claim, KeyConflict, Render, run_once
@@ -175,7 +175,8 @@ def audit_digest(service: Service) -> Response:
 @get("/metrics", guards=[READ])
 @threaded
 def metrics_endpoint(service: Service) -> Response:
-    return Response(metrics.render(readmodels.figures(service.store)), media_type="text/plain; version=0.0.4; charset=utf-8")
+    text = metrics.render(readmodels.figures(service.store)) + holds.metrics_text(Books(service.store)).encode()
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # ------------------------------------------------------------------ writes
@@ -260,7 +261,7 @@ def create_app(store_url: str, tokens: dict[str, Principal]) -> Litestar:
     return Litestar(
         route_handlers=[healthz, list_payouts, my_balances, promoter_statement, merchant_statement, order_explanation,
                         list_dead_letters, audit_digest, metrics_endpoint, create_payout, create_adjustment,
-                        *pages.handlers],
+                        *holds.handlers, *pages.handlers],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
         # Every route needs a token unless it says exclude_from_auth; the OpenAPI schema is public.
         middleware=[DefineMiddleware(TokenAuthentication, tokens=tokens, exclude=[f"^{openapi.path}"])],

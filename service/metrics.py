@@ -11,6 +11,7 @@ REGISTRY = CollectorRegistry()
 PAYOUTS = Counter("ledger_payouts", "Payout commands run through the API", registry=REGISTRY)
 PAYOUT_LINES = Counter("ledger_payout_lines", "Payout lines paid through the API", registry=REGISTRY)
 ADJUSTMENTS = Counter("ledger_adjustments", "Manual adjustments posted through the API", registry=REGISTRY)
+HOLD_COMMANDS = Counter("ledger_hold_commands", "SPEC §16 commands run through the API, by route", ["route"], registry=REGISTRY)
 ERRORS = Counter("ledger_http_errors", "Error responses by status", ["status"], registry=REGISTRY)
 
 

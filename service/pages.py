@@ -149,8 +149,9 @@ def my_earnings(request: Request[Principal, Any, Any], service: Service, after: 
 def order_page(request: Request, service: Service, order_id: str) -> Response:
     view = service.explainer.explain(order_id)
     if view is None:
-        return _page(request, "order.html", 404, title=f"Order {order_id}", explanation=None)
-    return _page(request, "order.html", title=f"Order {order_id}", explanation=json.dumps(view, indent=2, ensure_ascii=False))
+        return _page(request, "order.html", 404, title=f"Order {order_id}", explanation=None, hold_state=None, holds=[])
+    return _page(request, "order.html", title=f"Order {order_id}", explanation=json.dumps(view, indent=2, ensure_ascii=False),
+                 hold_state=view.get("hold_state"), holds=view.get("holds", []))
 
 
 @get("/dead-letters", guards=[READ])
