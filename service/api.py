@@ -208,7 +208,9 @@ def create_payout(request: Request[Principal, Any, Any], service: Service, body:
     def render(claim: Claim) -> tuple[int, bytes]:
         lines = readmodels.payout_batch(service.store, claim.position)
         as_of = readmodels.payout_as_of(service.store, claim.position)
-        return 201, msgspec.json.encode({"as_of": as_of, "paid_by": claim.actor, "lines": lines})
+        record = Books(service.store).record_at(TREASURY, claim.position)
+        held = [{"promoter_id": p, "currency": c, "payable": n} for p, c, n in getattr(record, "held", [])]  # SPEC §16
+        return 201, msgspec.json.encode({"as_of": as_of, "paid_by": claim.actor, "lines": lines, "held": held})
 
     return _idempotent(request, service, body, execute, render)
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devkit.broker import free_port, wait_for_port
-from tests.helpers import raw
+from tests.helpers import click, raw
 from tests.test_holds import BASE, o
 from tests.test_service import AUDITOR, EXE, FINANCE, _tokens_file
 
@@ -20,7 +20,7 @@ class HoldsServer:
     def __init__(self, tmp) -> None:
         self.store = f"sqlite:///{tmp}/ledger.db"
         events = tmp / "events.jsonl"
-        events.write_text("".join(raw(e).decode() + "\n" for e in BASE + [o("o1"), o("o2"), o("o3"), o("old", at="2025-12-01T00:00:00Z")]))
+        events.write_text("".join(raw(e).decode() + "\n" for e in BASE + [o("o1"), o("o2"), o("o3"), click("B2", "s1", "2025-12-01T00:00:00Z"), o("old", buyer="B2", at="2025-12-01T00:01:00Z")]))
         subprocess.run([EXE, "--store", self.store, "ingest", str(events)], check=True, capture_output=True)
         subprocess.run([EXE, "--store", self.store, "settle", "--as-of", "2025-12-31T00:00:00Z"], check=True, capture_output=True)
         self.port = free_port()
@@ -108,3 +108,13 @@ def test_holds_page_forms_for_finance_read_only_for_auditors_and_no_cross_site_p
     view = auditor.get("/holds")
     assert view.status_code == 200 and "<form method=post action='/holds'>" not in view.text and "from the page" in view.text
     assert auditor.post("/holds", data={"action": "release", "kind": "order", "id": "o2", "reason": "x"}).status_code == 403
+
+
+def test_a_payout_over_http_lists_the_held_promoters_lines(server):
+    assert post(server, "/v1/holds", {"kind": "promoter", "id": "P", "reason": "kyc"}, "p1").status_code == 201
+    paid = server.client(FINANCE).post("/v1/payouts", json={"as_of": "2026-01-01T00:00:00Z"}, headers={"Idempotency-Key": "pay1"})
+    assert paid.status_code == 201, paid.text
+    assert paid.json()["lines"] == [] and paid.json()["held"] == [{"promoter_id": "P", "currency": "CNY", "payable": 1500}]
+    assert post(server, "/v1/releases", {"kind": "promoter", "id": "P", "reason": "ok"}, "p2").status_code == 201
+    paid = server.client(FINANCE).post("/v1/payouts", json={"as_of": "2026-01-01T00:00:00Z"}, headers={"Idempotency-Key": "pay2"})
+    assert [(x["promoter_id"], x["amount"]) for x in paid.json()["lines"]] == [("P", 1500)] and paid.json()["held"] == []
