@@ -135,8 +135,10 @@ class Books:
         an order's commands go where its state is); NotFoundError if none."""
         for name in self.journals():
             if name != TREASURY:
-                ledger = self.ledger(name)
+                ledger = Ledger(JournalStore(self.store, name), limits=self.limits)
                 if ledger.engine.orders.get(order_id) is not None:
+                    if self.rules is not None:
+                        ledger.adopt_rules(self.rules)  # only where the command is recorded
                     return ledger
         raise NotFoundError(f"order {order_id!r} is not known")
 
