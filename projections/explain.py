@@ -21,6 +21,7 @@ from ledger.records import (
     DeadLetter, Ingested, Record, cause_of, dead_letters_of, record_transfers,
 )
 from ledger.store import JournalStore, Store
+from projections.explain_scope import receipt_view, scope_view
 from projections.readmodels import order_history
 from schemas.decode import Decoded, decode_event
 from schemas.events import Order
@@ -196,8 +197,15 @@ def explain_with(engine: Engine, state: OrderState, facts: tuple[bytes | None, l
         "level2": after_refunds(decision.level2.amount_minor, state.commissionable_minor, state.refunded_minor) if decision.level2 else 0,
         "formula": "floor(L × (C − R) / C)",
     }
+    if state.groups or state.posted:  # scope = "product": the groups pay (SPEC §14)
+        view["outcome"] = "scope = product: each line has its own winner; each group (coverage.groups) pays on its own"
+        view["after_refunds"] = {"formula": "per group and level: floor(L × (C − R) / C)"}
     view["rejected_refunds"] = rejected
     view["transfers"] = history
+    if rules.scope != "any":
+        view["coverage"] = scope_view(engine, state, order)
+    if rules.clock != "order" or state.shipped_us is not None or state.received_us is not None:
+        view["fulfillment"] = receipt_view(engine, state)
     return view
 
 

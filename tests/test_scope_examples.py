@@ -270,3 +270,32 @@ def test_scope_and_clock_together():
     assert ledger.settle("2026-01-09T23:59:59Z").order_ids == []
     assert ledger.settle(t(10)).order_ids == ["o1"]
     assert owed(ledger) == {"p1": (0, 1500), "p3": (0, 750)}
+
+
+# ------------------------------------------------------------------ explain
+def test_explain_shows_coverage_winner_and_group_per_line_and_the_receipt_clock():
+    from projections.explain import explain
+
+    ledger = new_ledger(Rules(scope="product", clock="receipt"))
+    feed(ledger, SHARES + CLICKS + [order("o1", "b1", t(1, 4), TEA_CUP), order("o2", "b1", t(1, 5), amount=100),
+                                    fulfillment("f1", "o1", "b1", "shipped", t(3))])
+    view = explain(ledger.engine, ledger.records(), "o1")
+    tea, cup = view["coverage"]["lines"]
+    assert [(c["event_id"], c["coverage"]) for c in tea["candidates"]] == [
+        ("c3", "share s3 covers sku tea-500g: no merchant or product named"),
+        ("c1", "share s1 covers sku tea-500g: same product"),
+        ("c2", "share s2 does not cover sku tea-500g: merchant m2, the order's is m1")]
+    assert (tea["winner"], tea["group"], cup["winner"], cup["group"]) == ("c1", "p1", "c3", "p3")
+    assert cup["candidates"][1]["coverage"] == "share s1 does not cover sku cup: product tea, the line's is cup"
+    assert [(g["promoter_id"], g["commissionable"], g["K"], g["level1"]["after_refunds"]) for g in view["coverage"]["groups"]] == [
+        ("p1", 10_000, 3000, 1500), ("p3", 5000, 1500, 750)]
+    assert view["fulfillment"] == {
+        "clock": "receipt", "shipped_at": "2026-01-03T00:00:00.000000Z", "received_at": None, "return_window": "7d",
+        "auto_receive_after": "10d", "receipt_instant": "2026-01-13T00:00:00.000000Z",
+        "due_at": "2026-01-20T00:00:00.000000Z", "status": "awaiting receipt"}
+    assert explain(ledger.engine, ledger.records(), "o2")["fulfillment"]["status"] == "awaiting shipment"
+    # scope any, clock order: the explanation of before, fulfillments shown when there are some
+    ledger = new_ledger(Rules())
+    feed(ledger, BASE)
+    assert "coverage" not in explain(ledger.engine, ledger.records(), "o1")
+    assert "fulfillment" not in explain(ledger.engine, ledger.records(), "o1")
