@@ -252,7 +252,7 @@ class Engine:
             letter = self._apply_refund(state, decoded.event, parked.raw, parked.source, transfers)  # type: ignore[union-attr,arg-type]
             if letter is not None:
                 released.append(letter)
-        for parked in self.orders.receipts.unpark(order.order_id):
+        for parked in self.orders.receipts.unpark(order.order_id) if self.meta.parked_fulfillments else ():
             decoded = decode_event(parked.raw)
             require(isinstance(decoded, Decoded) and isinstance(decoded.event, Fulfillment), "a parked fulfillment no longer decodes")
             letter = self._apply_fulfillment(state, decoded.event, decoded.occurred_us, parked.raw, parked.source)  # type: ignore[union-attr,arg-type]
