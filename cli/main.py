@@ -37,6 +37,8 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
      'the dead letters: reason, source, original bytes'),
     ('merchant-statement', 'cli.reads', 'MERCHANT_STATEMENT',
      'the commission one merchant owes, per order and currency, with totals'),
+    ('pending-receipt', 'cli.reads', 'PENDING_RECEIPT',
+     'orders waiting for receipt under the receipt clock (SPEC §15), oldest first'),
     ('adjust', 'cli.books', 'ADJUST',
      'a manual adjustment to payable (bonus or correction), recorded with actor and reason'),
     ('hold', 'cli.holds', 'HOLD',

@@ -72,6 +72,7 @@ def hold_figures(books: Any) -> dict[str, Any]:
                 continue
             reasons = (["hold"] if flags.holds else []) + list(flags.review)
             held_minor = sum(p[1] for p in (state.posted1, state.posted2) if p is not None)
+            held_minor += sum(amount for _, _, amount in state.posted)  # commission groups (SPEC §14)
             for reason in reasons:
                 orders[reason] = orders.get(reason, 0) + 1
                 amounts[(reason, state.currency)] = amounts.get((reason, state.currency), 0) + held_minor

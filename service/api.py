@@ -146,6 +146,23 @@ def order_explanation(service: Service, order_id: str) -> Response:
     return _json(view)
 
 
+@get("/v1/orders", guards=[READ])
+@threaded
+def list_orders(service: Service, awaiting: str | None = None, limit: int = DEFAULT_LIMIT,
+                after: str | None = None) -> Response:
+    """``?awaiting=receipt``: the orders waiting for receipt (SPEC §15), oldest first, paged."""
+    from projections.pending_receipt import pending_receipt
+
+    if awaiting != "receipt":
+        raise ClientException("awaiting=receipt is required (the only order listing)")
+    _check_limit(limit)
+    try:
+        page = pending_receipt(service.store, after=after, limit=limit)
+    except CommandError as exc:
+        raise ClientException(str(exc)) from None
+    return _paged(page, "/v1/orders", limit, awaiting="receipt")
+
+
 @get("/v1/dead-letters", guards=[READ])
 @threaded
 def list_dead_letters(service: Service, limit: int = DEFAULT_LIMIT, after: int = 0) -> Response:
@@ -175,6 +192,9 @@ def audit_digest(service: Service) -> Response:
 @get("/metrics", guards=[READ])
 @threaded
 def metrics_endpoint(service: Service) -> Response:
+    from projections.pending_receipt import awaiting_receipt_count
+
+    metrics.AWAITING_RECEIPT.set(awaiting_receipt_count(service.store))
     text = metrics.render(readmodels.figures(service.store)) + holds.metrics_text(Books(service.store)).encode()
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -262,7 +282,7 @@ def create_app(store_url: str, tokens: dict[str, Principal]) -> Litestar:
     openapi = OpenAPIConfig(title="commission-ledger", version="0.1.0", path="/schema")
     return Litestar(
         route_handlers=[healthz, list_payouts, my_balances, promoter_statement, merchant_statement, order_explanation,
-                        list_dead_letters, audit_digest, metrics_endpoint, create_payout, create_adjustment,
+                        list_dead_letters, list_orders, audit_digest, metrics_endpoint, create_payout, create_adjustment,
                         *holds.handlers, *pages.handlers],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
         # Every route needs a token unless it says exclude_from_auth; the OpenAPI schema is public.

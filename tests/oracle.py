@@ -215,3 +215,161 @@ class HoldsModel:
         for key, row in sorted(self.balances().items()):
             if row[1] > 0 and row[1] >= self.rules.min_payout_minor and key[0] not in self.held_promoters:
                 self.paid[key] = self.paid.get(key, 0) + row[1]
+# ---------------------------------------------------------------------------
+# SPEC §14 (scope, commission groups) and §15 (the receipt clock), with settle
+# commands anywhere in the delivery: a second model, as naive as the first.
+# It replays a timeline (events as delivered, redeliveries included, and
+# ("settle", as_of) commands): at each settle it decides from the events
+# delivered so far which orders are due and freezes what they pay then; at the
+# end every other order is computed from all events. Valid for
+# non-conflicting events (unique business ids, refunds within C).
+
+
+def _upline_map(shares: dict) -> dict[str, tuple[str, int]]:
+    upline: dict[str, tuple[str, int]] = {}
+    for s in sorted(shares.values(), key=lambda s: (instant_us(s["occurred_at"]), s["event_id"])):
+        parent = shares.get(s.get("parent_share_id") or "")
+        if parent is None:
+            continue
+        p, q = s["promoter_id"], parent["promoter_id"]
+        chain, node = set(), upline.get(q)
+        while node is not None:
+            chain.add(node[0])
+            node = upline.get(node[0])
+        if p != q and p not in upline and p not in chain:
+            upline[p] = (q, instant_us(s["occurred_at"]))
+    return upline
+
+
+def _covers(scope: str, share: dict, order: dict, line: dict) -> bool:
+    """SPEC §14, sentence by sentence."""
+    if scope == "any":
+        return True
+    merchant_ok = share.get("merchant_id") is None or share.get("merchant_id") == order["merchant_id"]
+    if scope == "merchant":
+        return merchant_ok
+    product = line.get("product_id") if line.get("product_id") is not None else line["sku"]
+    return merchant_ok and (share.get("product_id") is None or share.get("product_id") == product)
+
+
+def oracle_order_pays(known: list[dict], rules, o: dict) -> list[tuple[int, str, int]]:
+    """(level, promoter, amount before refunds) of order ``o`` given the known
+    events: per line its winner, per promoter a group with §5 on its own."""
+    shares = {e["share_id"]: e for e in known if e["type"] == "share"}
+    upline = _upline_map(shares)
+    t = instant_us(o["occurred_at"])
+    mine = sorted(((instant_us(c["occurred_at"]), c["event_id"], c) for c in known
+                   if c["type"] == "click" and c["share_id"] in shares and c["buyer_id"] == o["buyer_id"]),
+                  key=lambda x: (x[0], x[1]))
+    winners = []  # per line: the winning click or None
+    for line in o["lines"]:
+        covering = [(ct, c) for ct, _, c in mine if _covers(rules.scope, shares[c["share_id"]], o, line)]
+        winner = None
+        if rules.model == "customer_lock":
+            lock = duration_us(rules.attribution_lock_period)
+            start = None
+            for ct, c in covering:
+                if ct > t:
+                    break
+                if start is None or ct >= start[0] + lock:
+                    start = (ct, c)
+            if start is not None and t < start[0] + lock:
+                winner = start[1]
+        else:
+            window = duration_us(rules.window)
+            cands = [c for ct, c in covering if t - window <= ct <= t]
+            if cands:
+                winner = cands[-1] if rules.model == "last_click" else cands[0]
+        winners.append(winner)
+    groups: dict[str, list[dict]] = {}
+    for line, winner in zip(o["lines"], winners):
+        if winner is not None:
+            groups.setdefault(shares[winner["share_id"]]["promoter_id"], []).append(line)
+    out = []
+    for p1, lines in groups.items():
+        p2 = upline[p1][0] if p1 in upline and upline[p1][1] <= t else None
+        c_total = l1 = l2 = 0
+        for line in lines:
+            a = line["quantity"] * line["unit_price"] - (line.get("discount") or 0)
+            r1 = line.get("level1_rate_bp")
+            r2 = line.get("level2_rate_bp")
+            r1 = min(rules.level1_rate_bp if r1 is None else r1, rules.level1_cap_bp)
+            r2 = min(rules.level2_rate_bp if r2 is None else r2, rules.level2_cap_bp)
+            c_total += a
+            l1 += a * r1 // 10000
+            l2 += a * r2 // 10000
+        if p2 is None:
+            l2 = 0
+        k = c_total * rules.order_cap_bp // 10000
+        if rules.order_cap_amount_minor is not None:
+            k = min(k, rules.order_cap_amount_minor)
+        if l1 + l2 > k:
+            l2 = max(0, k - l1)
+            l1 = min(l1, k)
+        if rules.self_referral == "deny":
+            if o["buyer_id"] == p1:
+                l1 = l2 = 0
+            elif o["buyer_id"] == p2:
+                l2 = 0
+        out.append((1, p1, l1))
+        if p2 is not None:
+            out.append((2, p2, l2))
+    return out
+
+
+def _order_c(o: dict) -> int:
+    return sum(x["quantity"] * x["unit_price"] - (x.get("discount") or 0) for x in o["lines"])
+
+
+def oracle_due(known: list[dict], rules, o: dict) -> int | None:
+    """When ``o`` is due given the known events (SPEC §7, §15), or None."""
+    t = instant_us(o["occurred_at"])
+    if rules.clock == "order":
+        return t + duration_us(rules.settlement_lock_period)
+    rw = duration_us(rules.return_window)
+    c_total = _order_c(o)
+    r = sum(x["amount"] for x in known if x["type"] == "refund" and x["order_id"] == o["order_id"])
+    fulfilled = [x for x in known if x["type"] == "fulfillment" and x["order_id"] == o["order_id"]
+                 and x["buyer_id"] == o["buyer_id"]]
+    received = [instant_us(x["occurred_at"]) for x in fulfilled if x["stage"] == "received"]
+    shipped = [instant_us(x["occurred_at"]) for x in fulfilled if x["stage"] == "shipped"]
+    terms = ([min(received)] if received else []) + ([min(shipped) + duration_us(rules.auto_receive_after)] if shipped else [])
+    due = []
+    if terms:
+        due.append(max(t, min(terms)) + rw)
+    if r == c_total:
+        due.append(t + rw)
+    return min(due) if due else None
+
+
+def oracle_books(timeline: list, rules) -> dict[tuple[str, str], tuple[int, int]]:
+    """(promoter, currency) → (pending, payable), non-zero rows only, after the
+    timeline (event dicts and ("settle", as_of_us) commands; no payouts)."""
+    known: dict[str, dict] = {}
+    frozen: dict[str, list[tuple[int, str, int]]] = {}  # settled order → what it pays before refunds
+    for item in timeline:
+        if isinstance(item, tuple):
+            as_of_us = item[1]
+            events = list(known.values())
+            for o in events:
+                if o["type"] == "order" and o["order_id"] not in frozen:
+                    due = oracle_due(events, rules, o)
+                    if due is not None and due <= as_of_us:
+                        frozen[o["order_id"]] = oracle_order_pays(events, rules, o)
+        else:
+            known.setdefault(item["event_id"], item)
+    events = list(known.values())
+    out: dict[tuple[str, str], list[int]] = {}
+    for o in events:
+        if o["type"] != "order":
+            continue
+        settled = o["order_id"] in frozen
+        pays = frozen[o["order_id"]] if settled else oracle_order_pays(events, rules, o)
+        c_total = _order_c(o)
+        r = sum(x["amount"] for x in events if x["type"] == "refund" and x["order_id"] == o["order_id"])
+        currency = o.get("currency") or "CNY"
+        for _, promoter, amount in pays:
+            now = amount * (c_total - r) // c_total if c_total else 0
+            row = out.setdefault((promoter, currency), [0, 0])
+            row[1 if settled else 0] += now
+    return {k: (v[0], v[1]) for k, v in out.items() if v != [0, 0]}

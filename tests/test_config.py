@@ -26,6 +26,10 @@ SPEC_DEFAULTS = {
     "settlement_lock_period": "15d",
     "min_payout": 100,
     "amount_over": 0,
+    "scope": "any",  # SPEC §14 (issue 20)
+    "clock": "order",  # SPEC §15
+    "return_window": "7d",
+    "auto_receive_after": "10d",
 }
 
 FULL_TOML = """\

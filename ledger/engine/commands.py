@@ -28,6 +28,8 @@ def settle(orders: OrderBook, as_of_us: int, lock_us: int, limit: int = 0,
         for level, posted in ((1, state.posted1), (2, state.posted2)):
             if posted is not None:
                 transfers.append(move(state, level, posted[0], posted[1], PENDING, PAYABLE))
+        for level, promoter_id, amount_minor in state.posted:  # commission groups (SPEC §14)
+            transfers.append(move(state, level, promoter_id, amount_minor, PENDING, PAYABLE))
         orders.mark_settled(state)
     return settled, transfers
 

@@ -24,6 +24,8 @@ from ledger.engine import commands, spaces
 from ledger.engine.clicks import ClickIndex
 from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.decision import decide
+from ledger.engine.fulfillment import awaits_receipt, record_fulfillment
+from ledger.engine.groups import decide_groups, level1_of, line_shares, merchant_clicks, post_groups
 from ledger.engine.dedupe import NEW, SAME, At, Dedupe, FirstRaw
 from ledger.engine.holds import ORDER, PROMOTER, Holds
 from ledger.engine.network import Network
@@ -39,7 +41,7 @@ from ledger.records import DeadLetter, Source, Transfer
 from ledger.statestore import MemoryState
 from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
-from schemas.events import Click, Order, Refund, Share
+from schemas.events import Click, Fulfillment, Order, Refund, Share
 
 
 class Engine:
@@ -123,6 +125,9 @@ class Engine:
                 return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"share_id {event.share_id!r} already used", raw, source, decoded)
             self.dedupe.claim(event_id, self.at)
             return self._share(event, decoded.occurred_us)
+        if isinstance(event, Fulfillment):
+            self.dedupe.claim(event_id, self.at)  # claimed whatever comes of it (SPEC §15)
+            return self._fulfillment(event, decoded.occurred_us, raw, source)
         if not isinstance(event, Refund):
             raise InvariantError(f"unknown event type {type(event).__name__}")
         if self.dedupe.refund_claimed(event.refund_id):
@@ -148,10 +153,12 @@ class Engine:
         buyers = {e.buyer_id for e in events if isinstance(e, (Click, Order))}
         shares = {e.share_id for e in events if isinstance(e, (Click, Share))}
         shares |= {e.parent_share_id for e in events if isinstance(e, Share) and e.parent_share_id is not None}
-        order_ids = {e.order_id for e in events if isinstance(e, (Order, Refund))}
+        order_ids = {e.order_id for e in events if isinstance(e, (Order, Refund, Fulfillment))}
         self.buyers.prefetch(buyers)
         self.network.shares.prefetch(shares)
         self.orders.parked.prefetch(order_ids)
+        if any(isinstance(e, Fulfillment) for e in events) or self.meta.parked_fulfillments:
+            self.orders.receipts.parked.prefetch(e.order_id for e in events if isinstance(e, Order))
         self.dedupe.refunds.prefetch(e.refund_id for e in events if isinstance(e, Refund))
         self.holds.flags.prefetch(e.order_id for e in events if isinstance(e, Refund))
         new_shares = [e.share_id for e in events if isinstance(e, Share)]
@@ -191,7 +198,8 @@ class Engine:
 
     # ----------------------------------------------------------------- shares
     def _share(self, share: Share, occurred_us: int) -> Outcome:
-        ref = ShareRef(occurred_us, share.event_id, share.share_id, share.promoter_id, share.parent_share_id)
+        ref = ShareRef(occurred_us, share.event_id, share.share_id, share.promoter_id, share.parent_share_id,
+                       share.merchant_id, share.product_id)
         start = self.network.add(ref, self._deferred_start)
         affected: dict[str, OrderState] = {}
         if start is not None:
@@ -232,8 +240,13 @@ class Engine:
         params = self.params[-1]
         totals = order_totals(order.lines, params.rates_bp, params.order_cap_bp, params.order_cap_minor)
         state = OrderState.new(order, occurred_us, self.rules_version, totals)
+        if params.scope == "product":
+            state.lines = line_shares(order.lines, params.rates_bp)
+        state.receipt_clock = params.receipt_clock
         self.clicks.observe(occurred_us)
         self.orders.add(state)
+        if params.receipt_clock:
+            self.orders.receipts.add(state, params)
         transfers: list[Transfer] = []
         self._reevaluate([state], transfers)
         released: list[DeadLetter] = []
@@ -243,7 +256,41 @@ class Engine:
             letter = self._apply_refund(state, decoded.event, parked.raw, parked.source, transfers)  # type: ignore[union-attr,arg-type]
             if letter is not None:
                 released.append(letter)
+        for parked in self.orders.receipts.unpark(order.order_id) if self.meta.parked_fulfillments else ():
+            decoded = decode_event(parked.raw)
+            require(isinstance(decoded, Decoded) and isinstance(decoded.event, Fulfillment), "a parked fulfillment no longer decodes")
+            letter = self._apply_fulfillment(state, decoded.event, decoded.occurred_us, parked.raw, parked.source)  # type: ignore[union-attr,arg-type]
+            if letter is not None:
+                released.append(letter)
         return Outcome(ACCEPTED, order.event_id, transfers, None, released)
+
+    # ----------------------------------------------------------- fulfillment
+    def _fulfillment(self, event: Fulfillment, occurred_us: int, raw: bytes, source: Source) -> Outcome:
+        """SPEC §15: parked until its order is known; a wrong buyer is a dead
+        letter (its event_id stays claimed); after settlement it is recorded
+        and changes nothing. Touches its order only."""
+        state = self.orders.get(event.order_id)
+        if state is None:
+            self.orders.receipts.park(event.order_id, ParkedRefund(raw, source))
+            return Outcome(PARKED, event.event_id, [])
+        letter = self._apply_fulfillment(state, event, occurred_us, raw, source)
+        if letter is not None:
+            return Outcome(DEAD_LETTER, event.event_id, [], letter)
+        return Outcome(ACCEPTED, event.event_id, [])
+
+    def _apply_fulfillment(self, state: OrderState, event: Fulfillment, occurred_us: int, raw: bytes,
+                           source: Source) -> DeadLetter | None:
+        if event.buyer_id != state.buyer_id:
+            return DeadLetter(reasons.FULFILLMENT_BUYER_MISMATCH, f"order {state.order_id!r} belongs to another buyer",
+                              source, raw, event.event_id, state.order_id)
+        if state.settled:
+            return None  # recorded, changes nothing
+        was_awaiting = awaits_receipt(state)
+        if record_fulfillment(state, event.stage, occurred_us):
+            if state.receipt_clock:
+                self.orders.receipts.reindex(state, self.params[state.rules_version - 1], was_awaiting)
+            self.orders.save(state)
+        return None
 
     # ---------------------------------------------------------------- refunds
     def _refund(self, refund: Refund, raw: bytes, source: Source) -> Outcome:
@@ -269,10 +316,17 @@ class Engine:
             self.dedupe.release_refund(refund.refund_id)
             detail = f"refunds would total {state.refunded_minor + refund.amount} > commissionable {state.commissionable_minor}"
             return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id, state.order_id)
+        was_awaiting = awaits_receipt(state)
         state.refunded_minor += refund.amount
         state.refunds += ((refund.refund_id, refund.amount),)
-        if not self.holds.is_rejected(state.order_id):  # a rejected order's refund reverses nothing (SPEC §16)
+        if self.holds.is_rejected(state.order_id):
+            pass  # a rejected order's refund counts toward R and reverses nothing (SPEC §16)
+        elif state.groups or state.posted:
+            post_groups(state, transfers)
+        else:
             post(state, state.decision, transfers)
+        if state.receipt_clock and not state.settled:
+            self.orders.receipts.reindex(state, self.params[state.rules_version - 1], was_awaiting)
         self.orders.save(state)
         return None
 
@@ -280,13 +334,25 @@ class Engine:
     def decide(self, state: OrderState) -> Decision:
         """Who wins ``state``'s order now, and the amounts before refunds."""
         params = self.params[state.rules_version - 1]
-        return decide(state, params, self.clicks.for_order(state.buyer_id, state.occurred_us, params), self.network)
+        clicks = self.clicks.for_order(state.buyer_id, state.occurred_us, params)
+        if params.scope == "merchant" and clicks:
+            clicks = merchant_clicks(state, params, clicks, self.network)
+        return decide(state, params, clicks, self.network)
 
     def _reevaluate(self, states: list[OrderState], transfers: list[Transfer]) -> None:
         if len(states) > 1:
             states = sorted(states, key=lambda s: (s.occurred_us, s.event_id))
         for state in states:
             require(not state.settled, f"order {state.order_id!r} re-evaluated after settlement")
+            params = self.params[state.rules_version - 1]
+            if params.scope == "product":
+                groups = decide_groups(state, params, self.clicks.for_order(state.buyer_id, state.occurred_us, params),
+                                       self.network)
+                self.orders.set_level1_all(state, level1_of(state.groups), level1_of(groups))
+                state.groups = groups
+                post_groups(state, transfers)
+                self.orders.save(state)
+                continue
             new = self.decide(state)
             old1 = state.decision.level1
             self.orders.set_level1(state, old1.promoter_id if old1 is not None else None,
@@ -310,7 +376,7 @@ class Engine:
 
     def held_waiting(self, as_of_us: int) -> list[str]:
         """Due orders (as of ``as_of_us``) left waiting on a hold, after a settle."""
-        return self.holds.waiting(self.orders.due_bound(as_of_us, self.current_rules.settlement_lock_us))
+        return self.holds.waiting(self.orders.due_bound(as_of_us, self.current_rules.settlement_lock_us), as_of_us)
 
     def position(self) -> int:
         """The journal position of the record being applied (``at`` set by the caller)."""
@@ -363,6 +429,13 @@ class Engine:
     def parked_counts(self) -> tuple[int, int]:
         """(parked clicks, parked refunds) right now."""
         return self.clicks.parked_count(), self.orders.parked_refund_count()
+
+    def parked_fulfillments(self) -> int:
+        return self.meta.parked_fulfillments
+
+    def awaiting_receipt(self) -> int:
+        """Receipt-clock orders unsettled, not received, not fully refunded (SPEC §15's metric)."""
+        return self.meta.awaiting_receipt
 
 
 def memory_engine(limits: Limits = DEFAULT_LIMITS) -> Engine:

@@ -11,13 +11,14 @@ payouts are decided. Holds move no money."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from ledger.engine import spaces
 from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import post
-from ledger.engine.state import NO_DECISION, Decision, HoldNote, OrderHolds, OrderState, Params
+from ledger.engine.groups import post_groups
+from ledger.engine.state import NO_DECISION, Beneficiary, HoldNote, OrderHolds, OrderState, Params
 from ledger.engine.tables import StateCache
 from ledger.errors import ConflictError, NotFoundError
 from ledger.records import Transfer
@@ -33,12 +34,18 @@ SETTLE_ACTOR = "settle"  # who places a review hold
 _decode_notes = decoder(list[HoldNote])
 
 
-def decisions_of(state: OrderState) -> list[Decision]:
-    """The order's decisions, one per commission group (SPEC §14): today one."""
-    return [state.decision]
+Levels = tuple[Optional[Beneficiary], Optional[Beneficiary]]  # (level 1, level 2) of one group
 
 
-def review_reasons(state: OrderState, decisions: Sequence[Decision], params: Params) -> list[str]:
+def levels_of(state: OrderState) -> list[Levels]:
+    """The beneficiaries of each of the order's commission groups (SPEC §14):
+    its groups under ``scope = "product"``, else its one decision."""
+    if state.groups:
+        return [(g.level1, g.level2) for g in state.groups]
+    return [(state.decision.level1, state.decision.level2)]
+
+
+def review_reasons(state: OrderState, groups: Sequence[Levels], params: Params) -> list[str]:
     """SPEC §16's review conditions, in the order the SPEC names them:
     ``self_referral`` when the buyer is the L1 or L2 beneficiary of any group
     (whatever that level pays), ``amount_over`` when Σ over the groups of
@@ -46,19 +53,19 @@ def review_reasons(state: OrderState, decisions: Sequence[Decision], params: Par
     reasons: list[str] = []
     if params.review_self_referral:
         buyer = state.buyer_id
-        for d in decisions:
-            if (d.level1 is not None and d.level1.promoter_id == buyer) or (
-                    d.level2 is not None and d.level2.promoter_id == buyer):
+        for level1, level2 in groups:
+            if (level1 is not None and level1.promoter_id == buyer) or (
+                    level2 is not None and level2.promoter_id == buyer):
                 reasons.append(SELF_REFERRAL)
                 break
     bound = params.review_amount_over_minor
     if bound > 0:
         total = 0
-        for d in decisions:
-            if d.level1 is not None:
-                total += d.level1.amount_minor
-            if d.level2 is not None:
-                total += d.level2.amount_minor
+        for level1, level2 in groups:
+            if level1 is not None:
+                total += level1.amount_minor
+            if level2 is not None:
+                total += level2.amount_minor
         if total > bound:
             reasons.append(AMOUNT_OVER)
     return reasons
@@ -123,7 +130,10 @@ class Holds:
             raise ConflictError(f"order {order_id!r} is already rejected")
         if flags is None:
             flags = OrderHolds()
-        post(state, NO_DECISION, transfers)
+        if state.groups or state.posted:  # commission groups (SPEC §14): every (level, promoter) to 0
+            post_groups(state, transfers, ())
+        else:
+            post(state, NO_DECISION, transfers)
         self._orders.save(state)
         if not state.settled:
             if flags.in_force():
@@ -137,7 +147,7 @@ class Holds:
 
     def review_at_settle(self, state: OrderState, params: Params, position: int) -> bool:
         """Whether a due order is held for review instead of settled (and hold it)."""
-        reasons = review_reasons(state, decisions_of(state), params)
+        reasons = review_reasons(state, levels_of(state), params)
         if not reasons:
             return False
         flags = self.flags.get(state.order_id)
@@ -152,12 +162,24 @@ class Holds:
         self.reviewed.append((state.order_id, reasons))
         return True
 
-    def waiting(self, due_bound: bytes) -> list[str]:
-        """Held orders (any hold) dated up to ``due_bound``, in settlement
-        order, but those this settle has just held for review."""
+    def waiting(self, due_bound: bytes, as_of_us: int) -> list[str]:
+        """Held orders (any hold) due as of ``as_of_us``, in settlement order,
+        but those this settle has just held for review. An order-clock order is
+        due when its settlement key is below ``due_bound``; a receipt-clock one
+        (SPEC §15) when its due instant is at or before ``as_of_us``."""
         fresh = {order_id for order_id, _ in self.reviewed}
-        ids = [text(v) for _, v in self.held.scan(b"", due_bound)]
-        return [i for i in ids if i not in fresh]
+        out = []
+        for key, value in self.held.scan(b""):
+            order_id = text(value)
+            if order_id in fresh:
+                continue
+            state = self._orders.get(order_id)
+            if state is not None and state.receipt_clock:
+                if state.due_us is not None and state.due_us <= as_of_us:
+                    out.append(order_id)
+            elif key < due_bound:
+                out.append(order_id)
+        return out
 
     def held_order_ids(self) -> list[str]:
         """Every order with a hold in force, in settlement order."""
