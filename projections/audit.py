@@ -156,9 +156,10 @@ class _Payouts:
             if payable.get(key, 0) != amount:
                 failures.append(f"{where}: paid {key[0]} {key[1]} {amount}, but payable there was {payable.get(key, 0)}")
         minimum = self.min_payout[rules_version - 1] if 0 < rules_version <= len(self.min_payout) else None
+        held = {(p, c) for p, c, _ in record.held}  # SPEC §16: lines of held promoters are skipped
         if minimum is not None:
             for key, amount in sorted(payable.items()):
-                if key not in paid and amount > 0 and amount >= minimum:
+                if key not in paid and key not in held and amount > 0 and amount >= minimum:
                     failures.append(f"{where}: {key[0]} {key[1]} payable {amount} ≥ min_payout {minimum} was not paid")
         if len(failures) > PAYOUT_LINES_SHOWN:
             failures = failures[:PAYOUT_LINES_SHOWN] + [f"{where}: … and {len(failures) - PAYOUT_LINES_SHOWN} more lines of this payout disagree"]
