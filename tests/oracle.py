@@ -373,3 +373,38 @@ def oracle_books(timeline: list, rules) -> dict[tuple[str, str], tuple[int, int]
             row = out.setdefault((promoter, currency), [0, 0])
             row[1 if settled else 0] += now
     return {k: (v[0], v[1]) for k, v in out.items() if v != [0, 0]}
+
+
+class RulesHoldsModel(HoldsModel):
+    """SPEC §16 over §14/§15: ``HoldsModel``'s commands, with each order's
+    groups from ``oracle_order_pays`` (review over every group: the buyer as
+    L1 or L2 of any, Σ of every group's L1 + L2 after caps and deny, before
+    refunds) and its dueness from ``oracle_due`` (the order's own clock)."""
+
+    def _now(self) -> dict[str, dict]:
+        orders = [e for e in self.events if e["type"] == "order"]
+        refunds = [e for e in self.events if e["type"] == "refund"]
+        out: dict[str, dict] = {}
+        for o in orders:
+            order_id = o["order_id"]
+            r = sum(x["amount"] for x in refunds if x["order_id"] == order_id)
+            if order_id in self.frozen:  # refunds still count; beneficiaries and amounts are frozen
+                d = {**self.frozen[order_id], "R": r}
+            else:
+                levels = [(p, level, a) for level, p, a in oracle_order_pays(self.events, self.rules, o)]
+                d = {"buyer": o["buyer_id"], "currency": o.get("currency") or "CNY", "C": _order_c(o), "R": r,
+                     "levels": levels}
+            d["due_us"] = oracle_due(self.events, self.rules, o)
+            out[order_id] = d
+        return out
+
+    def settle(self, as_of_us: int) -> None:
+        for order_id, d in self._now().items():
+            if order_id in self.frozen or self.holds.get(order_id) or order_id in self.review:
+                continue
+            if d["due_us"] is None or d["due_us"] > as_of_us:
+                continue
+            if order_id not in self.rejected and order_id not in self.approved and self._reasons(d):
+                self.review.add(order_id)
+                continue
+            self.frozen[order_id] = d

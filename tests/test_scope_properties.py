@@ -50,7 +50,7 @@ def rules_for(scope: str, clock: str) -> st.SearchStrategy[Rules]:
 
 
 @st.composite
-def streams(draw) -> list[dict]:
+def streams(draw, min_clicks: int = 0, min_orders: int = 0) -> list[dict]:
     events: list[dict] = []
     share_ids = [f"s{i}" for i in range(draw(st.integers(1, 5)))]
     for sid in share_ids:
@@ -66,10 +66,10 @@ def streams(draw) -> list[dict]:
         if product is not None or draw(st.booleans()):
             ev["product_id"] = product
         events.append(ev)
-    for i in range(draw(st.integers(0, 12))):
+    for i in range(draw(st.integers(min_clicks, 12))):
         events.append({"type": "click", "event_id": f"e-c{i}", "occurred_at": draw(times),
                        "buyer_id": draw(st.sampled_from(BUYERS)), "share_id": draw(st.sampled_from(share_ids + ["nope"]))})
-    for i in range(draw(st.integers(0, 5))):
+    for i in range(draw(st.integers(min_orders, 5))):
         lines = []
         for j in range(draw(st.integers(1, 3))):
             qty, price = draw(st.integers(1, 3)), draw(st.sampled_from([0, 1, 999, 2500, 5000]))
