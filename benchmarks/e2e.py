@@ -91,12 +91,15 @@ def _report(events: int, seconds: float, *, cpu_seconds: float | None = None, **
 
 
 # ----------------------------------------------------------------- stages
-def stage_ingest(path: str, store: str) -> None:
+def stage_ingest(path: str, store: str, config: str = "") -> None:
     from consumers.jsonl import read_files
     from ledger.books import Books
+    from ledger.config import load_rules
     from ledger.store import Store
 
     ledger = Books(Store(store)).ledger("main")
+    if config:  # --rules14: the rules of SPEC §14/§15 (devkit/demo_rules.toml)
+        ledger.adopt_rules(load_rules(config))
     started = time.perf_counter()
     counts = ledger.ingest(read_files([path]))
     _report(counts.total, time.perf_counter() - started)
@@ -430,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consume-options", default="{}", help="LedgerConsumer keyword arguments (JSON) for consume")
     parser.add_argument("--quix-deserializer", default="json", choices=("json", "bytes"),
                         help="the Quix app's value deserializer (json: Quix's default; bytes: no decoding at all)")
+    parser.add_argument("--rules14", action="store_true",
+                        help="the stream of SPEC §14/§15 (shares of shops and products, fulfillments) and the demo's "
+                             "rules (devkit/demo_rules.toml: scope = product, clock = receipt) for ingest")
     parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
@@ -459,17 +465,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from devkit.broker import EmbeddedBroker
-    from devkit.synthetic import write_jsonl
+    from devkit.synthetic import DEMO_RULES, write_jsonl
 
     wanted = [s for s in args.stages.split(",") if s]
     load_start = os.getloadavg()  # the machine is shared: the 1/5/15-minute load averages, start and end
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
         path = os.path.join(tmp, "events.jsonl")
-        total = write_jsonl(path, args.events, args.seed)
+        total = write_jsonl(path, args.events, args.seed, rules14=args.rules14)
         ingest_store = f"sqlite:///{tmp}/ingest.db"
         if "ingest" in wanted or "replay" in wanted:
-            results["ingest"] = _run_stage("ingest", path, ingest_store)
+            results["ingest"] = _run_stage("ingest", path, ingest_store, *([DEMO_RULES] if args.rules14 else []))
         if "replay" in wanted:
             results["replay"] = _run_stage("replay", ingest_store)
         if "ingest-2w" in wanted:
@@ -511,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("ingest", "ingest-2w"):
         if raw_sqlite and name in results:
             results[name]["ratio_to_raw_sqlite"] = results[name]["events_per_s"] / raw_sqlite
-    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+    machine = {"rules14": args.rules14, "python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
                "events_requested": args.events, "events_in_file": total,
                "load_average_start": load_start, "load_average_end": os.getloadavg()}
     print(f"{'stage':<16} {'events':>10} {'seconds':>9} {'events/s':>10} {'ev/CPU-s':>9} {'start s':>8} "

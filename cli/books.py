@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from cli.errors import UsageError
 from cli.options import Command, format_option, rules, store_url
@@ -29,14 +30,22 @@ def settle_options(parser: argparse.ArgumentParser) -> None:
 def settle(args: argparse.Namespace) -> int:
     orders = entries = 0
     moved: dict[str, int] = {}  # currency → minor units moved to payable
+    review: list[tuple[str, list[str]]] = []
+    waiting: dict[str, None] = {}  # order ids waiting on a hold, each once (every batch lists them)
     with Bars() as bars:
         for record in open_books(args, bars).settle_each(args.as_of):
+            review += record.review
+            waiting.update(dict.fromkeys(record.held_orders))
             orders += len(record.order_ids)
             entries += len(record.transfers)
             for t in record.transfers:
                 moved[t.currency] = moved.get(t.currency, 0) + t.amount_minor
     totals = ", ".join(f"{currency} {amount}" for currency, amount in sorted(moved.items())) or "nothing"
     out(f"settled {orders} orders as of {args.as_of}: {entries} entries; moved to payable (minor units): {totals}\n")
+    for order_id, reasons in review:
+        out(f"held for review: {order_id} ({', '.join(reasons)})\n")
+    for order_id in waiting:
+        out(f"held: {order_id}\n")
     return 0
 
 
@@ -47,8 +56,17 @@ def payout_options(parser: argparse.ArgumentParser) -> None:
 
 def payout(args: argparse.Namespace) -> int:
     with Bars() as bars:
-        _, _, lines = pay_out(open_books(args, bars), args.as_of)
+        _, record, lines = pay_out(open_books(args, bars), args.as_of)
     out(render_json(lines) + "\n" if args.format == "json" else render_batch(lines, args.format))
+    # SPEC §16: the lines of held promoters, skipped. A table lists them after
+    # the paid lines; JSON and CSV keep their rows as they were (machines read
+    # them) and the skipped lines go to stderr.
+    for promoter_id, currency, payable_minor in record.held:
+        line = f"held: {promoter_id} {currency} {payable_minor} not paid (promoter held)\n"
+        if args.format == "table":
+            out(line)
+        else:
+            sys.stderr.write(line)
     return 0
 
 

@@ -23,9 +23,10 @@ from kafka import KafkaConsumer, TopicPartition
 from consumers.kafka import LedgerConsumer, publish
 from consumers.relay import Relay
 from devkit.broker import EmbeddedBroker
-from devkit.synthetic import generate
+from devkit.synthetic import DEMO_RULES, generate
 from ledger.books import Books
 from ledger.config import load_rules
+from projections.pending_receipt import awaiting_receipt_count
 from ledger.store import Store
 from projections.audit import audit_replay
 from projections.balances import balance_rows
@@ -42,8 +43,11 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rules = load_rules(config_path(args))
+    given = config_path(args)
+    rules = load_rules(given or DEMO_RULES)  # the demo's own rules file shows SPEC §14/§15 at work
     events = args.events or DEMO_EVENTS
+    out(f"rules ({given or 'devkit/demo_rules.toml'}): scope = {rules.scope}, clock = {rules.clock}, "
+        f"return_window = {rules.return_window}, auto_receive_after = {rules.auto_receive_after}\n")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
         if args.bootstrap_servers:
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         topic, shares_topic = f"demo-events-{suffix}", f"demo-shares-{suffix}"
 
         started = time.monotonic()
-        counts = publish(generate(events, seed=7), bootstrap, topic=topic, shares_topic=shares_topic)
+        counts = publish(generate(events, seed=7, rules14=True), bootstrap, topic=topic, shares_topic=shares_topic)
         out(f"published {counts.events} events and {counts.shares} shares in {time.monotonic() - started:.2f}s\n")
 
         store = Store(f"sqlite:///{tmp}/ledger.db")
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
         books = Books(store, rules)
         settled = books.settle(SETTLE_AS_OF)
-        out(f"settled {sum(len(s.order_ids) for s in settled)} orders as of {SETTLE_AS_OF}\n")
+        out(f"settled {sum(len(s.order_ids) for s in settled)} orders as of {SETTLE_AS_OF}; "
+            f"{awaiting_receipt_count(store)} wait for receipt (`pending-receipt` lists them)\n")
         paid = books.payout(SETTLE_AS_OF)
         totals: dict[str, int] = {}
         for t in paid.transfers:

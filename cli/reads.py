@@ -119,6 +119,29 @@ def merchant_statement(args: argparse.Namespace) -> int:
     return 0
 
 
+AWAITING_COLUMNS = ("order_id", "journal", "buyer_id", "merchant_id", "currency", "occurred_at", "status", "shipped_at",
+                    "due_at")
+
+
+def pending_receipt_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N orders (default: all)")
+    parser.add_argument("--after", default=None, metavar="CURSOR", help="start after this cursor (printed after a page)")
+    format_option(parser)
+
+
+def pending_receipt(args: argparse.Namespace) -> int:
+    from projections.pending_receipt import pending_receipt as listing
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: must be at least 1")
+    with Bars() as bars:
+        page = listing(bars.store(store_url(args)), after=args.after, limit=args.limit)
+    out(render(page.items, AWAITING_COLUMNS, args.format))
+    _more(page)
+    return 0
+
+
+PENDING_RECEIPT = Command(pending_receipt_options, pending_receipt)
 PAYOUTS = Command(payouts_options, payouts)
 STATEMENT = Command(statement_options, statement_of)
 DEAD_LETTERS = Command(dead_letters_options, dead_letters_of)

@@ -67,7 +67,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from kafka.partitioner.default import murmur2
 
 from ledger import log as notification_log
-from ledger.records import SEGMENT_TOPIC, RecordMoney, SegmentView, decode_segment_money
+from ledger.records import SEGMENT_TOPIC, RecordMoney, SegmentView, command_id, decode_segment_money
 from ledger.store import Store
 from schemas.outbound import BUCKETS, TYPES, LedgerEvent, encode
 from schemas.timestamps import format_timestamp_us
@@ -99,6 +99,8 @@ def ledger_events(journal: str, segment: SegmentView[RecordMoney]) -> Iterator[L
         position = segment.first + offset
         kind = record.type
         cause = record.event_id if kind == "ingested" else None
+        if kind == "rejected":  # SPEC §16: a rejection's reversals name the command
+            cause = command_id(journal, position)
         if kind == "ingested":
             when = record.occurred_us
         elif kind in ("settled", "paid_out"):

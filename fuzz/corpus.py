@@ -41,6 +41,19 @@ BASES: list[dict[str, Any]] = [
     {"type": "refund", "event_id": "e-r1", "occurred_at": AT, "refund_id": "r1", "order_id": "o1", "buyer_id": "b1",
      "amount": 100},
 ]
+# SPEC §14/§15 (issue 20): mutated after the bases above, with their own
+# generator, so that the inputs drawn from BASES stay those of before.
+BASES_14_15: list[dict[str, Any]] = [
+    {"type": "share", "event_id": "e-s3", "occurred_at": AT, "share_id": "s3", "promoter_id": "p3",
+     "merchant_id": "m1", "product_id": "tea"},
+    {"type": "share", "event_id": "e-s4", "occurred_at": AT, "share_id": "s4", "promoter_id": "p4",
+     "merchant_id": None, "product_id": "茶"},
+    {"type": "order", "event_id": "e-o3", "occurred_at": AT, "order_id": "o3", "buyer_id": "b1", "merchant_id": "m1",
+     "lines": [{"sku": "sku1", "quantity": 2, "unit_price": 500, "product_id": "tea"},
+               {"sku": "sku2", "quantity": 1, "unit_price": 90, "product_id": None}]},
+    {"type": "fulfillment", "event_id": "e-f1", "occurred_at": AT, "order_id": "o1", "buyer_id": "b1", "stage": "shipped"},
+    {"type": "fulfillment", "event_id": "e-f2", "occurred_at": AT, "order_id": "o1", "buyer_id": "b1", "stage": "received"},
+]
 
 # JSON texts of values: each is placed as an unknown field, a known field or a duplicate.
 VALUES: list[bytes] = [
@@ -107,7 +120,8 @@ def _mutate(event: dict[str, Any], rng: random.Random) -> bytes:
             members[members.index(line)] = (line[0], line[1][:-2] + b", " + extra + b"}]")
     elif kind == 8:  # a second type tag
         members.insert(rng.randrange(len(members) + 1), (b'"type"', json.dumps(rng.choice(
-            ["share", "click", "order", "refund", "gift", "Share"])).encode()))
+            ["share", "click", "order", "refund", "gift", "Share"] if event not in BASES_14_15 else
+            ["share", "click", "order", "refund", "gift", "fulfillment", "Fulfillment"])).encode()))
     elif kind == 9:  # schema_version
         members.append((b'"schema_version"', rng.choice([b"1", b"2", b"0", b"-1", b"1.0", b'"1"', b"true", b"null",
                                                          b"9" * 5000, b"1e400"])))
@@ -130,6 +144,14 @@ def decode_corpus(seed: int = 13) -> Iterator[bytes]:
         yield value
         for base in BASES:
             yield json.dumps(base).encode()[:-1] + b', "x": ' + value + b"}"
+    rng = random.Random(seed + 20)  # SPEC §14/§15 (issue 20)
+    for _ in range(1500):
+        yield _mutate(rng.choice(BASES_14_15), rng)
+    for base in BASES_14_15:
+        for name in ("merchant_id", "product_id", "stage", "order_id"):
+            for value in (b'""', b'"' + b"x" * 128 + b'"', b'"' + b"x" * 129 + b'"', b"1", b"null", b'"shipped"',
+                          b'"Shipped"', b"[]"):
+                yield json.dumps(base).encode()[:-1] + b', "' + name.encode() + b'": ' + value + b"}"
 
 
 def timestamp_corpus(seed: int = 29, count: int = 3000) -> Iterator[str]:
@@ -174,7 +196,23 @@ def outcome_bytes(result: Any) -> bytes:
     fingerprint = result.fingerprint
     if callable(fingerprint):
         fingerprint = fingerprint()
-    return b"D" + msgspec.json.encode(result.event) + b"\x00" + str(result.occurred_us).encode() + b"\x00" + fingerprint
+    return b"D" + msgspec.json.encode(_without_absent_14(result.event)) + b"\x00" + str(result.occurred_us).encode() + b"\x00" + fingerprint
+
+
+def _without_absent_14(event: Any) -> Any:
+    """The event as a dict, without SPEC §14's optional ids when absent: an
+    event of before issue 20 gives the bytes it gave then."""
+    import msgspec
+
+    value = msgspec.to_builtins(event)
+    if value.get("type") == "share":
+        for key in ("merchant_id", "product_id"):
+            if value.get(key, 0) is None:
+                del value[key]
+    for line in value.get("lines", []) if value.get("type") == "order" else []:
+        if line.get("product_id", 0) is None:
+            del line["product_id"]
+    return value
 
 
 def corpus_digest(decode: Callable[[bytes], Any], inputs: list[bytes]) -> str:

@@ -27,14 +27,17 @@ from ledger.engine.tables import Flush, StateCache
 from ledger.errors import IntegrityError, MigrationNeeded
 from ledger.invariants import require
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.outcomes import IngestCounts, apply_record, guarded, raw_of, record_for
+from ledger.outcomes import IngestCounts, apply_record, guarded, raw_of, record_for, settled_record
 from ledger.recent import RecentSegments
 from ledger.records import (
     Adjusted,
     DeadLetter,
+    Held,
     NetworkRebuilt,
     PaidOut,
     Record,
+    Rejected,
+    Released,
     SEGMENT_TOPIC,
     RulesAdopted,
     Segment,
@@ -355,8 +358,8 @@ class Ledger:
         if isinstance(as_of, str):
             as_of = AsOf.parse(as_of)
         self.ensure_rules()
-        order_ids, transfers = self.engine.settle(as_of.instant_us, limit_orders)
-        record = Settled(as_of.text, as_of.instant_us, self.engine.rules_version, order_ids, transfers, limit_orders)
+        self.engine.at = (self.cache.meta.version + 1, 0)
+        record = settled_record(self.engine, as_of.text, as_of.instant_us, limit_orders)
         return self._append([record])[0]  # type: ignore[return-value]
 
     def settle_all(self, as_of: AsOf) -> Iterator[Settled]:
@@ -368,7 +371,7 @@ class Ledger:
         while True:
             record = self.settle(as_of, batch)
             yield record
-            if len(record.order_ids) < batch or not self.engine.has_due(as_of.instant_us):
+            if len(record.order_ids) + len(record.review) < batch or not self.engine.has_due(as_of.instant_us):
                 return
 
     def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,
@@ -391,7 +394,9 @@ class Ledger:
         require(bool(self.engine.rules), "call ensure_rules() first")
         if self.version != expected_version:
             raise ConcurrentWriteError(f"journal {self.store.name} moved from {expected_version} to {self.version}")
-        record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, self.engine.payout(payables), balances_at)
+        held: list[tuple[str, str, int]] = []
+        transfers = self.engine.payout(payables, held)
+        record = PaidOut(as_of.text, as_of.instant_us, self.engine.rules_version, transfers, balances_at, held)
         position = self.position + 1
         pending = self._seal([record])
         try:
@@ -400,6 +405,20 @@ class Ledger:
             self.reload()
             raise
         return position, record
+
+    def record_command(self, record: Held | Released | Rejected,
+                       also: Callable[[int, list[Record]], Sequence[Row]] | None = None) -> tuple[int, Record]:
+        """Apply and append one SPEC §16 command (hold, release, reject); its
+        position and record. A CommandError leaves nothing written."""
+        self.ensure_rules()
+        self.engine.at = (self.cache.meta.version + 1, 0)
+        try:
+            applied = apply_record(self.engine, record)
+        except BaseException:
+            self.reload()  # nothing of a refused command stays in the cache
+            raise
+        written = self._append([applied], also)
+        return self.position, written[0]
 
     # -------------------------------------------------------------- reading
     def records(self) -> Iterator[tuple[int, Record]]:

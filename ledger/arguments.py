@@ -39,3 +39,13 @@ def validate_adjustment(promoter_id: str, currency: str, amount_minor: int, reas
         raise CommandError("amount must be a non-zero integer of minor units, |amount| ≤ 2^53 − 1")
     if not reason.strip():
         raise CommandError("--reason must not be empty")
+
+
+def validate_command_text(target_id: str, reason: str, actor: str) -> None:
+    """A SPEC §16 command's id (1–128 characters), reason (1–500) and actor."""
+    if not 1 <= len(target_id) <= 128:
+        raise CommandError("the id must be 1-128 characters")
+    if not 1 <= len(reason) <= 500:
+        raise CommandError("--reason must be 1-500 characters")
+    if not actor:
+        raise CommandError("the actor must not be empty")

@@ -14,10 +14,12 @@ from typing import Callable, Iterator, Sequence
 
 from ledger import log
 from ledger.app import Ledger
-from ledger.arguments import AsOf, validate_adjustment
+from ledger.arguments import AsOf, validate_adjustment, validate_command_text
 from ledger.config import Rules
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.records import Adjusted, PaidOut, Record, Settled, decode_segment, fold_records
+from ledger.engine.holds import ORDER, PROMOTER
+from ledger.errors import CommandError, NotFoundError
+from ledger.records import Adjusted, Held, PaidOut, Record, Rejected, Released, Settled, decode_segment, fold_records
 from ledger.store import TREASURY, ConcurrentWriteError, JournalStore, Row, Store
 
 Also = Callable[[int, list[Record]], Sequence[Row]]  # (treasury position, records) → rows committed with them
@@ -126,3 +128,65 @@ class Books:
         """``adjust``, with the adjustment's treasury position."""
         validate_adjustment(promoter_id, currency, amount_minor, reason)
         return self.ledger(TREASURY).record_adjustment(promoter_id, currency, amount_minor, reason, actor, also)
+
+    # ------------------------------------------------- holds (SPEC §16)
+    def order_ledger(self, order_id: str) -> Ledger:
+        """The journal that knows ``order_id`` (journals hold disjoint buyers:
+        an order's commands go where its state is); NotFoundError if none."""
+        for name in self.journals():
+            if name != TREASURY:
+                ledger = Ledger(JournalStore(self.store, name), limits=self.limits)
+                if ledger.engine.orders.get(order_id) is not None:
+                    if self.rules is not None:
+                        ledger.adopt_rules(self.rules)  # only where the command is recorded
+                    return ledger
+        raise NotFoundError(f"order {order_id!r} is not known")
+
+    def _target_ledger(self, target: str, target_id: str) -> Ledger:
+        if target == ORDER:
+            return self.order_ledger(target_id)
+        if target == PROMOTER:
+            return self.ledger(TREASURY)  # a promoter hold concerns payouts
+        raise CommandError(f"kind must be order or promoter, not {target!r}")
+
+    def hold(self, target: str, target_id: str, reason: str, actor: str, also: Also | None = None) -> tuple[str, int, Record]:
+        """``hold order|promoter``: (journal, position, record)."""
+        validate_command_text(target_id, reason, actor)
+        ledger = self._target_ledger(target, target_id)
+        return (ledger.store.name, *ledger.record_command(Held(target, target_id, actor, reason), also))
+
+    def release(self, target: str, target_id: str, reason: str, actor: str, also: Also | None = None) -> tuple[str, int, Record]:
+        """``release order|promoter``: (journal, position, record)."""
+        validate_command_text(target_id, reason, actor)
+        ledger = self._target_ledger(target, target_id)
+        return (ledger.store.name, *ledger.record_command(Released(target, target_id, actor, reason), also))
+
+    def reject(self, order_id: str, reason: str, actor: str, also: Also | None = None) -> tuple[str, int, Record]:
+        """``reject order``: (journal, position, record with its reversals)."""
+        validate_command_text(order_id, reason, actor)
+        ledger = self.order_ledger(order_id)
+        return (ledger.store.name, *ledger.record_command(Rejected(order_id, actor, reason, []), also))
+
+    def holds_in_force(self) -> list[dict]:
+        """The holds in force (SPEC §16 `holds`), review holds included: one
+        row per hold, orders in each journal's settlement order, then promoters."""
+        rows: list[dict] = []
+        names = self.journals()
+        for name in names:
+            if name == TREASURY:
+                continue
+            ledger = Ledger(JournalStore(self.store, name), limits=self.limits)
+            holds = ledger.engine.holds
+            for order_id in holds.held_order_ids():
+                flags = holds.flags.get(order_id)
+                for note in flags.notes_in_force() if flags is not None else []:
+                    rows.append({"kind": ORDER if note.action == "hold" else "review", "id": order_id,
+                                 "reasons": note.reason.split(",") if note.action == "review" else [note.reason],
+                                 "actor": note.actor, "journal": name, "position": note.position})
+        if TREASURY in names:
+            treasury = Ledger(JournalStore(self.store, TREASURY), limits=self.limits)
+            for promoter_id, notes in sorted(treasury.engine.holds.held_promoters().items()):
+                for note in notes:
+                    rows.append({"kind": PROMOTER, "id": promoter_id, "reasons": [note.reason], "actor": note.actor,
+                                 "journal": TREASURY, "position": note.position})
+        return rows

@@ -20,6 +20,15 @@ _DURATION = re.compile(r"(\d+)([dhms])", re.ASCII)
 _THIRD_LEVEL = re.compile(r"level_?([3-9]|\d\d+)", re.IGNORECASE)
 
 AttributionModel = Literal["last_click", "first_click", "customer_lock"]
+Scope = Literal["any", "merchant", "product"]
+Clock = Literal["order", "receipt"]
+
+# Keys added by issue 20 (SPEC §14, §15), with their defaults: a rules version
+# that leaves them at the default records, encodes and hashes as before, so a
+# store written before keeps its digests (``Rules.digest``, ``Rules.to_toml``).
+_LATER_DEFAULTS: dict[str, str] = {
+    "scope": "any", "clock": "order", "return_window": "7d", "auto_receive_after": "10d",
+}
 
 
 class ConfigError(ValueError):
@@ -32,7 +41,7 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     model: AttributionModel = "last_click"
     window: str = "7d"
     attribution_lock_period: str = "30d"
-    self_referral: Literal["allow", "deny"] = "allow"
+    self_referral: Literal["allow", "deny", "review"] = "allow"
     level1_rate_bp: int = 1500
     level2_rate_bp: int = 500
     level1_cap_bp: int = 2000
@@ -43,6 +52,18 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     order_cap_amount_minor: Union[int, None] = msgspec.field(default=None, name="order_cap_amount")
     settlement_lock_period: str = "15d"
     min_payout_minor: int = msgspec.field(default=100, name="min_payout")
+    # SPEC §16; 0 = off. Left out of digest() and to_toml() while 0, so the
+    # recorded rules of a store written before it keep their digest.
+    review_amount_over_minor: int = msgspec.field(default=0, name="amount_over")
+    scope: Scope = "any"  # SPEC §14
+    clock: Clock = "order"  # SPEC §15
+    return_window: str = "7d"
+    auto_receive_after: str = "10d"
+
+    def __post_init__(self) -> None:
+        if self.model == "customer_lock" and self.scope == "product":
+            raise ConfigError('attribution.model = "customer_lock" with attribution.scope = "product": '
+                              "a binding is per buyer or per (buyer, merchant), never per product (SPEC §14)")
 
     @property
     def window_us(self) -> int:
@@ -56,9 +77,25 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     def settlement_lock_us(self) -> int:
         return parse_duration_us(self.settlement_lock_period)
 
+    @property
+    def return_window_us(self) -> int:
+        return parse_duration_us(self.return_window)
+
+    @property
+    def auto_receive_after_us(self) -> int:
+        return parse_duration_us(self.auto_receive_after)
+
     def digest(self) -> str:
-        """Stable identity of these rules (same rules, same digest)."""
-        return hashlib.sha256(msgspec.json.encode(self)).hexdigest()[:16]
+        """Stable identity of these rules (same rules, same digest). Keys added
+        later (issue 20's scope and clock, §16's amount_over) count only when not
+        at their default, so the digests of rules recorded before them stand."""
+        value = msgspec.to_builtins(self)
+        if not self.review_amount_over_minor:
+            del value["amount_over"]
+        for key, default in _LATER_DEFAULTS.items():
+            if value[key] == default:
+                del value[key]
+        return hashlib.sha256(msgspec.json.encode(value)).hexdigest()[:16]
 
     def to_toml(self) -> str:
         lines = [
@@ -67,6 +104,10 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
             f'window = "{self.window}"',
             f'lock_period = "{self.attribution_lock_period}"',
             f'self_referral = "{self.self_referral}"',
+        ]
+        if self.scope != "any":
+            lines.append(f'scope = "{self.scope}"')
+        lines += [
             "",
             "[commission]",
             f"level1_rate_bp = {self.level1_rate_bp}",
@@ -83,6 +124,11 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
             f'lock_period = "{self.settlement_lock_period}"',
             f"min_payout = {self.min_payout_minor}",
         ]
+        for key in ("clock", "return_window", "auto_receive_after"):  # recorded when set (digests of before)
+            if getattr(self, key) != _LATER_DEFAULTS[key]:
+                lines.append(f'{key} = "{getattr(self, key)}"')
+        if self.review_amount_over_minor:
+            lines += ["", "[review]", f"amount_over = {self.review_amount_over_minor}"]
         return "\n".join(lines) + "\n"
 
 
@@ -103,6 +149,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
         "window": ("window", "duration"),
         "lock_period": ("attribution_lock_period", "duration"),
         "self_referral": ("self_referral", "self_referral"),
+        "scope": ("scope", "scope"),
     },
     "commission": {
         "level1_rate_bp": ("level1_rate_bp", "bp"),
@@ -115,11 +162,19 @@ _SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
     "settlement": {
         "lock_period": ("settlement_lock_period", "duration"),
         "min_payout": ("min_payout_minor", "amount"),
+        "clock": ("clock", "clock"),
+        "return_window": ("return_window", "duration"),
+        "auto_receive_after": ("auto_receive_after", "duration"),
+    },
+    "review": {
+        "amount_over": ("review_amount_over_minor", "amount"),
     },
 }
 _CHOICES = {
     "model": ("last_click", "first_click", "customer_lock"),
-    "self_referral": ("allow", "deny"),
+    "self_referral": ("allow", "deny", "review"),
+    "scope": ("any", "merchant", "product"),
+    "clock": ("order", "receipt"),
 }
 
 
@@ -150,7 +205,7 @@ def rules_from_mapping(data: dict[str, Any]) -> Rules:
         if _THIRD_LEVEL.search(section):
             raise ConfigError(f"[{section}]: a third commission level is not allowed (two levels at most)")
         if section not in _SCHEMA:
-            raise ConfigError(f"unknown section [{section}]; expected attribution, commission, settlement")
+            raise ConfigError(f"unknown section [{section}]; expected {', '.join(_SCHEMA)}")
         if not isinstance(table, dict):
             raise ConfigError(f"{section} must be a table")
         for key, value in table.items():

@@ -17,3 +17,12 @@ class MigrationNeeded(StoreError):
 
 class CommandError(ValueError):
     """A command's arguments are invalid (one line, exit 2)."""
+
+
+class NotFoundError(CommandError):
+    """A command names an order the ledger does not know (exit 2, HTTP 404)."""
+
+
+class ConflictError(CommandError):
+    """A command does not apply in the state the ledger is in: an order
+    already settled or rejected, nothing held (exit 2, HTTP 409)."""

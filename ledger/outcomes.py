@@ -18,10 +18,13 @@ from ledger.records import (
     Adjusted,
     DeadLetter,
     DeadLettered,
+    Held,
     Ingested,
     NetworkRebuilt,
     PaidOut,
     Record,
+    Rejected as RejectedOrder,
+    Released,
     RulesAdopted,
     Settled,
     Source,
@@ -118,15 +121,31 @@ def apply_record(engine: Engine, record: Record) -> Record:
             outcome = guarded(exc, raw, source)
         return record_for(outcome, raw, source, decoded)
     if isinstance(record, Settled):
-        order_ids, transfers = engine.settle(record.as_of_us, record.limit_orders)
-        return Settled(record.as_of, record.as_of_us, engine.rules_version, order_ids, transfers, record.limit_orders)
+        return settled_record(engine, record.as_of, record.as_of_us, record.limit_orders)
     if isinstance(record, NetworkRebuilt):
         _, transfers = engine.end_batch()
         engine.begin_batch()
         return NetworkRebuilt(transfers)
     if isinstance(record, PaidOut):
-        engine.book_payout(record.transfers)
-        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers, record.balances_at)
+        engine.book_payout(record.transfers, record.held)
+        return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers, record.balances_at, record.held)
+    if isinstance(record, Held):
+        engine.hold(record.target, record.id, record.actor, record.reason)
+        return record
+    if isinstance(record, Released):
+        engine.release(record.target, record.id, record.actor, record.reason)
+        return record
+    if isinstance(record, RejectedOrder):
+        return RejectedOrder(record.id, record.actor, record.reason, engine.reject(record.id, record.actor, record.reason))
     require(isinstance(record, Adjusted), f"unknown record {type(record).__name__}")
     transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
     return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)
+
+
+def settled_record(engine: Engine, as_of: str, as_of_us: int, limit_orders: int) -> Settled:
+    """Settle on ``engine`` (``engine.at`` set) and the record of it: the
+    orders settled, and those held for review or waiting on a hold (SPEC §16)."""
+    order_ids, transfers = engine.settle(as_of_us, limit_orders)
+    review = list(engine.holds.reviewed)
+    return Settled(as_of, as_of_us, engine.rules_version, order_ids, transfers, limit_orders,
+                   review, engine.held_waiting(as_of_us))

@@ -125,6 +125,10 @@ class Settled(msgspec.Struct, tag="settled", frozen=True, gc=False, omit_default
     order_ids: list[str]
     transfers: list[Transfer]
     limit_orders: int = 0
+    # SPEC §16: due orders this record held for review (order_id, reasons),
+    # and due orders it left waiting on a hold already in force.
+    review: list[tuple[str, list[str]]] = []
+    held_orders: list[str] = []
 
 
 class PaidOut(msgspec.Struct, tag="paid_out", frozen=True, gc=False):
@@ -135,6 +139,9 @@ class PaidOut(msgspec.Struct, tag="paid_out", frozen=True, gc=False):
     # The store position whose balances it paid (every segment up to it): the
     # audit re-derives the balances there and checks every line (0: unknown).
     balances_at: int = 0
+    # SPEC §16: the lines it skipped because their promoter was held:
+    # (promoter_id, currency, payable_minor).
+    held: list[tuple[str, str, int]] = []
 
 
 class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
@@ -153,7 +160,38 @@ class NetworkRebuilt(msgspec.Struct, tag="network", frozen=True, gc=False):
     transfers: list[Transfer]
 
 
-Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted, NetworkRebuilt]
+class Held(msgspec.Struct, tag="held", frozen=True, gc=False):
+    """SPEC §16 `hold order|promoter`: recorded in the order's journal, or the
+    treasury for a promoter (see docs/decisions.md)."""
+
+    target: str  # order | promoter
+    id: str
+    actor: str
+    reason: str
+
+
+class Released(msgspec.Struct, tag="released", frozen=True, gc=False):
+    """SPEC §16 `release order|promoter`: lifts every hold in force (an order's
+    review hold included) and approves the order."""
+
+    target: str  # order | promoter
+    id: str
+    actor: str
+    reason: str
+
+
+class Rejected(msgspec.Struct, tag="rejected", frozen=True, gc=False):
+    """SPEC §16 `reject order`: the order's commission reversed (from pending)
+    or clawed back (from payable) in this record, for good. ``id`` is the
+    order's id (not ``order_id``: projections read that as an order made known)."""
+
+    id: str
+    actor: str
+    reason: str
+    transfers: list[Transfer]
+
+
+Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted, NetworkRebuilt, Held, Released, Rejected]
 
 
 class Segment(msgspec.Struct, frozen=True, gc=False):
@@ -208,6 +246,10 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     rules_toml: Union[str, None] = None
     rules_version: Union[int, None] = None
     balances_at: Union[int, None] = None
+    held: list[tuple[str, str, int]] = []  # a payout's skipped lines
+    # A hold, release or rejection: what it names.
+    target: Union[str, None] = None
+    id: Union[str, None] = None
 
 
 class RecordDated(RecordMoney, frozen=True, gc=False):
@@ -298,12 +340,20 @@ def dead_letters_of(record: "Record | RecordMoney") -> list[DeadLetter]:
     return getattr(record, "released", [])
 
 
-_CAUSE_KIND = {Ingested: "ingested", Settled: "settled", PaidOut: "paid_out", Adjusted: "adjusted", NetworkRebuilt: "network"}
+_CAUSE_KIND = {Ingested: "ingested", Settled: "settled", PaidOut: "paid_out", Adjusted: "adjusted", NetworkRebuilt: "network",
+               Held: "held", Released: "released", Rejected: "rejected"}
 
 
 def record_kind(record: "Record | RecordMoney") -> str | None:
-    """ingested | settled | paid_out | adjusted | network (None for rules records)."""
+    """ingested | settled | paid_out | adjusted | network | held | released |
+    rejected (None for rules records)."""
     return record.type if isinstance(record, RecordMoney) else _CAUSE_KIND.get(type(record))
+
+
+def command_id(journal: str, position: int) -> str:
+    """The id of a recorded command (SPEC §16: a rejection's reversals name it
+    as their cause): its journal and position, stable and unique."""
+    return f"{journal}:{position}"
 
 
 def cause_of(record: "Record | RecordMoney") -> str:
@@ -319,4 +369,8 @@ def cause_of(record: "Record | RecordMoney") -> str:
         return f"adjustment by {record.actor}: {record.reason}"
     if kind == "network":
         return "promoter network re-walked (late shares)"
+    if kind == "rejected":
+        return f"rejection by {record.actor}: {record.reason}"
+    if kind in ("held", "released"):
+        return f"{'hold' if kind == 'held' else 'release'} of {record.target} {record.id} by {record.actor}: {record.reason}"
     return kind or type(record).__name__

@@ -21,7 +21,10 @@ from ledger.records import (
     DeadLetter, Ingested, Record, cause_of, dead_letters_of, record_transfers,
 )
 from ledger.store import JournalStore, Store
+from projections.holds import hold_view
+from projections.explain_scope import receipt_view, scope_view
 from projections.readmodels import order_history
+from schemas import reasons
 from schemas.decode import Decoded, decode_event
 from schemas.events import Order
 from schemas.timestamps import format_timestamp_us
@@ -196,8 +199,18 @@ def explain_with(engine: Engine, state: OrderState, facts: tuple[bytes | None, l
         "level2": after_refunds(decision.level2.amount_minor, state.commissionable_minor, state.refunded_minor) if decision.level2 else 0,
         "formula": "floor(L × (C − R) / C)",
     }
-    view["rejected_refunds"] = rejected
+    if state.groups or state.posted:  # scope = "product": the groups pay (SPEC §14)
+        view["outcome"] = "scope = product: each line has its own winner; each group (coverage.groups) pays on its own"
+        view["after_refunds"] = {"formula": "per group and level: floor(L × (C − R) / C)"}
+    view["rejected_refunds"] = [r for r in rejected if r["reason"] != reasons.FULFILLMENT_BUYER_MISMATCH]
+    if len(view["rejected_refunds"]) != len(rejected):  # SPEC §15: fulfillments naming another buyer
+        view["rejected_fulfillments"] = [r for r in rejected if r["reason"] == reasons.FULFILLMENT_BUYER_MISMATCH]
+    view.update(hold_view(engine, state))  # SPEC §16 (a rejection's 0 after refunds overrides)
     view["transfers"] = history
+    if rules.scope != "any":
+        view["coverage"] = scope_view(engine, state, order)
+    if rules.clock != "order" or state.shipped_us is not None or state.received_us is not None:
+        view["fulfillment"] = receipt_view(engine, state)
     return view
 
 

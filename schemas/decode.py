@@ -180,7 +180,7 @@ def _classify(obj: Any, convert_error: str) -> Rejected:
         return Rejected(reasons.SCHEMA_VIOLATION, "event is not a JSON object")
     type_name = obj.get("type")
     if not isinstance(type_name, str) or type_name not in EVENT_TYPES:
-        return Rejected(reasons.UNKNOWN_TYPE, f"type {_show(type_name)} is not one of share, click, order, refund")
+        return Rejected(reasons.UNKNOWN_TYPE, f"type {_show(type_name)} is not one of share, click, order, refund, fulfillment")
     event_id = obj.get("event_id")
     if not isinstance(event_id, str) or not 1 <= len(event_id) <= 128:
         return Rejected(reasons.SCHEMA_VIOLATION, "event_id must be a string of 1-128 characters")

@@ -6,7 +6,7 @@ accessors below apply the SPEC default. Unknown fields are ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 
@@ -33,6 +33,8 @@ class Share(_Base, tag="share", frozen=True, gc=False):
     promoter_id: Id
     parent_share_id: Union[Id, None] = None
     target: Union[str, None] = None
+    merchant_id: Union[Id, None] = None  # SPEC §14: the shop whose goods the share sells
+    product_id: Union[Id, None] = None  # SPEC §14: the product it shows
 
 
 class Click(_Base, tag="click", frozen=True, gc=False):
@@ -47,6 +49,7 @@ class Line(msgspec.Struct, frozen=True, gc=False):
     discount: Union[NonNegInt, None] = None
     level1_rate_bp: Union[RateBp, None] = None
     level2_rate_bp: Union[RateBp, None] = None
+    product_id: Union[Id, None] = None  # SPEC §14: defaults to the sku (``line_product``)
 
 
 class Order(_Base, tag="order", frozen=True, gc=False):
@@ -65,8 +68,16 @@ class Refund(_Base, tag="refund", frozen=True, gc=False):
     amount: PositiveInt
 
 
-Event = Union[Share, Click, Order, Refund]
-EVENT_TYPES = {"share": Share, "click": Click, "order": Order, "refund": Refund}
+class Fulfillment(_Base, tag="fulfillment", frozen=True, gc=False):
+    """SPEC §15: the order was shipped, or the buyer confirmed receipt."""
+
+    order_id: Id
+    buyer_id: Id
+    stage: Literal["shipped", "received"]
+
+
+Event = Union[Share, Click, Order, Refund, Fulfillment]
+EVENT_TYPES = {"share": Share, "click": Click, "order": Order, "refund": Refund, "fulfillment": Fulfillment}
 
 def order_currency(order: Order) -> str:
     return order.currency if order.currency is not None else "CNY"
@@ -74,3 +85,8 @@ def order_currency(order: Order) -> str:
 
 def line_discount(line: Line) -> int:
     return line.discount if line.discount is not None else 0
+
+
+def line_product(line: Line) -> str:
+    """The line's product id: ``product_id``, else its ``sku`` (SPEC §1, §14)."""
+    return line.product_id if line.product_id is not None else line.sku

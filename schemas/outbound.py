@@ -89,7 +89,8 @@ class LedgerEvent(
     rules_version: Union[Annotated[int, msgspec.Meta(ge=1)], None] = None
     cause_event_id: Union[
         Annotated[str, msgspec.Meta(min_length=1, max_length=128,
-                                    description="the input event (SPEC §1 event_id) that caused this movement")],
+                                    description="the input event (SPEC §1 event_id) that caused this movement, "
+                                                "or the command (a rejection, SPEC §16: <journal>:<position>)")],
         None,
     ] = None
     event_time: Union[

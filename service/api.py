@@ -42,9 +42,10 @@ from projections.balances import BalanceRow
 from projections.dead_letters import DeadLetterItem
 from projections.readmodels import Page
 from projections.statements import StatementEntry
-from service import metrics, pages
+from service import holds, metrics, pages
 from service.auth import OWN, READ, READ_OR_OWN, SCRAPE, WRITE, Principal, TokenAuthentication, load_tokens
 from service.blocking import threaded
+from service.errors import ERRORS, ErrorBody
 from service.headers import security_headers
 from service.idempotency import Claim, KeyConflict, Render, run_once
 from service.state import Service
@@ -68,19 +69,6 @@ class AdjustmentRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
 
 
-class ErrorBody(msgspec.Struct, omit_defaults=True):
-    """Every error's body: one line, and for a store or internal error the
-    reference of the log line holding its detail."""
-
-    error: str
-    ref: str | None = None
-
-
-_ERROR_TEXT = {400: "Bad request: one line saying what", 401: "No known token", 403: "The token's role may not do this",
-               404: "No such thing", 409: "Idempotency-Key already used with another request",
-               413: "Request body too large", 500: "Internal error (see the log line of `ref`)",
-               503: "The store is unavailable (see the log line of `ref`)"}
-ERRORS = {status: ResponseSpec(data_container=ErrorBody, description=text) for status, text in _ERROR_TEXT.items()}
 JSON_ANY = dict[str, Any]
 
 
@@ -227,6 +215,23 @@ def _explain(service: Service, order_id: str) -> Response:
     return _json(view)
 
 
+@get("/v1/orders", guards=[READ], responses=ERRORS)
+@threaded
+def list_orders(service: Service, awaiting: str | None = None, limit: int = DEFAULT_LIMIT,
+                after: str | None = None) -> Response:
+    """``?awaiting=receipt``: the orders waiting for receipt (SPEC §15), oldest first, paged."""
+    from projections.pending_receipt import pending_receipt
+
+    if awaiting != "receipt":
+        raise ClientException("awaiting=receipt is required (the only order listing)")
+    _check_limit(limit)
+    try:
+        page = pending_receipt(service.store, after=after, limit=limit)
+    except CommandError as exc:
+        raise ClientException(str(exc)) from None
+    return _paged(page, "/v1/orders", limit, awaiting="receipt")
+
+
 @get("/v1/orders/{order_id:str}/explanation", guards=[READ], responses=ERRORS)
 @threaded
 def order_explanation(service: Service, order_id: str) -> Response[JSON_ANY]:
@@ -283,7 +288,11 @@ def audit_digest(service: Service) -> Response[JSON_ANY]:
 @get("/metrics", guards=[SCRAPE], responses=ERRORS, media_type="text/plain; version=0.0.4; charset=utf-8")
 @threaded
 def metrics_endpoint(service: Service) -> Response[str]:
-    return Response(metrics.render(readmodels.figures(service.store)), media_type="text/plain; version=0.0.4; charset=utf-8")
+    from projections.pending_receipt import awaiting_receipt_count
+
+    metrics.AWAITING_RECEIPT.set(awaiting_receipt_count(service.store))
+    text = metrics.render(readmodels.figures(service.store)) + holds.metrics_text(Books(service.store)).encode()
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # ------------------------------------------------------------------ writes
@@ -317,7 +326,9 @@ def create_payout(request: Request[Principal, Any, Any], service: Service, body:
     def render(claim: Claim) -> tuple[int, bytes]:
         lines = readmodels.payout_batch(service.store, claim.position)
         as_of = readmodels.payout_as_of(service.store, claim.position)
-        return 201, msgspec.json.encode({"as_of": as_of, "paid_by": claim.actor, "lines": lines})
+        record = Books(service.store).record_at(TREASURY, claim.position)
+        held = [{"promoter_id": p, "currency": c, "payable": n} for p, c, n in getattr(record, "held", [])]  # SPEC §16
+        return 201, msgspec.json.encode({"as_of": as_of, "paid_by": claim.actor, "lines": lines, "held": held})
 
     return _idempotent(request, service, msgspec.json.encode(payload), execute, render)
 
@@ -396,8 +407,8 @@ def create_app(store_url: str, tokens: dict[str, Principal], *, behind_tls: bool
     return Litestar(
         route_handlers=[healthz, list_payouts, my_balances, promoter_statement, promoter_statement_by_query,
                         merchant_statement, merchant_statement_by_query, order_explanation, order_explanation_by_query,
-                        list_dead_letters, dead_letter_raw, audit_digest, metrics_endpoint, create_payout,
-                        create_adjustment, *pages.handlers],
+                        list_orders, list_dead_letters, dead_letter_raw, audit_digest, metrics_endpoint, create_payout,
+                        create_adjustment, *holds.handlers, *pages.handlers],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
         # Every route needs a token unless it says exclude_from_auth (the
         # schema too); every answer carries the security headers.

@@ -34,6 +34,10 @@ FINANCE, AUDITOR, PROMOTER, METRICS = "finance", "auditor", "promoter", "metrics
 ROLES = (FINANCE, AUDITOR, PROMOTER, METRICS)
 SESSION_COOKIE = "ledger_session"  # the pages' login stores a session id here (service.sessions)
 COOKIE_METHODS = ("GET", "HEAD")  # what a session cookie may authenticate
+# The one page form that writes (SPEC §16's holds page): a cookie may carry its
+# POST, which the handler accepts only with the session's form token and from
+# our own origin (``service.holds.holds_form``).
+COOKIE_FORM_POSTS = ("/holds",)
 
 
 class TokensError(ValueError):
@@ -112,7 +116,9 @@ class TokenAuthentication(AbstractAuthenticationMiddleware):
         who = None
         if header:
             who = authenticate(self.tokens, header[7:].strip()) if header[:7].lower() == "bearer " else None
-        elif connection.scope.get("method") in COOKIE_METHODS and SESSION_COOKIE in connection.cookies:
+        elif SESSION_COOKIE in connection.cookies and (
+                connection.scope.get("method") in COOKIE_METHODS
+                or (connection.scope.get("method") == "POST" and connection.scope.get("path") in COOKIE_FORM_POSTS)):
             who = await anyio.to_thread.run_sync(self.sessions.principal, connection.cookies[SESSION_COOKIE], self.tokens)
         if who is None:
             raise NotAuthorizedException("missing or unknown token")

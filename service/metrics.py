@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from projections.readmodels import Figures
@@ -11,6 +11,10 @@ REGISTRY = CollectorRegistry()
 PAYOUTS = Counter("ledger_payouts", "Payout commands run through the API", registry=REGISTRY)
 PAYOUT_LINES = Counter("ledger_payout_lines", "Payout lines paid through the API", registry=REGISTRY)
 ADJUSTMENTS = Counter("ledger_adjustments", "Manual adjustments posted through the API", registry=REGISTRY)
+HOLD_COMMANDS = Counter("ledger_hold_commands", "SPEC §16 commands run through the API, by route", ["route"], registry=REGISTRY)
+AWAITING_RECEIPT = Gauge("ledger_orders_awaiting_receipt",
+                         "Orders pending under the receipt clock, not received nor fully refunded (SPEC §15)",
+                         registry=REGISTRY)
 ERRORS = Counter("ledger_http_errors", "Error responses by status", ["status"], registry=REGISTRY)
 
 

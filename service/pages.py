@@ -268,8 +268,9 @@ def order_page_by_query(request: Request, service: Service, id: str) -> Response
 def _order_page(request: Request, service: Service, order_id: str) -> Response:
     view = service.explainer.explain(order_id)
     if view is None:
-        return _page(request, "order.html", 404, title=f"Order {order_id}", explanation=None)
-    return _page(request, "order.html", title=f"Order {order_id}", explanation=json.dumps(view, indent=2, ensure_ascii=False))
+        return _page(request, "order.html", 404, title=f"Order {order_id}", explanation=None, hold_state=None, holds=[])
+    return _page(request, "order.html", title=f"Order {order_id}", explanation=json.dumps(view, indent=2, ensure_ascii=False),
+                 hold_state=view.get("hold_state"), holds=view.get("holds", []))
 
 
 @get("/dead-letters", include_in_schema=False, guards=[READ])

@@ -25,6 +25,11 @@ SPEC_DEFAULTS = {
     "order_cap_amount": None,
     "settlement_lock_period": "15d",
     "min_payout": 100,
+    "amount_over": 0,
+    "scope": "any",  # SPEC §14 (issue 20)
+    "clock": "order",  # SPEC §15
+    "return_window": "7d",
+    "auto_receive_after": "10d",
 }
 
 FULL_TOML = """\
@@ -250,3 +255,21 @@ def test_cli_bad_config_leaves_existing_ledger_untouched(cli):
     assert len(list(JournalStore(cli.store).read())) == records_before
     code, out, _ = cli("payouts", "--format", "json")
     assert [{k: row[k] for k in expected[0]} for row in json.loads(out)] == expected
+
+
+def test_review_keys_and_digests_of_rules_recorded_before_them():
+    """SPEC §2/§16: self_referral = "review" and [review] amount_over; a rules
+    text without them keeps the digest it was recorded with (values computed
+    before the keys existed)."""
+    assert Rules().digest() == "245b25e9509a5c96"
+    assert rules_from_mapping({"attribution": {"self_referral": "deny"}, "commission": {"order_cap_amount": 5}}).digest() == "262f800b43e56fbe"
+    assert "[review]" not in Rules().to_toml()
+    rules = rules_from_mapping({"attribution": {"self_referral": "review"}, "review": {"amount_over": 500}})
+    assert (rules.self_referral, rules.review_amount_over_minor) == ("review", 500)
+    assert rules.to_toml().endswith("[review]\namount_over = 500\n")
+    assert rules_from_mapping(tomllib.loads(rules.to_toml())) == rules
+    assert rules.digest() != rules_from_mapping({"attribution": {"self_referral": "review"}}).digest()
+    for bad in ({"review": {"amount_over": -1}}, {"review": {"amount_over": True}}, {"review": {"other": 1}},
+                {"attribution": {"self_referral": "flag"}}):
+        with pytest.raises(ConfigError):
+            rules_from_mapping(bad)

@@ -74,18 +74,25 @@ ids = st.sampled_from(["1", "2", "3"])
 def valid_events(draw) -> dict:
     """A valid wire event from small id pools, so duplicates, conflicts,
     duplicate business ids, parking and unparking all happen in a list."""
-    kind = draw(st.sampled_from(["share", "click", "order", "refund"]))
+    kind = draw(st.sampled_from(["share", "click", "order", "refund", "fulfillment"]))
     n = draw(ids)
     ev = {"type": kind, "event_id": f"{kind[0]}{n}-{draw(ids)}", "occurred_at": draw(st.sampled_from(AT))}
     if kind == "share":
         ev |= {"share_id": f"s{n}", "promoter_id": f"p{draw(ids)}"}
         if draw(st.booleans()):
             ev["parent_share_id"] = f"s{draw(ids)}"
+        for key, pool in (("merchant_id", ["m1", "m2", None]), ("product_id", ["k", "k2", None])):  # SPEC §14
+            if draw(st.booleans()):
+                ev[key] = draw(st.sampled_from(pool))
     elif kind == "click":
         ev |= {"buyer_id": f"b{draw(ids)}", "share_id": f"s{draw(ids)}"}
     elif kind == "order":
         ev |= {"order_id": f"o{n}", "buyer_id": f"b{draw(ids)}", "merchant_id": "m1",
                "lines": [{"sku": "k", "quantity": draw(st.integers(1, 3)), "unit_price": draw(st.sampled_from([0, 100, 10_000]))}]}
+        if draw(st.booleans()):
+            ev["lines"][0]["product_id"] = draw(st.sampled_from(["k", "k2", None]))
+    elif kind == "fulfillment":  # SPEC §15
+        ev |= {"order_id": f"o{draw(ids)}", "buyer_id": f"b{draw(ids)}", "stage": draw(st.sampled_from(["shipped", "received"]))}
     else:
         ev |= {"refund_id": f"r{n}", "order_id": f"o{draw(ids)}", "buyer_id": f"b{draw(ids)}",
                "amount": draw(st.sampled_from([1, 100, 10_000, 50_000]))}

@@ -325,7 +325,7 @@ def test_every_route_is_closed_unless_public_and_guarded_by_role(tmp_path):
                     auditor = client.post(path, json={}, headers={"Authorization": "Bearer auditor", "Idempotency-Key": "k"})
                     assert auditor.status_code == 403
                 checked += 1
-    assert checked == 23  # 14 API routes (12 reads, 2 writes) and 9 pages
+    assert checked == 30  # 19 API routes (14 reads, 5 writes: holds add 4, pending receipt 1) and 11 pages (holds: 2)
 
 
 def test_promoter_token_reads_its_own_rows_statement_and_page(tmp_path):

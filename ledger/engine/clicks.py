@@ -104,7 +104,7 @@ class ClickIndex:
         if row.spilled_until is not None:
             lock = params.model == "customer_lock"
             earliest_us = order_us if lock else order_us - params.window_us
-            if earliest_us <= row.spilled_until[0] or (lock and params.lock_us not in row.locks):
+            if earliest_us <= row.spilled_until[0] or (lock and (params.lock_us not in row.locks or params.scope != "any")):
                 if not lock and not self._any_lock():
                     return sorted(row.clicks + self._cold_between(buyer_id, earliest_us, order_us))
                 self._unspill(buyer_id, row)
@@ -128,6 +128,10 @@ class ClickIndex:
             return
         limits = self.limits
         params = self._params
+        if any(p.model == "customer_lock" and p.scope != "any" for p in params):
+            # One binding history per (buyer, merchant) (SPEC §14): the binding
+            # start kept for the buyer is not each merchant's; keep every click.
+            return
         window_us = max((p.window_us for p in params if p.model != "customer_lock"), default=0)
         cutoff_us = (watermark_us - window_us - limits.late_slack_us) // limits.evict_bucket_us * limits.evict_bucket_us
         locks = sorted({p.lock_us for p in params if p.model == "customer_lock"})

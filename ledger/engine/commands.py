@@ -2,35 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import move
+from ledger.engine.state import OrderState
 from ledger.invariants import check_transfer, require
 from ledger.records import ADJUSTMENT, PAID, PAYABLE, PENDING, Transfer
 
 
-def settle(orders: OrderBook, as_of_us: int, lock_us: int, limit: int = 0) -> tuple[list[str], list[Transfer]]:
+def settle(orders: OrderBook, as_of_us: int, lock_us: int, limit: int = 0,
+           review: Callable[[OrderState], bool] | None = None) -> tuple[list[str], list[Transfer]]:
     """Settle every known order with occurred + lock_period ≤ as_of (the first
     ``limit`` of them, in (occurred, event_id) order, when ``limit`` > 0): what
-    is posted moves from pending to payable and the order is frozen."""
+    is posted moves from pending to payable and the order is frozen. A due
+    order for which ``review`` says True is held for review instead (SPEC §16)."""
     require(lock_us >= 0 and limit >= 0, "negative settlement lock period or limit")
     due = orders.due(as_of_us, lock_us, limit)
     transfers: list[Transfer] = []
+    settled: list[str] = []
     for state in due:
+        if review is not None and review(state):
+            continue
+        settled.append(state.order_id)
         for level, posted in ((1, state.posted1), (2, state.posted2)):
             if posted is not None:
                 transfers.append(move(state, level, posted[0], posted[1], PENDING, PAYABLE))
+        for level, promoter_id, amount_minor in state.posted:  # commission groups (SPEC §14)
+            transfers.append(move(state, level, promoter_id, amount_minor, PENDING, PAYABLE))
         orders.mark_settled(state)
-    return [s.order_id for s in due], transfers
+    return settled, transfers
 
 
-def payout(payables: Mapping[tuple[str, str], int], min_payout_minor: int, rules_version: int) -> list[Transfer]:
+def payout(payables: Mapping[tuple[str, str], int], min_payout_minor: int, rules_version: int,
+           held: Mapping[str, object] | None = None, skipped: list[tuple[str, str, int]] | None = None) -> list[Transfer]:
     """Pay every (promoter, currency) whose payable (across all journals, as
-    given) is > 0 and ≥ min_payout; sorted by (promoter, currency)."""
+    given) is > 0 and ≥ min_payout; sorted by (promoter, currency). The lines
+    of ``held`` promoters are skipped, and appended to ``skipped`` (SPEC §16)."""
     transfers = []
     for (promoter_id, currency), payable_minor in sorted(payables.items()):
         if payable_minor > 0 and payable_minor >= min_payout_minor:
+            if held and promoter_id in held:
+                if skipped is not None:
+                    skipped.append((promoter_id, currency, payable_minor))
+                continue
             transfers.append(Transfer("payout", promoter_id, currency, payable_minor, PAYABLE, PAID, rules_version=rules_version))
     return transfers
 

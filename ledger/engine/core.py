@@ -24,7 +24,10 @@ from ledger.engine import commands, spaces
 from ledger.engine.clicks import ClickIndex
 from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.decision import decide
+from ledger.engine.fulfillment import awaits_receipt, record_fulfillment
+from ledger.engine.groups import decide_groups, level1_of, line_shares, merchant_clicks, post_groups
 from ledger.engine.dedupe import NEW, SAME, At, Dedupe, FirstRaw
+from ledger.engine.holds import ORDER, PROMOTER, Holds
 from ledger.engine.network import Network
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import post
@@ -38,7 +41,7 @@ from ledger.records import DeadLetter, Source, Transfer
 from ledger.statestore import MemoryState
 from schemas import reasons
 from schemas.decode import Decoded, Rejected, decode_event
-from schemas.events import Click, Order, Refund, Share
+from schemas.events import Click, Fulfillment, Order, Refund, Share
 
 
 class Engine:
@@ -61,6 +64,8 @@ class Engine:
         self.orders = OrderBook(cache, self.meta, self.buyers)
         self.network = Network(cache)
         self.clicks = ClickIndex(cache, self.meta, limits, self.params, self.buyers)
+        self.holds = Holds(cache, self.orders)
+        self._settle_position = 0
         self.batching = False
         self._deferred_start: tuple[int, str] | None = None
 
@@ -120,6 +125,9 @@ class Engine:
                 return self._dead_keep(reasons.DUPLICATE_BUSINESS_ID, f"share_id {event.share_id!r} already used", raw, source, decoded)
             self.dedupe.claim(event_id, self.at)
             return self._share(event, decoded.occurred_us)
+        if isinstance(event, Fulfillment):
+            self.dedupe.claim(event_id, self.at)  # claimed whatever comes of it (SPEC §15)
+            return self._fulfillment(event, decoded.occurred_us, raw, source)
         if not isinstance(event, Refund):
             raise InvariantError(f"unknown event type {type(event).__name__}")
         if self.dedupe.refund_claimed(event.refund_id):
@@ -145,11 +153,14 @@ class Engine:
         buyers = {e.buyer_id for e in events if isinstance(e, (Click, Order))}
         shares = {e.share_id for e in events if isinstance(e, (Click, Share))}
         shares |= {e.parent_share_id for e in events if isinstance(e, Share) and e.parent_share_id is not None}
-        order_ids = {e.order_id for e in events if isinstance(e, (Order, Refund))}
+        order_ids = {e.order_id for e in events if isinstance(e, (Order, Refund, Fulfillment))}
         self.buyers.prefetch(buyers)
         self.network.shares.prefetch(shares)
         self.orders.parked.prefetch(order_ids)
+        if any(isinstance(e, Fulfillment) for e in events) or self.meta.parked_fulfillments:
+            self.orders.receipts.parked.prefetch(e.order_id for e in events if isinstance(e, Order))
         self.dedupe.refunds.prefetch(e.refund_id for e in events if isinstance(e, Refund))
+        self.holds.flags.prefetch(e.order_id for e in events if isinstance(e, Refund))
         new_shares = [e.share_id for e in events if isinstance(e, Share)]
         self.clicks.parked.prefetch(new_shares)
         self.network.children.prefetch(shares)
@@ -187,7 +198,8 @@ class Engine:
 
     # ----------------------------------------------------------------- shares
     def _share(self, share: Share, occurred_us: int) -> Outcome:
-        ref = ShareRef(occurred_us, share.event_id, share.share_id, share.promoter_id, share.parent_share_id)
+        ref = ShareRef(occurred_us, share.event_id, share.share_id, share.promoter_id, share.parent_share_id,
+                       share.merchant_id, share.product_id)
         start = self.network.add(ref, self._deferred_start)
         affected: dict[str, OrderState] = {}
         if start is not None:
@@ -228,8 +240,13 @@ class Engine:
         params = self.params[-1]
         totals = order_totals(order.lines, params.rates_bp, params.order_cap_bp, params.order_cap_minor)
         state = OrderState.new(order, occurred_us, self.rules_version, totals)
+        if params.scope == "product":
+            state.lines = line_shares(order.lines, params.rates_bp)
+        state.receipt_clock = params.receipt_clock
         self.clicks.observe(occurred_us)
         self.orders.add(state)
+        if params.receipt_clock:
+            self.orders.receipts.add(state, params)
         transfers: list[Transfer] = []
         self._reevaluate([state], transfers)
         released: list[DeadLetter] = []
@@ -239,7 +256,41 @@ class Engine:
             letter = self._apply_refund(state, decoded.event, parked.raw, parked.source, transfers)  # type: ignore[union-attr,arg-type]
             if letter is not None:
                 released.append(letter)
+        for parked in self.orders.receipts.unpark(order.order_id) if self.meta.parked_fulfillments else ():
+            decoded = decode_event(parked.raw)
+            require(isinstance(decoded, Decoded) and isinstance(decoded.event, Fulfillment), "a parked fulfillment no longer decodes")
+            letter = self._apply_fulfillment(state, decoded.event, decoded.occurred_us, parked.raw, parked.source)  # type: ignore[union-attr,arg-type]
+            if letter is not None:
+                released.append(letter)
         return Outcome(ACCEPTED, order.event_id, transfers, None, released)
+
+    # ----------------------------------------------------------- fulfillment
+    def _fulfillment(self, event: Fulfillment, occurred_us: int, raw: bytes, source: Source) -> Outcome:
+        """SPEC §15: parked until its order is known; a wrong buyer is a dead
+        letter (its event_id stays claimed); after settlement it is recorded
+        and changes nothing. Touches its order only."""
+        state = self.orders.get(event.order_id)
+        if state is None:
+            self.orders.receipts.park(event.order_id, ParkedRefund(raw, source))
+            return Outcome(PARKED, event.event_id, [])
+        letter = self._apply_fulfillment(state, event, occurred_us, raw, source)
+        if letter is not None:
+            return Outcome(DEAD_LETTER, event.event_id, [], letter)
+        return Outcome(ACCEPTED, event.event_id, [])
+
+    def _apply_fulfillment(self, state: OrderState, event: Fulfillment, occurred_us: int, raw: bytes,
+                           source: Source) -> DeadLetter | None:
+        if event.buyer_id != state.buyer_id:
+            return DeadLetter(reasons.FULFILLMENT_BUYER_MISMATCH, f"order {state.order_id!r} belongs to another buyer",
+                              source, raw, event.event_id, state.order_id)
+        if state.settled:
+            return None  # recorded, changes nothing
+        was_awaiting = awaits_receipt(state)
+        if record_fulfillment(state, event.stage, occurred_us):
+            if state.receipt_clock:
+                self.orders.receipts.reindex(state, self.params[state.rules_version - 1], was_awaiting)
+            self.orders.save(state)
+        return None
 
     # ---------------------------------------------------------------- refunds
     def _refund(self, refund: Refund, raw: bytes, source: Source) -> Outcome:
@@ -265,9 +316,17 @@ class Engine:
             self.dedupe.release_refund(refund.refund_id)
             detail = f"refunds would total {state.refunded_minor + refund.amount} > commissionable {state.commissionable_minor}"
             return DeadLetter(reasons.REFUND_EXCEEDS_ORDER, detail, source, raw, refund.event_id, state.order_id)
+        was_awaiting = awaits_receipt(state)
         state.refunded_minor += refund.amount
         state.refunds += ((refund.refund_id, refund.amount),)
-        post(state, state.decision, transfers)
+        if self.holds.is_rejected(state.order_id):
+            pass  # a rejected order's refund counts toward R and reverses nothing (SPEC §16)
+        elif state.groups or state.posted:
+            post_groups(state, transfers)
+        else:
+            post(state, state.decision, transfers)
+        if state.receipt_clock and not state.settled:
+            self.orders.receipts.reindex(state, self.params[state.rules_version - 1], was_awaiting)
         self.orders.save(state)
         return None
 
@@ -275,13 +334,25 @@ class Engine:
     def decide(self, state: OrderState) -> Decision:
         """Who wins ``state``'s order now, and the amounts before refunds."""
         params = self.params[state.rules_version - 1]
-        return decide(state, params, self.clicks.for_order(state.buyer_id, state.occurred_us, params), self.network)
+        clicks = self.clicks.for_order(state.buyer_id, state.occurred_us, params)
+        if params.scope == "merchant" and clicks:
+            clicks = merchant_clicks(state, params, clicks, self.network)
+        return decide(state, params, clicks, self.network)
 
     def _reevaluate(self, states: list[OrderState], transfers: list[Transfer]) -> None:
         if len(states) > 1:
             states = sorted(states, key=lambda s: (s.occurred_us, s.event_id))
         for state in states:
             require(not state.settled, f"order {state.order_id!r} re-evaluated after settlement")
+            params = self.params[state.rules_version - 1]
+            if params.scope == "product":
+                groups = decide_groups(state, params, self.clicks.for_order(state.buyer_id, state.occurred_us, params),
+                                       self.network)
+                self.orders.set_level1_all(state, level1_of(state.groups), level1_of(groups))
+                state.groups = groups
+                post_groups(state, transfers)
+                self.orders.save(state)
+                continue
             new = self.decide(state)
             old1 = state.decision.level1
             self.orders.set_level1(state, old1.promoter_id if old1 is not None else None,
@@ -294,19 +365,62 @@ class Engine:
     # --------------------------------------------------------------- commands
     def settle(self, as_of_us: int, limit: int = 0) -> tuple[list[str], list[Transfer]]:
         """Settle every known order with occurred + lock_period ≤ as_of (SPEC §7);
-        the first ``limit`` of them when ``limit`` > 0."""
-        return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us, limit)
+        the first ``limit`` of them when ``limit`` > 0. Due orders meeting a
+        review condition are held instead (SPEC §16): ``holds.reviewed`` after."""
+        self.holds.reviewed = []
+        self._settle_position = self.position()
+        return commands.settle(self.orders, as_of_us, self.current_rules.settlement_lock_us, limit, self._review)
+
+    def _review(self, state: OrderState) -> bool:
+        return self.holds.review_at_settle(state, self.params[state.rules_version - 1], self._settle_position)
+
+    def held_waiting(self, as_of_us: int) -> list[str]:
+        """Due orders (as of ``as_of_us``) left waiting on a hold, after a settle."""
+        return self.holds.waiting(self.orders.due_bound(as_of_us, self.current_rules.settlement_lock_us), as_of_us)
+
+    def position(self) -> int:
+        """The journal position of the record being applied (``at`` set by the caller)."""
+        return self.meta.position + self.at[1] + 1
+
+    # ------------------------------------------------------ holds (SPEC §16)
+    def hold(self, target: str, target_id: str, actor: str, reason: str) -> None:
+        if target == ORDER:
+            self.holds.hold_order(target_id, actor, reason, self.position())
+        else:
+            require(target == PROMOTER, f"hold of a {target!r}")
+            self.holds.hold_promoter(target_id, actor, reason, self.position())
+
+    def release(self, target: str, target_id: str, actor: str, reason: str) -> None:
+        if target == ORDER:
+            self.holds.release_order(target_id, actor, reason, self.position())
+        else:
+            require(target == PROMOTER, f"release of a {target!r}")
+            self.holds.release_promoter(target_id, actor, reason, self.position())
+
+    def reject(self, order_id: str, actor: str, reason: str) -> list[Transfer]:
+        transfers: list[Transfer] = []
+        self.holds.reject_order(order_id, actor, reason, self.position(), transfers)
+        return transfers
 
     def has_due(self, as_of_us: int) -> bool:
         """Whether ``settle(as_of_us)`` would settle any order."""
         return self.orders.any_due(as_of_us, self.current_rules.settlement_lock_us)
 
-    def payout(self, payables: Mapping[tuple[str, str], int]) -> list[Transfer]:
-        return commands.payout(payables, self.current_rules.min_payout_minor, self.rules_version)
+    def payout(self, payables: Mapping[tuple[str, str], int], skipped: list[tuple[str, str, int]] | None = None) -> list[Transfer]:
+        """SPEC §7's payout; the lines of promoters held here (the treasury) are
+        skipped and appended to ``skipped`` (SPEC §16)."""
+        return commands.payout(payables, self.current_rules.min_payout_minor, self.rules_version,
+                               self.holds.held_promoters(), skipped)
 
-    def book_payout(self, transfers: list[Transfer]) -> None:
-        """Replay a recorded payout (its amounts are booked, not recomputed)."""
+    def book_payout(self, transfers: list[Transfer], skipped: list[tuple[str, str, int]] | None = None) -> None:
+        """Replay a recorded payout (its amounts are booked, not recomputed):
+        it paid no promoter held then, and skipped only held ones."""
         commands.check_recorded_payout(transfers)
+        held = self.holds.held_promoters()
+        for t in transfers:
+            require(t.promoter_id not in held, f"a payout paid held promoter {t.promoter_id!r}")
+        for promoter_id, _, _ in skipped or ():
+            require(promoter_id in held, f"a payout skipped promoter {promoter_id!r}, who was not held")
 
     def adjust(self, promoter_id: str, currency: str, amount_minor: int) -> list[Transfer]:
         return commands.adjust(promoter_id, currency, amount_minor, self.rules_version)
@@ -315,6 +429,13 @@ class Engine:
     def parked_counts(self) -> tuple[int, int]:
         """(parked clicks, parked refunds) right now."""
         return self.clicks.parked_count(), self.orders.parked_refund_count()
+
+    def parked_fulfillments(self) -> int:
+        return self.meta.parked_fulfillments
+
+    def awaiting_receipt(self) -> int:
+        """Receipt-clock orders unsettled, not received, not fully refunded (SPEC §15's metric)."""
+        return self.meta.awaiting_receipt
 
 
 def memory_engine(limits: Limits = DEFAULT_LIMITS) -> Engine:

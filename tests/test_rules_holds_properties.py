@@ -1,0 +1,83 @@
+"""SPEC §14, §15 and §16 together as a property: every scope (any, merchant,
+product) and both clocks (order, receipt, with fulfillments of both stages,
+some naming the wrong buyer) under holds, releases and rejections of orders
+and promoters and review (self_referral = "review", amount_over), interleaved
+with the events in any arrival order with redeliveries, settles and payouts.
+After every command its success (exit 0 or 2), and at the end every balance
+(pending, payable, paid), equal a brute-force model (tests/oracle.py:
+``RulesHoldsModel``, HoldsModel with oracle_order_pays' groups and
+oracle_due's dueness); the relay's movements sum to the balances (SPEC §13);
+audit replay re-executes the whole store."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from ledger.books import Books
+from ledger.config import Rules
+from projections.audit import audit_replay
+from tests.helpers import feed, new_ledger
+from tests.oracle import RulesHoldsModel
+from tests.test_holds_properties import ORDER_IDS, _model, _nonzero, _relay_fold, _run, commands
+from tests.test_scope_properties import streams
+
+
+@st.composite
+def rules_strategy(draw) -> Rules:
+    scope = draw(st.sampled_from(["any", "merchant", "product"]))
+    models = ["last_click", "first_click"] + ([] if scope == "product" else ["customer_lock"])
+    return Rules(
+        scope=scope, clock=draw(st.sampled_from(["order", "receipt"])),
+        model=draw(st.sampled_from(models)), window=draw(st.sampled_from(["1h", "3h"])),
+        attribution_lock_period=draw(st.sampled_from(["2h", "4h"])),
+        self_referral=draw(st.sampled_from(["allow", "deny", "review", "review"])),
+        level1_rate_bp=draw(st.sampled_from([1500, 2500])), level2_rate_bp=draw(st.sampled_from([0, 500, 1200])),
+        order_cap_bp=draw(st.sampled_from([3000, 1500])), order_cap_amount_minor=draw(st.sampled_from([None, 400])),
+        settlement_lock_period=draw(st.sampled_from(["1h", "3h"])),
+        return_window=draw(st.sampled_from(["30m", "2h"])), auto_receive_after=draw(st.sampled_from(["1h", "4h"])),
+        min_payout_minor=draw(st.sampled_from([0, 100])),
+        review_amount_over_minor=draw(st.sampled_from([0, 0, 150, 600])),
+    )
+
+
+@st.composite
+def scripts(draw) -> list:
+    events = draw(streams(min_clicks=4, min_orders=2))  # dense: most examples attribute, settle and pay
+    copies = events + (draw(st.lists(st.sampled_from(events), max_size=3)) if events else [])
+    steps: list = [("event", e) for e in draw(st.permutations(copies))]
+    for command in draw(st.lists(commands, min_size=1, max_size=14)):
+        at = draw(st.integers(0, len(steps)))
+        steps.insert(at, command)
+        if command[0] in ("hold", "settle") and draw(st.booleans()):  # a release of what it may have held, later
+            target = command[1:] if command[0] == "hold" else ("order", draw(st.sampled_from(ORDER_IDS)))
+            steps.insert(draw(st.integers(at + 1, len(steps))), ("release", *target))
+    return steps + [("settle", 600), ("payout", 600)]
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(steps=scripts(), rules=rules_strategy())
+def test_scopes_clocks_holds_and_review_equal_the_model(steps, rules):
+    ledger = new_ledger(rules)
+    books = Books(ledger.store.store, rules)
+    model = RulesHoldsModel(rules)
+    batch: list[dict] = []
+    for step in steps:
+        if step[0] == "event":
+            batch.append(step[1])
+            model.add(step[1])
+            continue
+        if batch:
+            feed(ledger, batch)
+            batch = []
+        ok = _run(books, step)
+        assert ok == _model(model, step), step
+    event(f"{rules.scope}/{rules.clock}")
+    event(f"review holds placed: {bool(model.review or model.approved)}")
+    event(f"settled then rejected: {bool(set(model.frozen) & model.rejected)}")
+    event(f"paid: {bool(model.paid)}")
+    live = _nonzero(books.balances())
+    assert live == _nonzero(model.balances())
+    assert _relay_fold(books.store) == live
+    report = audit_replay(books.store)
+    assert report.ok, (report.failures, report.differences)
