@@ -322,7 +322,7 @@ def test_every_route_is_closed_unless_public_and_guarded_by_role(tmp_path):
                     auditor = client.post(path, json={}, headers={"Authorization": "Bearer auditor", "Idempotency-Key": "k"})
                     assert auditor.status_code == 403
                 checked += 1
-    assert checked == 17  # 10 API routes (8 reads, 2 writes) and 7 pages
+    assert checked == 18  # 11 API routes (9 reads, 2 writes) and 7 pages
 
 
 def test_promoter_token_reads_its_own_rows_statement_and_page(tmp_path):
