@@ -157,3 +157,4 @@ class JournalMeta(msgspec.Struct, gc=False):
     watermark_us: Union[int, None] = None  # latest click or order instant
     parked_clicks: int = 0
     parked_refunds: int = 0
+    state_format: int = 0  # ledger.statestore.STATE_FORMAT when written; 0: before the format had a number
