@@ -46,6 +46,7 @@ from ledger.records import (
     genesis,
     unframe,
 )
+from ledger.statestore import STATE_FORMAT
 from ledger.store import ConcurrentWriteError, JournalStore, Row
 from schemas.decode import decode_event
 
@@ -123,6 +124,9 @@ class Ledger:
         last = newest[0]
         if unframe(last.state)[0] is None or not cache.meta_stored:
             raise MigrationNeeded(f"journal {name!r} was written by an older version: run `commission-ledger migrate`")
+        if meta.state_format != STATE_FORMAT:
+            raise MigrationNeeded(f"journal {name!r} has state tables in format {meta.state_format}, this version "
+                                  f"reads format {STATE_FORMAT}: run `commission-ledger migrate`")
         prev = unframe(newest[1].state)[0] if len(newest) > 1 else genesis(name)
         try:
             carried = link(name, last.version, prev or b"", last.state)
