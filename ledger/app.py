@@ -293,6 +293,7 @@ class Ledger:
             writer.shutdown(wait=True)
             if gc_was_enabled:
                 gc.enable()
+        self.store.fold()  # what is left of the changelog, so that the next reader need not decode it
         if progress is not None:
             progress(counts)
         return counts
@@ -373,6 +374,7 @@ class Ledger:
             record = self.settle(as_of, batch)
             yield record
             if len(record.order_ids) < batch or not self.engine.has_due(as_of.instant_us):
+                self.store.fold()
                 return
 
     def record_adjustment(self, promoter_id: str, currency: str, amount_minor: int, reason: str, actor: str,

@@ -130,6 +130,20 @@ class Folder:
                 [sys.executable, "-m", "ledger.statelog", self.path, str(journal)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def finish(self, journal: int) -> None:
+        """A command's writes are done: wait for a folder still running, then
+        fold what is left here (nothing else is running now), so that the
+        processes reading next (a settle, an explain) find an empty log."""
+        if self.every <= 0:
+            return
+        self.close(wait=True)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            fold(db, journal)
+        finally:
+            db.close()
+        self._since[journal] = 0
+
     def close(self, wait: bool = True) -> None:
         with self._lock:
             process, self._process = self._process, None

@@ -25,7 +25,8 @@ from ledger.statelog import Overlay
 Op = tuple[bytes, "bytes | None"]  # one write: key, value (None deletes)
 # The layout of the state tables, in the journal's meta row. 0: written before
 # the format had a number (row-by-row writes, no changelog, buyer rows and
-# caches of that version); 1: the changelog (``ledger.statelog``). A journal
+# caches of that version); 1: the changelog (``ledger.statelog``), buyer rows
+# spilling old clicks from 4 (``Limits.cold_clicks_min``, was 32). A journal
 # in another format is refused until ``commission-ledger migrate``.
 STATE_FORMAT = 1
 

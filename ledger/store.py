@@ -344,6 +344,11 @@ class JournalStore:
             return stored
         raise StoreError(f"journal {self.name!r} has no segment {version}")
 
+    def fold(self) -> None:
+        """Fold this journal's state changelog now (the end of a command's writes; SQLite only)."""
+        if self.store.folder is not None:
+            self.store.folder.finish(self.number)
+
     def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = (),
                state: Sequence[Op] = (), also: Sequence[Row] = ()) -> int:
         """Append segments as versions after_version+1…, with ``trackings``,
