@@ -1,5 +1,12 @@
-"""One-time migration of a store written before state tables and hash chains.
+"""Migrating a store written by an earlier version.
 
+A journal whose state tables are in an earlier format (``state_format`` in its
+meta row, ``ledger.statestore.STATE_FORMAT``) is re-executed into a scratch
+store, every record checked against what the rules produce and every chain
+link against the stored one; then its state tables are replaced by the
+scratch state in one transaction. Records, chain and digests are untouched.
+
+A journal written before state tables and hash chains:
 For each journal not yet migrated: re-execute it from its first record (as an
 audit does), check every stored record against what the rules produce (up to
 the fields this version added: an event's instant and order id, a rejected
@@ -16,14 +23,15 @@ from typing import Callable
 import msgspec
 
 from ledger.errors import IntegrityError
-from ledger.chain import ChainError, link
+from ledger.chain import Chain, ChainError, link
 from ledger.engine import Engine
 from ledger.engine.tables import StateCache
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import (
     DeadLetter, DeadLettered, Ingested, PaidOut, Record, Segment, encode_segment, frame, genesis, unframe, without_details,
 )
-from ledger.replay import StoredRecords, replay_segment, stored_segments
+from ledger.replay import SCRATCH_JOURNAL, StoredRecords, _raise_first_difference, replay_segment, stored_segments
+from ledger.statestore import STATE_FORMAT, ScratchState
 from ledger.store import JournalStore, Store
 
 
@@ -33,10 +41,47 @@ def migrate(store: Store, *, limits: Limits = DEFAULT_LIMITS, progress: Callable
     for name in store.journals():
         journal = JournalStore(store, name)
         newest = journal.last()
-        if not newest or unframe(newest[0].state)[0] is not None:
+        if not newest:
             continue
-        done[name] = _migrate_journal(journal, limits, progress)
+        if unframe(newest[0].state)[0] is None:
+            done[name] = _migrate_journal(journal, limits, progress)
+        elif StateCache(journal.state, journal.number, 0).meta.state_format != STATE_FORMAT:
+            done[name] = _reformat_journal(journal, limits, progress)
     return done
+
+
+def _reformat_journal(journal: JournalStore, limits: Limits, progress: Callable[[str, int], None] | None) -> int:
+    """Re-execute a chained journal into scratch state (checking every record
+    and link, as ``audit replay`` does), then replace its state tables with it."""
+    scratch = ScratchState()
+    try:
+        cache = StateCache(scratch, SCRATCH_JOURNAL, limits.cache_bytes)
+        stored = StoredRecords(journal)
+        engine = Engine(cache, limits, stored.first_raw)
+        chain = Chain(journal.name)
+        position = segments = 0
+        for version, data, segment in stored_segments(journal):
+            try:
+                chain.add(version, data, segment.first, len(segment.records))
+            except ChainError as exc:
+                raise IntegrityError(f"{exc}: not migrated") from None
+            stored.current = (version, segment.records)
+            replayed = replay_segment(engine, version, segment.records)
+            if replayed != segment.records:
+                _raise_first_difference(journal.name, segment, replayed)
+            position += len(segment.records)
+            segments = version
+            meta = cache.meta
+            meta.version, meta.position, meta.head_sha256 = version, position, chain.head
+            flush = cache.flush()
+            scratch.write(SCRATCH_JOURNAL, flush.ops)
+            cache.committed(flush)
+            if progress is not None:
+                progress(journal.name, position)
+        journal.store.replace_state(journal.number, scratch, SCRATCH_JOURNAL)
+        return segments
+    finally:
+        scratch.close()
 
 
 def _migrate_journal(journal: JournalStore, limits: Limits, progress: Callable[[str, int], None] | None) -> int:

@@ -4,8 +4,9 @@ Kafka partition a batch advanced: its events partition and the shares
 topic's) and the journal's state writes (``ledger.statestore``).
 
 The stock recorders take one ``tracking=`` object per insert; these accept
-``trackings=[...]`` and ``state=(journal_id, ops)`` too. The SQLite one also
-inserts with ``executemany`` instead of one statement per event.
+``trackings=[...]`` and ``state=(journal_id, ops, version)`` too. The SQLite one also
+inserts with ``executemany`` instead of one statement per event, and writes
+the state as one changelog row (``ledger.statelog``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
-from ledger.statestore import SQLITE_STATE_TABLE, MemoryState, sqlite_write
+from ledger.statelog import FOLD_BOUND, SQLITE_LOG_TABLE, fold_cursor, log_write, unfolded
+from ledger.statestore import SQLITE_STATE_TABLE, MemoryState
 
 
 def trackings_of(kwargs: dict[str, Any]) -> list[Tracking]:
@@ -28,7 +30,7 @@ def trackings_of(kwargs: dict[str, Any]) -> list[Tracking]:
 
 class BatchSQLiteProcessRecorder(SQLiteProcessRecorder):
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), SQLITE_STATE_TABLE]
+        return [*super().construct_create_table_statements(), SQLITE_STATE_TABLE, SQLITE_LOG_TABLE]
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         c.executemany(
@@ -39,7 +41,10 @@ class BatchSQLiteProcessRecorder(SQLiteProcessRecorder):
             self._insert_tracking(c, tracking)
         state = kwargs.get("state")
         if state is not None:
-            sqlite_write(c, *state)
+            journal, ops, version = state
+            if unfolded(c, journal) >= FOLD_BOUND - 1:  # the folder lags, crashed or never ran: fold here, keep the log bounded
+                fold_cursor(c, journal)
+            log_write(c, journal, version, ops)
         return None
 
 
@@ -59,5 +64,5 @@ class MultiTrackingPOPOProcessRecorder(POPOProcessRecorder):
             self._insert_tracking(tracking)
         state = kwargs.get("state")
         if state is not None:
-            self.state.write(*state)
+            self.state.write(state[0], state[1])
         return notification_ids

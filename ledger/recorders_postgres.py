@@ -40,7 +40,7 @@ class MultiTrackingPostgresProcessRecorder(PostgresProcessRecorder):
             self._insert_tracking(curs, tracking=tracking)
         state = kwargs.pop("state", None)
         if state is not None:
-            postgres_write(curs, *state)
+            postgres_write(curs, state[0], state[1])
         kwargs.pop("tracking", None)
         kwargs.pop("trackings", None)
         super(PostgresProcessRecorder, self)._insert_events(curs, stored_events, **kwargs)

@@ -20,7 +20,15 @@ import threading
 from bisect import bisect_left, insort
 from typing import Any, Iterable, Protocol, Sequence
 
+from ledger.statelog import Overlay
+
 Op = tuple[bytes, "bytes | None"]  # one write: key, value (None deletes)
+# The layout of the state tables, in the journal's meta row. 0: written before
+# the format had a number (row-by-row writes, no changelog, buyer rows and
+# caches of that version); 1: the changelog (``ledger.statelog``), buyer rows
+# spilling old clicks from 4 (``Limits.cold_clicks_min``, was 32). A journal
+# in another format is refused until ``commission-ledger migrate``.
+STATE_FORMAT = 1
 
 SQLITE_STATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS ledger_state ("
@@ -84,10 +92,25 @@ class StateReader(Protocol):
 
 class SQLiteState:
     """Reads through the eventsourcing SQLite datastore's connection pool
-    (WAL: readers see what is committed, while a writer writes)."""
+    (WAL: readers see what is committed, while a writer writes): the table
+    and the unfolded changelog rows (``ledger.statelog``) in one snapshot."""
+
+    logged = True  # the store has a changelog (a scratch store does not)
 
     def __init__(self, datastore: Any) -> None:
         self.datastore = datastore
+        self._overlays: dict[int, Overlay] = {}
+        self._lock = threading.Lock()
+
+    def _overlay(self, c: Any, journal: int) -> "Overlay | None":
+        if not self.logged:
+            return None
+        with self._lock:
+            overlay = self._overlays.get(journal)
+            if overlay is None:
+                overlay = self._overlays[journal] = Overlay()
+            overlay.sync(c, journal)
+            return overlay if overlay.live() else None
 
     def get_many(self, journal: int, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
@@ -95,11 +118,20 @@ class SQLiteState:
             c = getattr(c, "sqlite_cursor", c)
             tune_sqlite(c)
             c.row_factory = None  # plain tuples (the pool's connections make sqlite3.Row objects)
+            overlay = self._overlay(c, journal)
             for i in range(0, len(keys), GET_CHUNK):
                 chunk = keys[i:i + GET_CHUNK]
                 c.execute(f"SELECT k, v FROM ledger_state WHERE journal = ? AND k IN ({','.join('?' * len(chunk))})",
                           (journal, *chunk))
                 found.update(c.fetchall())
+        if overlay is not None:
+            for key in keys:
+                held, value = overlay.get(key)
+                if held:
+                    if value is None:
+                        found.pop(key, None)
+                    else:
+                        found[key] = value
         return found
 
     def scan(self, journal: int, lo: bytes, hi: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
@@ -107,9 +139,29 @@ class SQLiteState:
             c = getattr(c, "sqlite_cursor", c)
             tune_sqlite(c)
             c.row_factory = None
-            c.execute("SELECT k, v FROM ledger_state WHERE journal = ? AND k >= ? AND k < ? ORDER BY k LIMIT ?",
-                      (journal, lo, hi, -1 if limit is None else limit))
-            return c.fetchall()
+            overlay = self._overlay(c, journal)
+            query = "SELECT k, v FROM ledger_state WHERE journal = ? AND k >= ? AND k < ? ORDER BY k LIMIT ?"
+            if overlay is None:
+                c.execute(query, (journal, lo, hi, -1 if limit is None else limit))
+                return c.fetchall()
+            # Page through the table; each page's key range takes the unfolded
+            # writes within it (deletes may empty a page: then read on).
+            out: list[tuple[bytes, bytes]] = []
+            start = lo
+            while True:
+                c.execute(query, (journal, start, hi, -1 if limit is None else limit))
+                rows = c.fetchall()
+                cut = hi if limit is None or len(rows) < limit else rows[-1][0] + b"\x00"
+                merged = dict(rows)
+                for k, v in overlay.range(start, cut).items():
+                    if v is None:
+                        merged.pop(k, None)
+                    else:
+                        merged[k] = v
+                out.extend(sorted(merged.items()))
+                if limit is None or len(out) >= limit or cut >= hi:
+                    return out if limit is None else out[:limit]
+                start = cut
 
 
 def sqlite_write(cursor: Any, journal: int, ops: Sequence[Op]) -> None:
@@ -204,6 +256,8 @@ class MemoryState:
 class ScratchState(SQLiteState):
     """A private temporary SQLite file: the bounded-memory state of a
     re-execution (``audit replay``), deleted when closed."""
+
+    logged = False
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)

@@ -30,6 +30,7 @@ from eventsourcing.persistence import (
 from ledger.invariants import require
 from ledger.records import SEGMENT_TOPIC
 from ledger.recorders import MultiTrackingPOPOProcessRecorder
+from ledger.statelog import Folder, fold_cursor
 from ledger.statestore import Op, PostgresState, SQLiteState, StateReader, postgres_write, sqlite_write
 
 READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
@@ -150,11 +151,13 @@ class Store:
                     recorder = MultiTrackingPOPOProcessRecorder()
                     self.recorder: ProcessRecorder = recorder
                     self.state: StateReader = recorder.state
+                    self.folder: Folder | None = None
                 else:
                     self.recorder = self.factory.process_recorder()
                     sqlite = env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
                     datastore = self.recorder.datastore  # type: ignore[attr-defined]
                     self.state = SQLiteState(datastore) if sqlite else PostgresState(datastore)
+                    self.folder = Folder(env["SQLITE_DBNAME"]) if sqlite else None
                 return
             except (PersistenceError, OSError, sqlite3.Error) as exc:
                 # Processes creating the schema at the same moment race in
@@ -169,6 +172,8 @@ class Store:
                 time.sleep(0.1 * (attempt + 1))
 
     def close(self) -> None:
+        if self.folder is not None:
+            self.folder.close()
         self.factory.close()
 
     # --------------------------------------------------------------- registry
@@ -221,6 +226,8 @@ class Store:
         with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
             c.execute(f"UPDATE {table} SET state = {mark} WHERE originator_id = {mark} AND originator_version = {mark}",
                       (state, journal_id, version))
+            if sqlite:
+                fold_cursor(c, number)  # direct writes go on top of everything logged
             (sqlite_write if sqlite else postgres_write)(c, number, ops)
 
     def clear_state(self, number: int) -> None:
@@ -231,6 +238,29 @@ class Store:
         mark = "?" if isinstance(self.state, SQLiteState) else "%s"
         with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
             c.execute(f"DELETE FROM ledger_state WHERE journal = {mark}", (number,))
+            if mark == "?":
+                c.execute("DELETE FROM ledger_state_log WHERE journal = ?", (number,))
+
+    def replace_state(self, number: int, source: StateReader, source_journal: int, page: int = 5_000) -> None:
+        """Replace one journal's state (table and changelog) by ``source``'s
+        rows of ``source_journal``, in one transaction (``migrate`` only)."""
+        recorder = self.recorder
+        if isinstance(recorder, MultiTrackingPOPOProcessRecorder):
+            raise StoreError("memory:// stores need no migration")
+        sqlite = isinstance(self.state, SQLiteState)
+        mark = "?" if sqlite else "%s"
+        with recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(f"DELETE FROM ledger_state WHERE journal = {mark}", (number,))
+            if sqlite:
+                c.execute("DELETE FROM ledger_state_log WHERE journal = ?", (number,))
+            lo = b""
+            while True:
+                rows = source.scan(source_journal, lo, b"\xff" * 32, page)
+                if rows:
+                    (sqlite_write if sqlite else postgres_write)(c, number, rows)
+                if len(rows) < page:
+                    break
+                lo = rows[-1][0] + b"\x00"
 
     def exists(self, rows: Sequence[Row]) -> bool:
         """Does any of these (stream, version) rows exist already?"""
@@ -314,6 +344,11 @@ class JournalStore:
             return stored
         raise StoreError(f"journal {self.name!r} has no segment {version}")
 
+    def fold(self) -> None:
+        """Fold this journal's state changelog now (the end of a command's writes; SQLite only)."""
+        if self.store.folder is not None:
+            self.store.folder.finish(self.number)
+
     def append(self, segments: Sequence[tuple[str, bytes]], after_version: int, trackings: Sequence[Tracking] = (),
                state: Sequence[Op] = (), also: Sequence[Row] = ()) -> int:
         """Append segments as versions after_version+1…, with ``trackings``,
@@ -330,13 +365,15 @@ class JournalStore:
         number = self.number
         try:
             self.recorder.insert_events([*rows, *also], trackings=list(trackings),  # type: ignore[arg-type]
-                                        state=(number, state) if state else None)
+                                        state=(number, state, after_version + len(rows)) if state else None)
         except IntegrityError as exc:
             raise ConcurrentWriteError(
                 f"journal {self.name} changed since version {after_version}: {one_line(exc)}"
             ) from None
         except PersistenceError as exc:
             raise StoreError(f"cannot write store {redact(self.url)}: {one_line(exc)}") from None
+        if state and self.store.folder is not None:
+            self.store.folder.committed(number)
         return after_version + len(rows)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Iterable
 
 from ledger.app import Ledger
 from ledger.books import Books
 from ledger.config import Rules
-from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.limits import DEFAULT_LIMITS, Limits, parse_limits
 from ledger.records import Source
 from ledger.store import JournalStore
 
@@ -59,6 +60,11 @@ def raw(ev: dict | bytes | str) -> bytes:
 
 
 def new_ledger(rules: Rules | None = None, store_url: str = "memory://", limits: Limits = DEFAULT_LIMITS) -> Ledger:
+    """``LEDGER_CACHE_MB`` in the environment sets the default limits' cache
+    bound (``LEDGER_CACHE_MB=0 pytest tests/test_properties.py``: everything
+    evicted after every batch)."""
+    if limits is DEFAULT_LIMITS:
+        limits = parse_limits(os.environ)
     ledger = Ledger(JournalStore(store_url), limits=limits)
     ledger.adopt_rules(rules or Rules())
     return ledger

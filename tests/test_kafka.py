@@ -102,20 +102,23 @@ def test_consumer_killed_with_sigkill_resumes_exactly_once(tmp_path, kafka_boots
            "--topic", topics[0], "--shares-topic", topics[1], "--until-idle", "3", "--max-poll-records", "300"]
     rng = random.Random(3)
     killed_at = []
+    # The state changelog folded after every segment, by a process the consumer
+    # starts: a kill of the process group lands inside batches and inside folds.
+    env = {**os.environ, "LEDGER_FOLD_EVERY": "1"}
     for fraction in (0.1, 0.3, 0.5, 0.7, 0.85):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
         target = int(events * fraction)
         deadline = time.monotonic() + 120
         while _consumed(url, topics[0]) < target and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0, 0.02))  # somewhere inside the next batch
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             killed_at.append(_consumed(url, topics[0]))
         proc.wait()
     mid_stream = [n for n in killed_at if 0 < n < events]
     assert len(mid_stream) >= 3, (killed_at, events)  # at least three kills with work still to do
-    done = subprocess.run(cmd, capture_output=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert _consumed(url, topics[0]) == events
     assert _nonzero(Books(Store(url)).balances()) == reference_balances(lines)

@@ -117,3 +117,76 @@ def test_many_processes_opening_a_new_database_at_once(postgres_url):
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err.decode() for _, err in results]
     assert all(out.strip() == b"[]" for out, _ in results)
+
+
+def test_ingest_killed_with_sigkill_then_resumed_gives_a_clean_ingests_balances(postgres_server, tmp_path):
+    """SIGKILL an ingest into PostgreSQL inside its batches (each one
+    transaction: segment and state), then ingest again to the end: the
+    balances are a clean ingest's and the audit re-execution passes."""
+    import os
+    import random
+    import signal
+    import time
+
+    lines = list(generate(6_000, seed=23))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    clean = postgres_server.create_database("sigkill_clean")
+    subprocess.run([EXE, "--store", clean, "ingest", str(path)], check=True, capture_output=True)
+    url = postgres_server.create_database("sigkill_killed")
+    cmd = [EXE, "--store", url, "ingest", "--batch-events", "50", str(path)]
+    rng = random.Random(6)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(1.0, 2.5))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    done = subprocess.run(cmd, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert _nonzero(Books(Store(url)).balances()) == _nonzero(Books(Store(clean)).balances())
+    result = audit_replay(Store(url))
+    assert result.ok and result.reexecuted, result.failures
+
+
+def test_a_journal_in_an_earlier_state_format_is_refused_then_migrated(postgres_url):
+    """A journal whose meta row carries another state format (as written by
+    the version before ``state_format``) is refused with one line naming
+    ``migrate``; ``migrate`` rebuilds its state tables on PostgreSQL and the
+    audit passes with the same digest."""
+    import msgspec
+
+    from ledger.engine.state import JournalMeta
+    from ledger.errors import MigrationNeeded
+    from ledger.migrate import migrate
+    from ledger.store import JournalStore
+    from ledger.statestore import postgres_write
+
+    ledger = new_ledger(None, postgres_url)
+    feed(ledger, generate(1_500, seed=8))
+    ledger.settle("2026-01-20T00:00:00Z")
+    before = audit_replay(Store(postgres_url))
+    assert before.ok and before.reexecuted, before.failures
+    store = Store(postgres_url)
+    journal = JournalStore(store, "main")
+    meta_key = b"\x00"
+    (raw,) = journal.state.get_many(journal.number, [meta_key]).values()
+    old = msgspec.structs.replace(msgspec.msgpack.decode(raw, type=JournalMeta), state_format=0)
+    with store.recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+        postgres_write(c, journal.number, [(meta_key, msgspec.msgpack.encode(old))])
+    refused = subprocess.run([EXE, "--store", postgres_url, "settle", "--as-of", "2026-01-22T00:00:00Z"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
+    assert "`commission-ledger migrate`" in refused.stderr
+    try:
+        new_ledger(None, postgres_url)
+        raise AssertionError("opened a journal in an earlier state format")
+    except MigrationNeeded:
+        pass
+    assert migrate(Store(postgres_url)) == {"main": ledger.version}
+    after = audit_replay(Store(postgres_url))
+    assert after.ok and after.digest == before.digest, after.failures
+    assert migrate(Store(postgres_url)) == {}

@@ -43,18 +43,20 @@ class ClickIndex:
         self._params = params
         self.buyers = buyers
         self.cold = cache.sorted_space(spaces.COLD_CLICKS)  # prefixed(buyer) + sort_key(its latest click) → [ClickRef]
-        self.parked = cache.table(spaces.PARKED_CLICKS, id_key, encode, decoder(list[ParkedClick]))
+        self.parked = cache.table(spaces.PARKED_CLICKS, id_key, encode, decoder(list[ParkedClick]), keep=False)
         cache.before_flush(self._trim_written)
 
     # ------------------------------------------------------------- parking
     def park(self, share_id: str, buyer_id: str, click: ClickRef) -> None:
-        waiting = self.parked.get(share_id) or []
+        waiting = (self.parked.get(share_id) or []) if self._meta.parked_clicks else []
         waiting.append(ParkedClick(buyer_id, click))
         self.parked.put(share_id, waiting)
         self._meta.parked_clicks += 1
 
     def unpark(self, share_id: str) -> list[ParkedClick]:
         """The clicks that waited for ``share_id``, now known."""
+        if not self._meta.parked_clicks:
+            return []  # none parked: no lookup (the journal's row counts them)
         waiting = self.parked.get(share_id)
         if not waiting:
             return []

@@ -156,17 +156,24 @@ class Engine:
         order_ids = {e.order_id for e in events if isinstance(e, (Order, Refund, Fulfillment))}
         self.buyers.prefetch(buyers)
         self.network.shares.prefetch(shares)
-        self.orders.parked.prefetch(order_ids)
+        if self.meta.parked_refunds:
+            self.orders.parked.prefetch(order_ids)
+        else:  # none stored: only what this batch parks can be looked up (in the cache)
+            self.orders.none_parked_stored = True
         if any(isinstance(e, Fulfillment) for e in events) or self.meta.parked_fulfillments:
             self.orders.receipts.parked.prefetch(e.order_id for e in events if isinstance(e, Order))
         self.dedupe.refunds.prefetch(e.refund_id for e in events if isinstance(e, Refund))
         self.holds.flags.prefetch(e.order_id for e in events if isinstance(e, Refund))
-        new_shares = [e.share_id for e in events if isinstance(e, Share)]
-        self.clicks.parked.prefetch(new_shares)
+        if self.meta.parked_clicks:
+            self.clicks.parked.prefetch([e.share_id for e in events if isinstance(e, Share)])
         self.network.children.prefetch(shares)
-        # Second round: what those rows name.
-        for buyer_id in buyers:
-            order_ids.update(ref.order_id for ref in self.orders.unsettled_of_buyer(buyer_id))
+        # Second round: what those rows name. A click re-evaluates only its
+        # buyer's unsettled orders dated at or after it (``_affected_by_click``).
+        for d in batch:
+            if isinstance(d, Decoded) and isinstance(d.event, Click):
+                click_us = d.occurred_us
+                order_ids.update(ref.order_id for ref in self.orders.unsettled_of_buyer(d.event.buyer_id)
+                                 if ref.occurred_us >= click_us)
         self.orders.orders.prefetch(order_ids)
         promoters = {share.promoter_id for share in map(self.network.shares.get, shares) if share is not None}
         promoters |= {e.promoter_id for e in events if isinstance(e, Share)}
@@ -229,6 +236,7 @@ class Engine:
         orders whose upline changed. Returns (walked, transfers)."""
         require(self.batching, "no batch open")
         self.batching = False
+        self.orders.none_parked_stored = False
         start, self._deferred_start = self._deferred_start, None
         transfers: list[Transfer] = []
         if start is not None:

@@ -27,8 +27,9 @@ OTHER = 2  # same event_id, other content: a conflicting duplicate
 
 class Dedupe:
     def __init__(self, cache: StateCache, first_raw: FirstRaw) -> None:
-        self.seen = cache.table(spaces.SEEN, id_key, encode, decoder(tuple[int, int]))  # event_id → At
-        self.refunds = cache.table(spaces.REFUND_IDS, id_key, marker, present)
+        # Read once each (a new id is checked and claimed in one batch): not kept after it commits.
+        self.seen = cache.table(spaces.SEEN, id_key, encode, decoder(tuple[int, int]), keep=False)  # event_id → At
+        self.refunds = cache.table(spaces.REFUND_IDS, id_key, marker, present, keep=False)
         self.first_raw = first_raw
 
     def check(self, event_id: str, decoded: Decoded) -> int:

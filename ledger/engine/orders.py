@@ -24,7 +24,10 @@ class OrderBook:
         self.buyers = buyers
         self.unsettled = cache.sorted_space(spaces.UNSETTLED)  # sort_key(occurred_us, event_id) → order_id
         self.by_level1 = cache.sorted_space(spaces.BY_LEVEL1)  # prefixed(promoter) + order_id → b""
-        self.parked = cache.table(spaces.PARKED_REFUNDS, id_key, encode, decoder(list[ParkedRefund]))
+        self.parked = cache.table(spaces.PARKED_REFUNDS, id_key, encode, decoder(list[ParkedRefund]), keep=False)
+        # Set by the engine for one prefetched batch: no parked refund was
+        # stored when it began, so one not in the cache does not exist.
+        self.none_parked_stored = False
         self.receipts = Receipts(cache, meta)  # receipt-clock orders: their own due index (SPEC §15)
 
     def get(self, order_id: str) -> OrderState | None:
@@ -156,19 +159,28 @@ class OrderBook:
 
     # ------------------------------------------------------- parked refunds
     def park_refund(self, order_id: str, parked: ParkedRefund) -> None:
-        waiting = self.parked.get(order_id) or []
+        waiting = (self.parked.get(order_id) or []) if self._may_be_parked(order_id) else []
         waiting.append(parked)
         self.parked.put(order_id, waiting)
         self._meta.parked_refunds += 1
 
     def unpark_refunds(self, order_id: str) -> list[ParkedRefund]:
         """The refunds that waited for ``order_id``, in arrival order."""
+        if not self._may_be_parked(order_id):
+            return []
         waiting = self.parked.get(order_id)
         if not waiting:
             return []
         self.parked.delete(order_id)
         self._meta.parked_refunds -= len(waiting)
         return waiting
+
+    def _may_be_parked(self, order_id: str) -> bool:
+        """False when no lookup is needed: none parked (the journal's row
+        counts them), or none stored and this one not parked in this batch."""
+        if not self._meta.parked_refunds:
+            return False
+        return not self.none_parked_stored or self.parked.cached(order_id)
 
     def parked_refund_count(self) -> int:
         return self._meta.parked_refunds

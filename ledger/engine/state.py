@@ -237,3 +237,4 @@ class JournalMeta(msgspec.Struct, gc=False):
     parked_refunds: int = 0
     parked_fulfillments: int = 0  # SPEC §15 (issue 20)
     awaiting_receipt: int = 0  # receipt-clock orders unsettled, not received, not fully refunded
+    state_format: int = 0  # ledger.statestore.STATE_FORMAT when written; 0: before the format had a number

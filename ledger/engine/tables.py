@@ -1,9 +1,13 @@
 """The engine's state as tables: a bounded cache over one journal's part of
 the state store (``ledger.statestore``).
 
-``Table`` is a point-lookup space: values are decoded once and kept in an LRU
-cache; the engine ``put``s new values and ``touch``es values it changed in
-place. ``SortedSpace`` is a range-scanned space (settlement order, upline walks,
+``Table`` is a point-lookup space: values are decoded once and kept in a
+cache evicted by CLOCK (a hit marks its key; eviction walks the keys in
+insertion order, giving a marked key a second chance: no reordering per hit);
+the engine ``put``s new values and ``touch``es values it changed in place. A
+table of values read once (event ids, refund ids, parked refunds and clicks)
+is made with ``keep=False``: it holds its values only until the batch that
+read or wrote them commits. ``SortedSpace`` is a range-scanned space (settlement order, upline walks,
 cold clicks): it keeps no cache, only the writes not yet committed, merged
 into every scan. ``StateCache.flush()`` turns what changed into store writes
 for the batch's transaction; once that transaction commits, ``committed()``
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 import msgspec
@@ -25,7 +28,7 @@ import msgspec
 from ledger.engine.spaces import META
 from ledger.engine.state import JournalMeta
 from ledger.invariants import require
-from ledger.statestore import Op, StateReader
+from ledger.statestore import STATE_FORMAT, Op, StateReader
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -43,13 +46,15 @@ class Table(Generic[K, V]):
     """One space of point lookups through the cache."""
 
     def __init__(self, cache: "StateCache", space: int, key: Callable[[K], bytes],
-                 encode: Callable[[V], bytes], decode: Callable[[bytes], V]) -> None:
+                 encode: Callable[[V], bytes], decode: Callable[[bytes], V], keep: bool = True) -> None:
         self._cache = cache
+        self._keep = keep
         self._prefix = bytes([space])
         self._key = key
         self._encode = encode
         self._decode = decode
-        self._values: OrderedDict[Any, Any] = OrderedDict()
+        self._values: dict[Any, Any] = {}  # insertion order is the CLOCK's order
+        self._hit: set[Any] = set()  # keys read since the eviction last passed them
         self._dirty: set[Any] = set()
         self._pinned: dict[Any, int] = {}  # flushed, not yet committed: key → the newest flush holding it
         self._entry_bytes = ENTRY_OVERHEAD_BYTES  # running estimate of one cached entry
@@ -59,7 +64,7 @@ class Table(Generic[K, V]):
         value = self._values.get(key, _MISSING)
         if value is _MISSING:
             return self._load(key)
-        self._values.move_to_end(key)
+        self._hit.add(key)
         return None if value is _ABSENT else value
 
     def _load(self, key: K) -> V | None:
@@ -95,7 +100,6 @@ class Table(Generic[K, V]):
     # --------------------------------------------------------------- writes
     def put(self, key: K, value: V) -> None:
         self._values[key] = value
-        self._values.move_to_end(key)
         self._dirty.add(key)
 
     def touch(self, key: K) -> None:
@@ -133,19 +137,47 @@ class Table(Generic[K, V]):
         return len(self._values) * self._entry_bytes
 
     def _evict(self, keep: int) -> None:
-        """Drop least recently used clean values until at most ``keep`` remain."""
-        values, busy = self._values, self._dirty
-        skipped = 0
-        while len(values) > keep and skipped < len(values):
-            key = next(iter(values))
-            if key in busy or key in self._pinned:
-                values.move_to_end(key)
-                skipped += 1
+        """CLOCK: drop clean values not read since the last pass, oldest
+        inserted first, until at most ``keep`` remain; a read value gets a
+        second chance (moved behind the others, its mark cleared)."""
+        values, busy, pinned, hit = self._values, self._dirty, self._pinned, self._hit
+        excess = len(values) - keep
+        if excess <= 0:
+            return
+        again: dict[Any, Any] = {}
+        for key in list(values):
+            if excess <= 0:
+                break
+            if key in busy or key in pinned:
+                continue
+            if key in hit:
+                hit.discard(key)
+                again[key] = values.pop(key)
                 continue
             del values[key]
+            excess -= 1
+        if excess > 0:  # every clean value was read since the last pass: drop the oldest of them
+            for key in list(again):
+                if excess <= 0:
+                    break
+                del again[key]
+                excess -= 1
+        values.update(again)
+        if len(hit) > 2 * len(values):
+            hit.intersection_update(values)
+
+    def _drop_clean(self) -> None:
+        """A table of values read once: forget all but what is not yet committed."""
+        busy, pinned = self._dirty, self._pinned
+        if busy or pinned:
+            self._values = {k: v for k, v in self._values.items() if k in busy or k in pinned}
+        else:
+            self._values = {}
+        self._hit = set()
 
     def _clear(self) -> None:
-        self._values.clear()
+        self._values = {}
+        self._hit = set()
         self._dirty = set()
         self._pinned.clear()
 
@@ -233,12 +265,14 @@ class StateCache:
             _open_caches.add(self)
         stored = reader.get_many(journal, [META_KEY]).get(META_KEY)
         # The journal's own row, always resident (the engine's parts keep it).
-        self.meta = _meta_decoder.decode(stored) if stored is not None else JournalMeta()
+        self.meta = _meta_decoder.decode(stored) if stored is not None else JournalMeta(state_format=STATE_FORMAT)
         self.meta_stored = stored is not None
 
     def table(self, space: int, key: Callable[[K], bytes], encode: Callable[[V], bytes],
-              decode: Callable[[bytes], V]) -> Table[K, V]:
-        table: Table[K, V] = Table(self, space, key, encode, decode)
+              decode: Callable[[bytes], V], keep: bool = True) -> Table[K, V]:
+        """A point-lookup space; ``keep=False`` for values read once (held
+        only until the batch that read or wrote them commits)."""
+        table: Table[K, V] = Table(self, space, key, encode, decode, keep)
         self.tables.append(table)
         return table
 
@@ -273,6 +307,9 @@ class StateCache:
             table._committed(keys, flush.generation)
         for space, layer in flush.spaces:
             space._committed(layer)
+        for table in self.tables:
+            if not table._keep:
+                table._drop_clean()
         self.trim()
 
     def trim(self) -> None:

@@ -1,0 +1,231 @@
+"""The state changelog (SQLite): one sorted delta row per segment, folded
+into ``ledger_state`` off the critical path.
+
+A segment's transaction writes its state changes as ONE row of
+``ledger_state_log(journal, version, ops)`` (``ops``: MessagePack of the
+sorted ``[key, value | None]`` pairs) beside the segment and its trackings:
+exactly-once is unchanged (one transaction), and the writer thread makes one
+``INSERT`` instead of thousands. A row-by-row ``executemany`` takes the GIL
+back for every row; beside the busy engine thread a 5,000-row upsert took
+54 ms instead of 10 ms and the 300k ingest spent 9.6 s of its 12.5 s writing.
+
+Every ``FOLD_EVERY`` segments a separate process (``python -m ledger.statelog
+DB JOURNAL``) folds the log into ``ledger_state`` and deletes the rows it
+folded, in one transaction; it needs no GIL of the writer's. When the log
+holds ``FOLD_BOUND`` rows (a folder that lags, crashed or cannot start), the
+writer folds itself: the log, and so what a reader must read to open a
+journal, stays bounded.
+
+Readers see ``ledger_state`` and the unfolded rows in one snapshot (one read
+transaction: a fold moves a prefix of the log into the table atomically).
+``Overlay`` keeps the unfolded rows a process has read, decoded; rows are
+immutable, so only new versions are read again. Folding is idempotent in
+effect: folded or not, the state a reader sees is the same.
+
+PostgreSQL keeps writing the table directly: its upsert is one server-side
+statement over arrays (``statestore.postgres_write``), during which psycopg
+holds no GIL, so it has none of the problem this solves.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from bisect import bisect_left
+from typing import Any, Optional, Sequence
+
+import msgspec
+
+SQLITE_LOG_TABLE = (
+    "CREATE TABLE IF NOT EXISTS ledger_state_log ("
+    "journal INTEGER NOT NULL, version INTEGER NOT NULL, ops BLOB NOT NULL, "
+    "PRIMARY KEY (journal, version))"
+)
+FOLD_EVERY = 8  # segments between two launches of the folder process
+FOLD_BOUND = 32  # unfolded segments at which the writer folds itself
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[tuple[bytes, Optional[bytes]]])
+
+Op = tuple[bytes, "bytes | None"]
+
+
+def encode_delta(ops: Sequence[Op]) -> bytes:
+    """One segment's state changes as one sorted row (the last write of a key wins)."""
+    return _encoder.encode(sorted(dict(ops).items()))
+
+
+def decode_delta(data: bytes) -> list[Op]:
+    return _decoder.decode(data)
+
+
+def log_write(cursor: Any, journal: int, version: int, ops: Sequence[Op]) -> None:
+    """Write one segment's delta row inside the caller's SQLite transaction."""
+    cursor = getattr(cursor, "sqlite_cursor", cursor)  # eventsourcing wraps its cursors
+    cursor.execute("INSERT INTO ledger_state_log (journal, version, ops) VALUES (?, ?, ?)",
+                   (journal, version, encode_delta(ops)))
+
+
+# ------------------------------------------------------------------ folding
+def fold(db: sqlite3.Connection, journal: int) -> None:
+    """Fold every row of ``journal``'s log into ``ledger_state`` and delete
+    them, in one transaction (``db`` in autocommit mode)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        fold_cursor(db.cursor(), journal)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def unfolded(cursor: Any, journal: int) -> int:
+    cursor = getattr(cursor, "sqlite_cursor", cursor)
+    return cursor.execute("SELECT count(*) FROM ledger_state_log WHERE journal = ?", (journal,)).fetchone()[0]
+
+
+def fold_cursor(cursor: Any, journal: int) -> None:
+    """Fold inside the caller's transaction (the writer folding itself, migrate)."""
+    cursor = getattr(cursor, "sqlite_cursor", cursor)
+    rows = cursor.execute("SELECT version, ops FROM ledger_state_log WHERE journal = ? ORDER BY version",
+                          (journal,)).fetchall()
+    if not rows:
+        return
+    merged: dict[bytes, bytes | None] = {}
+    for row in rows:
+        merged.update(decode_delta(row[1]))
+    deletes = [(journal, k) for k, v in merged.items() if v is None]
+    puts = [(journal, k, v) for k, v in merged.items() if v is not None]
+    if deletes:
+        cursor.executemany("DELETE FROM ledger_state WHERE journal = ? AND k = ?", deletes)
+    if puts:
+        cursor.executemany("INSERT OR REPLACE INTO ledger_state (journal, k, v) VALUES (?, ?, ?)", puts)
+    cursor.execute("DELETE FROM ledger_state_log WHERE journal = ? AND version <= ?", (journal, rows[-1][0]))
+
+
+class Folder:
+    """The writer's side: after every commit, start the folder process every
+    ``FOLD_EVERY`` segments (one at a time); at ``FOLD_BOUND`` unfolded
+    segments, tell the writer to fold itself."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._since: dict[int, int] = {}
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self.every = int(os.environ.get("LEDGER_FOLD_EVERY", FOLD_EVERY))  # tests: 1 folds every batch, 0 never
+
+    def committed(self, journal: int) -> None:
+        if self.every <= 0:
+            return
+        with self._lock:
+            since = self._since.get(journal, 0) + 1
+            if since < self.every or (self._process is not None and self._process.poll() is None):
+                self._since[journal] = since
+                return
+            self._since[journal] = 0
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "ledger.statelog", self.path, str(journal)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finish(self, journal: int) -> None:
+        """A command's writes are done: wait for a folder still running, then
+        fold what is left here (nothing else is running now), so that the
+        processes reading next (a settle, an explain) find an empty log."""
+        if self.every <= 0:
+            return
+        self.close(wait=True)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            fold(db, journal)
+        finally:
+            db.close()
+        self._since[journal] = 0
+
+    def close(self, wait: bool = True) -> None:
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None and wait:
+            process.wait()
+
+
+# ------------------------------------------------------------------ reading
+class Overlay:
+    """One journal's unfolded log rows as a process last read them."""
+
+    def __init__(self) -> None:
+        self.known_max = 0  # newest version read
+        self.folded = 0  # every version ≤ this is in the table
+        self.versions: dict[int, tuple[list[bytes], list[bytes | None]]] = {}  # sorted keys, values
+        self.entries: dict[bytes, tuple[int, bytes | None]] = {}  # key → (newest version, value)
+
+    def sync(self, cursor: Any, journal: int) -> None:
+        """Bring the overlay to the snapshot of ``cursor``'s read transaction."""
+        low, high, count = cursor.execute(
+            "SELECT min(version), max(version), count(*) FROM ledger_state_log WHERE journal = ?", (journal,)).fetchone()
+        if not count:
+            self.folded = max(self.folded, self.known_max)
+            if self.versions:
+                self._drop()
+            return
+        self.folded = max(self.folded, low - 1)
+        if high > self.known_max:
+            rows = cursor.execute("SELECT version, ops FROM ledger_state_log WHERE journal = ? AND version > ? "
+                                  "ORDER BY version", (journal, max(self.known_max, self.folded))).fetchall()
+            entries = self.entries
+            for version, data in rows:
+                ops = decode_delta(data)
+                keys = [k for k, _ in ops]
+                values = [v for _, v in ops]
+                self.versions[version] = (keys, values)
+                for k, v in ops:
+                    entries[k] = (version, v)
+            self.known_max = high
+        if self.versions and min(self.versions) <= self.folded:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Forget versions folded into the table."""
+        folded = self.folded
+        for version in [v for v in self.versions if v <= folded]:
+            del self.versions[version]
+        if len(self.entries) > 2 * sum(len(keys) for keys, _ in self.versions.values()) + 1024:
+            self.entries = {k: e for k, e in self.entries.items() if e[0] > folded}
+
+    def live(self) -> bool:
+        return bool(self.versions)
+
+    def get(self, key: bytes) -> tuple[bool, bytes | None]:
+        """(in the overlay, value or None for deleted)."""
+        entry = self.entries.get(key)
+        if entry is None or entry[0] <= self.folded:
+            return False, None
+        return True, entry[1]
+
+    def range(self, lo: bytes, hi: bytes) -> dict[bytes, bytes | None]:
+        """Unfolded writes with lo ≤ key < hi, the newest of each key."""
+        out: dict[bytes, bytes | None] = {}
+        for version in sorted(self.versions):
+            keys, values = self.versions[version]
+            i, j = bisect_left(keys, lo), bisect_left(keys, hi)
+            if i < j:
+                out.update(zip(keys[i:j], values[i:j]))
+        return out
+
+
+def main(argv: list[str]) -> int:
+    """The folder process: fold one journal's log and exit."""
+    path, journal = argv[0], int(argv[1])
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        db.execute("PRAGMA cache_size = -16384")
+        fold(db, journal)
+    finally:
+        db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
