@@ -79,9 +79,9 @@ class Network:
         while True:
             page = self.parented.scan(after, limit=WALK_PAGE)
             for _, share_id in page:
-                promoter = self._bind(self.shares.get(text(share_id)))  # type: ignore[arg-type]
-                if promoter is not None:
-                    bound.append(promoter)
+                bound_promoter = self._bind(self.shares.get(text(share_id)))  # type: ignore[arg-type]
+                if bound_promoter is not None:
+                    bound.append(bound_promoter)
             if len(page) < WALK_PAGE:
                 break
             after = page[-1][0] + b"\x00"  # just after the last key read
