@@ -38,16 +38,16 @@ from __future__ import annotations
 import json
 import re
 from itertools import accumulate
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import orjson
 
-MAX_DEPTH = 128
+MAX_DEPTH: Final = 128
 
 # Integers with more digits than this are not turned into Python ints: int()
 # of a long digit string is quadratic (CPython's own limit is 4300 digits too).
-MAX_INT_DIGITS = 4300
+MAX_INT_DIGITS: Final = 4300
 
 
 class NotIJSON(ValueError):

@@ -10,6 +10,8 @@ id, the shares with a parent and the bindings in walk order.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ledger.engine import spaces
 from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.state import ShareRef, Upline
@@ -17,7 +19,7 @@ from ledger.engine.tables import StateCache
 from ledger.invariants import require
 from ledger.statestore import sort_key, text
 
-WALK_PAGE = 10_000  # shares read per query while walking
+WALK_PAGE: Final = 10_000  # shares read per query while walking
 
 
 class Network:
