@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 
 import msgspec
 
+from ledger.errors import IntegrityError
 from ledger.books import TREASURY, Books
 from ledger.chain import Chain, ChainError, Head
 from ledger.config import rules_from_toml_text
