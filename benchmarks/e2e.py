@@ -13,7 +13,7 @@ Stages (each in its own process, so peak RSS is per stage):
   consume         consume into SQLite                       (commission-ledger consume)
   consume-2w      the same with two processes, one per core (commission-ledger consume --workers 2);
                   peak RSS is the largest worker's
-  replay          audit replay of the ingested store        (commission-ledger audit replay)
+  replay          audit replay of the ingested store        (commission-ledger audit replay, --jobs: every core)
   relay           ledger events out (commission-ledger relay): a relay process follows the
                   store while the file is ingested (lag at the end of the ingest, time to
                   drain it), then a relay from scratch over the finished store (messages/s);
@@ -224,11 +224,12 @@ def stage_consume_workers(store: str, bootstrap: str, topic: str, total: int) ->
 
 
 def stage_replay(store: str) -> None:
+    from ledger.replay_jobs import default_jobs
     from ledger.store import Store
     from projections.audit import audit_replay
 
     started = time.perf_counter()
-    result = audit_replay(Store(store))
+    result = audit_replay(Store(store), jobs=default_jobs())  # as the command does: every core
     assert not result.differences and not result.unbalanced
     _report(result.records, time.perf_counter() - started, digest=result.digest)
 

@@ -6,11 +6,11 @@ All amounts are integer minor units; rates are basis points. Floors are Python
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Final, NamedTuple, Sequence
 
 from schemas.events import Line, line_discount
 
-BP = 10_000
+BP: Final = 10_000
 
 
 class LineAmounts(NamedTuple):

@@ -106,15 +106,17 @@ def raw_of(record: Record) -> bytes:
     return record.letter.raw  # type: ignore[union-attr]
 
 
-def apply_record(engine: Engine, record: Record) -> Record:
-    """Re-execute one stored record on ``engine``; return the record it yields."""
+def apply_record(engine: Engine, record: Record, decoded: Decoded | Rejected | None = None) -> Record:
+    """Re-execute one stored record on ``engine``; return the record it yields.
+    ``decoded``: the record's event as ``decode_event`` gives it, when the caller has it."""
     if isinstance(record, RulesAdopted):
         rules = rules_from_toml_text(record.rules_toml)
         version = engine.adopt_rules(rules)
         return RulesAdopted(version if version is not None else -1, rules.digest(), rules.to_toml())
     if isinstance(record, (Ingested, DeadLettered)):
         raw, source = (record.raw, record.source) if isinstance(record, Ingested) else (record.letter.raw, record.letter.source)
-        decoded = decode_event(raw)
+        if decoded is None:
+            decoded = decode_event(raw)
         try:
             outcome = engine.apply_decoded(decoded, raw, source)
         except Exception as exc:  # noqa: BLE001 - the same last-resort guard as live

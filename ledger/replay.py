@@ -124,15 +124,15 @@ class StoredRecords:
 def replay_segment(engine: Engine, version: int, records: list[Record]) -> list[Record]:
     """Re-execute one stored segment's records (the walk of a NetworkRebuilt
     runs at the end, as it did live)."""
-    decoded = [decode_event(raw_of(r)) for r in records if isinstance(r, (Ingested, DeadLettered))]
-    engine.prefetch(decoded)  # as the live batch did: one query per table, not one per miss
+    decoded = [decode_event(raw_of(r)) if isinstance(r, (Ingested, DeadLettered)) else None for r in records]
+    engine.prefetch([d for d in decoded if d is not None])  # as the live batch did: one query per table, not one per miss
     engine.begin_batch()
     replayed = []
     for index, record in enumerate(records):
         if isinstance(record, NetworkRebuilt):
             continue
         engine.at = (version, index)
-        replayed.append(apply_record(engine, record))
+        replayed.append(apply_record(engine, record, decoded[index]))  # each event decoded once
     walked, transfers = engine.end_batch()
     return replayed + [NetworkRebuilt(transfers)] if walked else replayed
 

@@ -33,7 +33,7 @@ from ledger.chain import Chain, ChainError, Head
 from ledger.config import rules_from_toml_text
 from ledger.engine.tables import StateCache
 from ledger.records import Adjusted, RecordMoney, SegmentView, dead_letters_of, decode_segment, decode_segment_money, unframe
-from ledger.replay import replay_journal
+from ledger.replay_jobs import Reexecution
 from ledger.store import JournalStore, Row, Store
 from projections.balances import BalanceRow, balance_rows, fold_transfer
 from projections.payout_check import PayoutCheck, PayoutCounts
@@ -135,6 +135,25 @@ def audit_replay(
     fast: bool = False,
     anchors: Iterable[Head] = (),
     record: bool = True,
+    jobs: int = 1,
+) -> AuditResult:
+    """``jobs`` > 1: the journals re-execute in that many worker processes
+    while this one reads the notification log (``ledger.replay_jobs``); the
+    result is the same."""
+    with Reexecution(store, jobs) as reexecution:
+        if not fast:
+            reexecution.start(store.journals())  # begun now: they run beside the pass below
+        return _audit_replay(store, progress, fast=fast, anchors=anchors, record=record, reexecution=reexecution)
+
+
+def _audit_replay(
+    store: Store,
+    progress: Callable[[int], None] | None,
+    *,
+    fast: bool,
+    anchors: Iterable[Head],
+    record: bool,
+    reexecution: Reexecution,
 ) -> AuditResult:
     rebuild = _Rebuild()
     chains: dict[str, Chain] = {}
@@ -191,15 +210,7 @@ def audit_replay(
     at_live = rebuild.balances_at_live if rebuild.balances_at_live is not None else rebuild.balances
     differences = _compare(at_live, live_balances) if live_position else []
     if not fast:
-        for name in sorted(chains):
-            if name in broken:
-                continue
-            try:
-                result = replay_journal(JournalStore(store, name), compare_state=True)
-            except IntegrityError as exc:
-                failures.append(str(exc))
-                continue
-            failures += result.state_differences
+        failures += reexecution.failures([name for name in sorted(chains) if name not in broken])
     heads = [chains[name].as_head() for name in sorted(chains)]
     result = AuditResult(rebuild.records, rebuild.digest(), differences, dict(rebuild.malformed), rebuild.position,
                          rebuild.balances_digest(), heads, failures, not fast, payouts.counts)

@@ -38,16 +38,16 @@ from __future__ import annotations
 import json
 import re
 from itertools import accumulate
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import orjson
 
-MAX_DEPTH = 128
+MAX_DEPTH: Final = 128
 
 # Integers with more digits than this are not turned into Python ints: int()
 # of a long digit string is quadratic (CPython's own limit is 4300 digits too).
-MAX_INT_DIGITS = 4300
+MAX_INT_DIGITS: Final = 4300
 
 
 class NotIJSON(ValueError):
@@ -170,10 +170,10 @@ def _parse_slow(raw: bytes) -> Any:
     try:
         value = json.loads(raw.decode("utf-8"), parse_int=_parse_int, parse_float=_note_float,
                            parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise NotIJSON(_detail(raw, exc)) from None
-    except ValueError as exc:
-        raise NotIJSON(_detail(raw, exc)) from None
+    except UnicodeDecodeError as bad_utf8:  # one name per exception type (mypyc types each name once)
+        raise NotIJSON(_detail(raw, bad_utf8)) from None
+    except ValueError as bad_json:
+        raise NotIJSON(_detail(raw, bad_json)) from None
     if b"\\u" in raw and lone_surrogate_escape(raw) is not None:
         raise NotIJSON(_detail(raw, ValueError("escaped lone surrogate")))
     return value
@@ -239,9 +239,9 @@ def parse(raw: bytes) -> Any:
             raise NotIJSON(f"arrays/objects nested {depth} deep (at most {MAX_DEPTH})")
     try:
         return _decoder.decode(raw)
-    except msgspec.ValidationError as exc:  # a number msgspec will not hold
-        if "out of range" not in str(exc):
-            raise NotIJSON(_detail(raw, exc)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise NotIJSON(_detail(raw, exc)) from None
+    except msgspec.ValidationError as invalid:  # a number msgspec will not hold
+        if "out of range" not in str(invalid):
+            raise NotIJSON(_detail(raw, invalid)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as malformed:
+        raise NotIJSON(_detail(raw, malformed)) from None
     return _parse_slow(raw)

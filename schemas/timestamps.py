@@ -7,6 +7,8 @@ instant, never the text, is what the ledger compares (SPEC §3).
 
 from __future__ import annotations
 
+from typing import Final
+
 import re
 
 _PATTERN = re.compile(
@@ -15,8 +17,8 @@ _PATTERN = re.compile(
     re.ASCII,
 )
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-US_PER_SECOND = 1_000_000
-US_PER_DAY = 86_400 * US_PER_SECOND
+US_PER_SECOND: Final = 1_000_000
+US_PER_DAY: Final = 86_400 * US_PER_SECOND
 
 
 def _is_leap(year: int) -> bool:

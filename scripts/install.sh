@@ -28,6 +28,19 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The hot path (decoder, engine) compiled with mypyc in place, from the same
+# sources (scripts/compile.py lists the modules). LEDGER_NO_COMPILE=1 keeps the
+# interpreted build (same results, slower); otherwise a failed build fails the install.
+if [ "${LEDGER_NO_COMPILE:-}" = 1 ]; then
+  .venv/bin/python scripts/compile.py --clean
+  echo "warning: LEDGER_NO_COMPILE=1: the interpreted build (the same results, ~2x slower per event)" >&2
+elif ! .venv/bin/python scripts/compile.py > .venv/compile.log 2>&1; then
+  tail -40 .venv/compile.log >&2
+  echo "error: compiling the hot path with mypyc failed (log: .venv/compile.log); LEDGER_NO_COMPILE=1 installs the interpreted build" >&2
+  exit 1
+else
+  tail -1 .venv/compile.log
+fi
 # KafkaJS, a Kafka client nobody here wrote, for the interop test.
 if [ "$with_tests" = 1 ] && command -v npm >/dev/null 2>&1; then
   (cd tests/interop && npm install --no-audit --no-fund --silent >/dev/null 2>&1) || echo "note: npm install of KafkaJS failed; its interop test will be skipped"

@@ -106,3 +106,20 @@ def postgres_url(postgres_server, request):
     """A fresh database for one test."""
     name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
     return postgres_server.create_database(name)
+
+
+def pytest_sessionstart(session):
+    """Refuse to test a stale compiled build: an extension built from an older
+    source than the ``.py`` beside it would run instead of the code under test."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "compile.py"
+    spec = importlib.util.spec_from_file_location("_compile_script", path)
+    assert spec is not None and spec.loader is not None
+    compile_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compile_script)
+    stale = compile_script.stale()
+    if stale:
+        pytest.exit(f"the compiled build is stale for {', '.join(stale)}: rebuild it (`.venv/bin/python scripts/compile.py`, "
+                    "or scripts/install.sh) or remove it (`scripts/compile.py --clean`)", returncode=3)

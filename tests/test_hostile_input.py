@@ -23,7 +23,8 @@ from devkit.synthetic import generate
 from fuzz.properties import check_decode, is_ijson
 from schemas import decode as decode_module
 from schemas import ijson
-from schemas.decode import Decoded, Rejected, decode_event
+from schemas.decode import Decoded, Rejected, decode_event, decode_fast
+from tests.interpreted import interpreted_copy
 from schemas.events import Click
 from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, share
 
@@ -168,11 +169,12 @@ def test_the_last_resort_guard_turns_a_bug_into_a_schema_violation(monkeypatch):
         raise KeyError("boom")
 
     # Both paths call it: the fast path fails (and decides nothing), the careful path's guard answers.
-    monkeypatch.setattr(decode_module, "parse_timestamp_us", broken)
-    before = decode_module.unexpected_errors
-    result = decode_event(SHARE + b"}")
+    # (An interpreted copy of the module: a compiled one calls its own binding.)
+    decode_copy = interpreted_copy("schemas.decode")
+    monkeypatch.setattr(decode_copy, "parse_timestamp_us", broken)
+    result = decode_copy.decode_event(SHARE + b"}")
     assert result == Rejected("schema_violation", "KeyError: 'boom'")
-    assert decode_module.unexpected_errors == before + 1
+    assert decode_copy.unexpected_errors == 1
     assert isinstance(decode_event(None), Rejected)  # not even bytes: a tombstone's None
     assert decode_event(None).reason == "malformed_json"
 
@@ -283,10 +285,12 @@ def test_fast_path_answers_for_valid_events_with_unknown_fields(monkeypatch):
     values = [b"1e400", b"9" * 5000, b'"\\ud83d\\ude00"', b'{"a":[1,{"b":null}]}', nested(127), b'"\\u0000"',
               '"推客😀"'.encode(), b'"\x7f\xc2\x80\xef\xbf\xbf"', b"-0", b"1.5e-300"]
     expected = [decode_event(with_field(CLICK, "x", v)) for v in values]
-    monkeypatch.setattr(decode_module, "_decode_careful", broken)
+    decode_copy = interpreted_copy("schemas.decode")  # a compiled module calls its own binding
+    monkeypatch.setattr(decode_copy, "_decode_careful", broken)
     for value, before in zip(values, expected):
         raw = with_field(CLICK, "x", value)
-        result = decode_event(raw)
+        assert decode_fast(raw) == before
+        result = decode_copy.decode_event(raw)
         assert result.event == before.event and result.occurred_us == before.occurred_us
         assert result.fingerprint() == before.fingerprint()
 
@@ -428,14 +432,14 @@ def test_an_unexpected_exception_applying_one_event_dead_letters_it_and_the_batc
     from ledger.replay import replay_journal
     from tests.helpers import click, feed, new_ledger, order, pending, share
 
-    real = Engine.apply
+    real = Engine.apply_decoded  # what the ledger calls (a compiled Engine calls its own apply)
 
-    def apply(self, decoded, raw, source):
-        if decoded.event.event_id == "boom":
+    def apply_decoded(self, decoded, raw, source):
+        if isinstance(decoded, Decoded) and decoded.event.event_id == "boom":
             raise KeyError("something no input should cause")
         return real(self, decoded, raw, source)
 
-    monkeypatch.setattr(Engine, "apply", apply)
+    monkeypatch.setattr(Engine, "apply_decoded", apply_decoded)
     ledger = new_ledger()
     counts = feed(ledger, [share("s1", "p1", "2026-01-01T00:00:00Z"), click("b1", "s1", "2026-01-01T01:00:00Z", event_id="boom"),
                            click("b1", "s1", "2026-01-01T01:30:00Z"), order("o1", "b1", "2026-01-01T02:00:00Z", amount=10_000)])

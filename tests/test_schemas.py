@@ -13,7 +13,7 @@ from fuzz.corpus import corpus_digest, decode_corpus, outcome_bytes, timestamp_c
 from schemas import Decoded, Rejected, decode_event, format_timestamp_us, parse_timestamp_us
 from schemas import decode as decode_module
 from schemas import ijson, reasons, timestamps
-from schemas.decode import _decode_careful, content_fingerprint, fingerprint
+from schemas.decode import _decode_careful, content_fingerprint, decode_fast, fingerprint
 from schemas.events import Click, Order, Refund, Share, line_discount, order_currency
 from tests.helpers import balances, click, dead_reasons, feed, new_ledger, order, refund, share
 
@@ -559,12 +559,13 @@ def test_fingerprint_on_demand_is_main_s_fingerprint(name, raw, expected):
 
 def test_fingerprint_is_computed_only_when_asked_and_then_kept(monkeypatch):
     calls = []
-    real = decode_module.content_fingerprint
-    monkeypatch.setattr(decode_module, "content_fingerprint", lambda obj: calls.append(obj) or real(obj))
+    real = decode_module.fingerprint  # what Decoded.fingerprint calls (looked up at each call)
+    monkeypatch.setattr(decode_module, "fingerprint", lambda raw: calls.append(raw) or real(raw))
     result = decode_event(ev(SHARE, x=[1.5, True]))
-    assert isinstance(result, Decoded) and calls == []  # decoding computed none
+    assert isinstance(result, Decoded) and result._fingerprint is None and calls == []  # decoding computed none
     first = result.fingerprint()
-    assert len(calls) == 1 and result.fingerprint() is first and len(calls) == 1
+    assert first == real(result.raw) and len(calls) == 1 and result._fingerprint is first
+    assert result.fingerprint() is first and len(calls) == 1
 
 
 # The digest of main's decode_event (before issue 13) over decode_corpus(): about
@@ -585,16 +586,14 @@ def test_every_outcome_and_fingerprint_is_main_s():
     assert corpus_digest(_decode_careful, inputs) == DECODE_CORPUS_DIGEST
 
 
-def test_fast_path_takes_ordinary_events_and_decides_nothing_else(monkeypatch):
+def test_fast_path_takes_ordinary_events_and_decides_nothing_else():
     """Most of the corpus is decided on the fast path only when it is a valid
     event; everything else reaches the careful path."""
-    careful = set()
-    real = decode_module._decode_careful
-    monkeypatch.setattr(decode_module, "_decode_careful", lambda raw: careful.add(raw) or real(raw))
-    results = [(raw, decode_event(raw)) for raw in decode_corpus()]
-    rejected = [raw for raw, r in results if isinstance(r, Rejected)]
-    fast = [raw for raw, r in results if isinstance(r, Decoded) and raw not in careful]
-    assert set(rejected) <= careful
+    results = [(raw, decode_event(raw), decode_fast(raw)) for raw in decode_corpus()]
+    assert all(f is None or f == r for _, r, f in results)  # the fast path only ever accepts, as decode_event
+    rejected = [raw for raw, r, _ in results if isinstance(r, Rejected)]
+    assert rejected and all(f is None for _, r, f in results if isinstance(r, Rejected))
+    fast = [raw for raw, r, f in results if isinstance(r, Decoded) and f is not None]
     assert len(fast) > 3000
     assert any(b"x_extra" in raw or b'"x":' in raw for raw in fast)  # unknown fields stay on the fast path
 

@@ -157,7 +157,8 @@ class ClickIndex:
         last = before[-1]
         if locks:
             # customer_lock: the last binding start before the boundary stays (per lock period).
-            kept = sorted({last_binding_start(before, lock) for lock in locks})  # type: ignore[type-var]
+            # (never None: ``before`` holds at least one click)
+            kept = sorted({b for lock in locks if (b := last_binding_start(before, lock)) is not None})
             if len(kept) > 1 and any(last_binding_start(kept, lock) != last_binding_start(before, lock) for lock in locks):
                 return  # rules with several lock periods disagree on what to keep: keep it all
             before = [c for c in before if c not in kept]

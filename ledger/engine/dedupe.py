@@ -10,7 +10,7 @@ so a new event pays no fingerprint at all."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Final
 
 from ledger.engine import spaces
 from ledger.engine.codecs import decoder, encode, id_key, marker, present
@@ -20,9 +20,9 @@ from schemas.decode import Decoded, fingerprint
 At = tuple[int, int]  # (segment version, index of the record in it)
 FirstRaw = Callable[[int, int], bytes]  # the raw bytes of the record at (version, index)
 
-NEW = 0
-SAME = 1  # same event_id, same content: a duplicate
-OTHER = 2  # same event_id, other content: a conflicting duplicate
+NEW: Final = 0
+SAME: Final = 1  # same event_id, same content: a duplicate
+OTHER: Final = 2  # same event_id, other content: a conflicting duplicate
 
 
 class Dedupe:

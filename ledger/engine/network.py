@@ -10,6 +10,8 @@ id, the shares with a parent and the bindings in walk order.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ledger.engine import spaces
 from ledger.engine.codecs import decoder, encode, id_key
 from ledger.engine.state import ShareRef, Upline
@@ -17,7 +19,7 @@ from ledger.engine.tables import StateCache
 from ledger.invariants import require
 from ledger.statestore import sort_key, text
 
-WALK_PAGE = 10_000  # shares read per query while walking
+WALK_PAGE: Final = 10_000  # shares read per query while walking
 
 
 class Network:
@@ -79,9 +81,9 @@ class Network:
         while True:
             page = self.parented.scan(after, limit=WALK_PAGE)
             for _, share_id in page:
-                promoter = self._bind(self.shares.get(text(share_id)))  # type: ignore[arg-type]
-                if promoter is not None:
-                    bound.append(promoter)
+                bound_promoter = self._bind(self.shares.get(text(share_id)))  # type: ignore[arg-type]
+                if bound_promoter is not None:
+                    bound.append(bound_promoter)
             if len(page) < WALK_PAGE:
                 break
             after = page[-1][0] + b"\x00"  # just after the last key read
