@@ -7,7 +7,8 @@ After every command its success (exit 0 or 2), and at the end every balance
 (pending, payable, paid), equal a brute-force model (tests/oracle.py:
 ``RulesHoldsModel``, HoldsModel with oracle_order_pays' groups and
 oracle_due's dueness); the relay's movements sum to the balances (SPEC §13);
-audit replay re-executes the whole store."""
+the holds in force (review reasons included)
+are the model's; audit replay re-executes the whole store."""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def test_scopes_clocks_holds_and_review_equal_the_model(steps, rules):
     event(f"review holds placed: {bool(model.review or model.approved)}")
     event(f"settled then rejected: {bool(set(model.frozen) & model.rejected)}")
     event(f"paid: {bool(model.paid)}")
+    held = sorted((h["kind"], h["id"], tuple(sorted(h["reasons"])) if h["kind"] == "review" else ())
+                  for h in books.holds_in_force())
+    assert held == model.in_force()
     live = _nonzero(books.balances())
     assert live == _nonzero(model.balances())
     assert _relay_fold(books.store) == live
