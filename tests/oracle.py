@@ -381,6 +381,30 @@ class RulesHoldsModel(HoldsModel):
     L1 or L2 of any, Σ of every group's L1 + L2 after caps and deny, before
     refunds) and its dueness from ``oracle_due`` (the order's own clock)."""
 
+    def __init__(self, rules) -> None:
+        super().__init__(rules)
+        self.review_reasons: dict[str, list[str]] = {}  # order under review → its reasons when placed
+        self.promoter_holds: dict[str, int] = {}
+
+    def hold(self, kind: str, target: str) -> bool:
+        ok = super().hold(kind, target)
+        if ok and kind == "promoter":
+            self.promoter_holds[target] = self.promoter_holds.get(target, 0) + 1
+        return ok
+
+    def release(self, kind: str, target: str) -> bool:
+        ok = super().release(kind, target)
+        if ok and kind == "promoter":
+            self.promoter_holds.pop(target, None)
+        return ok
+
+    def in_force(self) -> list[tuple]:
+        """(kind, id, reasons) of every hold in force, sorted (SPEC §16 `holds`)."""
+        rows = [("order", o, ()) for o, n in self.holds.items() for _ in range(n)]
+        rows += [("review", o, tuple(sorted(self.review_reasons[o]))) for o in self.review]
+        rows += [("promoter", p, ()) for p, n in self.promoter_holds.items() for _ in range(n)]
+        return sorted(rows)
+
     def _now(self) -> dict[str, dict]:
         orders = [e for e in self.events if e["type"] == "order"]
         refunds = [e for e in self.events if e["type"] == "refund"]
@@ -406,5 +430,6 @@ class RulesHoldsModel(HoldsModel):
                 continue
             if order_id not in self.rejected and order_id not in self.approved and self._reasons(d):
                 self.review.add(order_id)
+                self.review_reasons[order_id] = self._reasons(d)
                 continue
             self.frozen[order_id] = d
