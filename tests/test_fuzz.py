@@ -204,6 +204,10 @@ def _row_line(row) -> int:
     return int(line)
 
 
+# What a parked event can become when its order arrives (SPEC §6, §15).
+RELEASED_REASONS = (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER, reasons.FULFILLMENT_BUYER_MISMATCH)
+
+
 @LEDGER
 @given(st.lists(lines, max_size=25))
 def test_ingest_any_lines_as_one_batch(raws):
@@ -216,10 +220,10 @@ def test_ingest_any_lines_as_one_batch(raws):
     assert len(set(sources)) == len(sources)  # one dead letter per line at most
     for row, line in zip(rows, sources):
         assert base64.b64decode(row.raw_base64) == raws[line - 1]  # exact bytes
-    # A parked refund rejected when its order arrives is counted parked, then dead:
-    # only those lines are counted twice.
+    # A parked refund or fulfillment rejected when its order arrives is counted
+    # parked, then dead (SPEC §6, §15): only those lines are counted twice.
     released = counts.total - len(raws)
-    assert 0 <= released <= sum(r.reason in (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER) for r in rows)
+    assert 0 <= released <= sum(r.reason in RELEASED_REASONS for r in rows)
 
 
 @LEDGER
@@ -238,6 +242,6 @@ def test_ingest_line_by_line_accounts_for_every_line(raws):
         assert counts.accepted + counts.duplicates + counts.parked + len(own) == 1, (counts, raw[:200])
         for row in own:
             assert base64.b64decode(row.raw_base64) == raw
-        for row in released:  # an earlier parked refund, rejected now, with its own bytes
-            assert row.reason in (reasons.REFUND_BUYER_MISMATCH, reasons.REFUND_EXCEEDS_ORDER)
+        for row in released:  # an earlier parked refund or fulfillment, rejected now, with its own bytes
+            assert row.reason in RELEASED_REASONS
             assert base64.b64decode(row.raw_base64) == raws[_row_line(row) - 1]
