@@ -33,7 +33,7 @@ PYTHON="${PYTHON:-python3}"
 # interpreted build (same results, slower); otherwise a failed build fails the install.
 if [ "${LEDGER_NO_COMPILE:-}" = 1 ]; then
   .venv/bin/python scripts/compile.py --clean
-  echo "warning: LEDGER_NO_COMPILE=1: the interpreted build (the same results, ~2x slower per event)" >&2
+  echo "warning: LEDGER_NO_COMPILE=1: the interpreted build (the same results; the engine ~17% slower per event)" >&2
 elif ! .venv/bin/python scripts/compile.py > .venv/compile.log 2>&1; then
   tail -40 .venv/compile.log >&2
   echo "error: compiling the hot path with mypyc failed (log: .venv/compile.log); LEDGER_NO_COMPILE=1 installs the interpreted build" >&2
