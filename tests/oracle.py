@@ -33,18 +33,7 @@ def oracle_decisions(events: list[dict], rules) -> dict[str, dict]:
     orders = [e for e in events if e["type"] == "order"]
     refunds = [e for e in events if e["type"] == "refund"]
 
-    upline: dict[str, tuple[str, int]] = {}
-    for s in sorted(shares.values(), key=lambda s: (instant_us(s["occurred_at"]), s["event_id"])):
-        parent = shares.get(s.get("parent_share_id") or "")
-        if parent is None:
-            continue
-        p, q = s["promoter_id"], parent["promoter_id"]
-        chain, node = set(), upline.get(q)
-        while node is not None:
-            chain.add(node[0])
-            node = upline.get(node[0])
-        if p != q and p not in upline and p not in chain:
-            upline[p] = (q, instant_us(s["occurred_at"]))
+    upline = _upline_map(shares)
 
     out: dict[str, dict] = {}
     for o in orders:

@@ -4,11 +4,11 @@ engine posts its result; ``explain`` renders the same result, never re-deriving 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ledger.attribution import ClickRef, winning_click
 from ledger.commission import capped_levels
-from ledger.engine.state import NO_DECISION, Beneficiary, Decision, OrderState, Params
+from ledger.engine.state import NO_DECISION, Beneficiary, Decision, OrderState, Params, Upline
 from ledger.engine.network import Network
 from ledger.invariants import require
 
@@ -22,9 +22,20 @@ def decide(state: OrderState, params: Params, clicks: Sequence[ClickRef], networ
     share = network.shares.get(click.share_id)
     require(share is not None, f"click {click.event_id!r} names an unknown share")
     p1 = share.promoter_id  # type: ignore[union-attr]
+    binding, capped, level1, level2, effect = pays(p1, state.level1_minor, state.level2_minor, state.order_cap_minor,
+                                                   state, params, network)
+    return Decision(click, level1, level2, binding, capped, effect)
+
+
+def pays(p1: str, level1_minor: int, level2_minor: int, cap_minor: int, state: OrderState, params: Params,
+         network: Network) -> tuple[Optional[Upline], tuple[int, int], Beneficiary, Optional[Beneficiary], Optional[str]]:
+    """What level-1 promoter ``p1`` and its upline earn on amounts before the
+    cap (the order's, or one commission group's: SPEC §5, §14): P's upline
+    binding (even one dated after the order), (L1, L2) after the cap, the two
+    beneficiaries after ``self_referral = "deny"``, and what deny zeroed."""
     binding = network.upline.get(p1)
     upline = binding if binding is not None and binding.since_us <= state.occurred_us else None
-    l1, l2 = capped = capped_levels(state.level1_minor, state.level2_minor if upline else 0, state.order_cap_minor)
+    l1, l2 = capped = capped_levels(level1_minor, level2_minor if upline else 0, cap_minor)
     effect = None
     if params.deny_self_referral:
         if state.buyer_id == p1:
@@ -34,4 +45,4 @@ def decide(state: OrderState, params: Params, clicks: Sequence[ClickRef], networ
             l2 = 0
             effect = "level2"
     level2 = Beneficiary(upline.promoter_id, l2) if upline is not None else None
-    return Decision(click, Beneficiary(p1, l1), level2, binding, capped, effect)
+    return binding, capped, Beneficiary(p1, l1), level2, effect

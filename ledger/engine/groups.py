@@ -12,10 +12,11 @@ from bisect import bisect_right
 from typing import Sequence
 
 from ledger.attribution import ClickRef, window_candidates
-from ledger.commission import after_refunds, capped_levels, order_cap
+from ledger.commission import after_refunds, order_cap
+from ledger.engine.decision import pays
 from ledger.engine.network import Network
 from ledger.engine.posting import move
-from ledger.engine.state import Beneficiary, Group, LineShare, OrderState, Params, ShareRef
+from ledger.engine.state import Group, LineShare, OrderState, Params, ShareRef
 from ledger.invariants import check_order_amounts, require
 from ledger.records import EXPENSE, PAYABLE, PENDING, Transfer
 from ledger.scope import covers, covers_merchant
@@ -103,19 +104,8 @@ def decide_groups(state: OrderState, params: Params, clicks: Sequence[ClickRef],
             l1 += line.level1_minor
             l2 += line.level2_minor
         cap = order_cap(c, params.order_cap_bp, params.order_cap_minor)
-        binding = network.upline.get(p1)
-        upline = binding if binding is not None and binding.since_us <= state.occurred_us else None
-        l1, l2 = capped = capped_levels(l1, l2 if upline else 0, cap)
-        effect = None
-        if params.deny_self_referral:
-            if state.buyer_id == p1:
-                l1 = l2 = 0
-                effect = "level1"
-            elif upline is not None and state.buyer_id == upline.promoter_id:
-                l2 = 0
-                effect = "level2"
-        level2 = Beneficiary(upline.promoter_id, l2) if upline is not None else None
-        groups.append(Group(tuple(indexes), tuple(won[i] for i in indexes), c, cap, Beneficiary(p1, l1), level2,
+        binding, capped, level1, level2, effect = pays(p1, l1, l2, cap, state, params, network)
+        groups.append(Group(tuple(indexes), tuple(won[i] for i in indexes), c, cap, level1, level2,
                             binding, capped, effect))
         check_order_amounts(capped[0], capped[1], cap, 0, c)
     return tuple(groups)
