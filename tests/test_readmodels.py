@@ -59,6 +59,7 @@ def reference_statements(store: Store, until_position: int | None = None) -> dic
     order's instant read from its raw JSON."""
     order_at: dict[tuple[str, str], int] = {}
     running: dict[tuple[str, str], list[int]] = {}
+    level1: dict[tuple[str, str], str] = {}  # the order's latest level-1 accrual's promoter
     out: dict[str, list[StatementEntry]] = {}
     for journal, position, record in Books(store).records(until_position=until_position):
         when = getattr(record, "as_of_us", None)
@@ -67,15 +68,27 @@ def reference_statements(store: Store, until_position: int | None = None) -> dic
             when = parse_timestamp_us(event["occurred_at"])
             if event["type"] == "order":
                 order_at.setdefault((journal, event["order_id"]), when)
-        for t in record_transfers(record):
+        named = dict(getattr(record, "groups", []))
+        taken_from: dict[str, str] = {}  # order → level-1 promoter whose commission this record took back
+        for i, t in enumerate(record_transfers(record)):
             at = when
             order_us = order_at.get((journal, t.order_id)) if t.order_id else None
             if order_us is not None and (at is None or order_us > at):
                 at = order_us
             row = fold_transfer(running, t)
+            group = None  # SPEC §14: the entry's commission group (its level-1 promoter)
+            if t.order_id is not None and t.level == 1:
+                group = t.promoter_id
+                if t.debit == "expense":
+                    level1[(journal, t.order_id)] = t.promoter_id
+                elif t.credit == "expense":
+                    taken_from[t.order_id] = t.promoter_id
+            elif t.order_id is not None and t.level == 2:
+                group = named.get(i) or (taken_from.get(t.order_id) if t.credit == "expense" else None) \
+                    or level1.get((journal, t.order_id))
             out.setdefault(t.promoter_id, []).append(StatementEntry(
                 journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit, t.order_id, t.level,
-                t.rules_version, cause_of(record), *row, format_timestamp_us(at) if at is not None else None))
+                t.rules_version, cause_of(record), *row, format_timestamp_us(at) if at is not None else None, group))
     return out
 
 
