@@ -257,8 +257,10 @@ def test_merchant_statement_cli(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out) == {
         "merchant_id": "=m",
         "orders": [
-            {"order_id": "o1", "currency": "CNY", "accrued_minor": 1_500, "reversed_minor": 375, "net_minor": 1_125, "settled": False},
-            {"order_id": "o2", "currency": "HKD", "accrued_minor": 300, "reversed_minor": 0, "net_minor": 300, "settled": False},
+            {"order_id": "o1", "currency": "CNY", "accrued_minor": 1_500, "reversed_minor": 375, "net_minor": 1_125, "settled": False,
+             "groups": ["p1"]},
+            {"order_id": "o2", "currency": "HKD", "accrued_minor": 300, "reversed_minor": 0, "net_minor": 300, "settled": False,
+             "groups": ["p1"]},
         ],
         "totals": [{"currency": "CNY", "accrued_minor": 1_500, "reversed_minor": 375, "net_minor": 1_125},
                    {"currency": "HKD", "accrued_minor": 300, "reversed_minor": 0, "net_minor": 300}],
@@ -266,8 +268,8 @@ def test_merchant_statement_cli(capsys, tmp_path):
     main(["--store", url, "settle", "--as-of", "2026-01-17T01:00:00Z"])
     capsys.readouterr()
     assert main(["--store", url, "merchant-statement", "=m", "--format", "csv", "--to", "2026-01-03T00:00:00Z"]) == 0
-    assert capsys.readouterr().out == ("order_id,currency,accrued_minor,reversed_minor,net_minor,settled\n"
-                                       "o1,CNY,1500,375,1125,true\n,CNY,1500,375,1125,\n")
+    assert capsys.readouterr().out == ("order_id,currency,accrued_minor,reversed_minor,net_minor,settled,groups\n"
+                                       "o1,CNY,1500,375,1125,true,p1\n,CNY,1500,375,1125,,\n")
     assert main(["--store", url, "merchant-statement", "=m"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("merchant =m\norder_id") and "totals\ncurrency" in table
