@@ -19,6 +19,7 @@ import pytest
 from devkit.synthetic import generate
 from ledger.app import Ledger
 from ledger.books import Books
+from ledger.config import Rules
 from ledger.records import Ingested, Source, cause_of, fold_transfer, record_transfers
 from ledger.store import JournalStore, Store
 from projections import projector, readmodels
@@ -32,13 +33,14 @@ RM_TABLES = ("rm_tracking", "rm_counts", "rm_segments", "rm_balances", "rm_balan
              "rm_statement", "rm_orders", "rm_dead_letters", "rm_payouts", "rm_payout_lines")
 
 
-def build(url: str, events: int = 6_000, seed: int = 3, batch: int = 300, settle_again: bool = True) -> Store:
+def build(url: str, events: int = 6_000, seed: int = 3, batch: int = 300, settle_again: bool = True,
+          rules: Rules | None = None) -> Store:
     """A realistic store: a synthetic stream (refunds, late and duplicate
     events, malformed lines) in small batches (many segments), settled and paid
     out midway; the first half's refunds arrive after that and claw back paid
     commission; settled and paid again."""
-    lines = list(generate(events, seed=seed))
-    ledger = new_ledger(store_url=url)
+    lines = list(generate(events, seed=seed, rules14=rules is not None))
+    ledger = new_ledger(rules, store_url=url)
     half = len(lines) // 2
     first = [line for line in lines[:half] if not line.startswith(b'{"type":"refund"')]
     later = [line for line in lines[:half] if line.startswith(b'{"type":"refund"')] + lines[half:]
@@ -410,3 +412,36 @@ def test_project_follow_keeps_up_and_stops_on_sigterm(tmp_path):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and f"read models at store position {last}" in out, err
     assert readmodels.balance_map(Store(url)) == {("p1", "CNY"): [1_500, 0, 0]}
+
+
+def test_groups_under_scope_product_are_those_of_the_records(tmp_path):
+    """SPEC §14 (issue 20): on the §14 synthetic stream under scope = "product",
+    every statement's groups equal a fold of the log (level 1: its promoter;
+    level 2: the group its record names), every level-2 order entry has one,
+    and a merchant statement's groups are the groups of the order's entries
+    with a positive net (a re-attributed order's old group is not listed)."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    store = build(url, events=6_000, seed=11, rules=Rules(scope="product"))
+    reference = reference_statements(store)
+    level2 = [e for entries in reference.values() for e in entries if e.level == 2]
+    assert len(level2) > 100 and all(e.group for e in level2)
+    for promoter, entries in reference.items():
+        assert readmodels.statement(store, promoter).items == entries
+    net: dict[tuple[str, str], dict[str, int]] = {}
+    for entries in reference.values():
+        for e in entries:
+            if e.order_id is not None and e.group is not None:
+                sign = 1 if e.debit == "expense" else -1 if e.credit == "expense" else 0
+                groups = net.setdefault((e.journal, e.order_id), {})
+                groups[e.group] = groups.get(e.group, 0) + sign * e.amount_minor
+    with database(store).read() as c:
+        merchants = [m for (m,) in c.execute("SELECT DISTINCT merchant_id FROM rm_orders WHERE merchant_id IS NOT NULL").fetchall()]
+        journal_of = dict(c.execute("SELECT order_id, journal FROM rm_orders").fetchall())
+    listed = moved = 0
+    for merchant in merchants:
+        for o in readmodels.merchant_statement(store, merchant)["orders"]:
+            groups = net.get((journal_of[o["order_id"]], o["order_id"]), {})
+            assert o["groups"] == sorted(g for g, n in groups.items() if n > 0)
+            listed += 1
+            moved += len(groups) > len(o["groups"])  # a group that was taken back (re-attributed) is not listed
+    assert listed > 500 and moved > 20
