@@ -19,9 +19,9 @@ from projections.render import render, render_json
 BALANCE_COLUMNS = ("promoter_id", "currency", "pending", "payable", "paid")
 AMOUNTS = ("pending", "payable", "paid", "amount", "amount_minor")
 STATEMENT_COLUMNS = ("journal", "position", "kind", "currency", "amount_minor", "debit", "credit", "order_id", "level",
-                     "rules_version", "cause", "pending", "payable", "paid")
+                     "rules_version", "cause", "pending", "payable", "paid", "group")
 DEAD_LETTER_COLUMNS = ("journal", "position", "reason", "source", "detail", "raw")
-MERCHANT_COLUMNS = ("order_id", "currency", "accrued_minor", "reversed_minor", "net_minor", "settled")
+MERCHANT_COLUMNS = ("order_id", "currency", "accrued_minor", "reversed_minor", "net_minor", "settled", "groups")
 MERCHANT_AMOUNTS = ("accrued_minor", "reversed_minor", "net_minor")
 
 
@@ -103,10 +103,10 @@ def render_merchant_statement(view: dict, fmt: str) -> str:
     if fmt == "json":
         return render_json(view) + "\n"
     if fmt == "csv":
-        totals = [{**t, "order_id": "", "settled": None} for t in view["totals"]]
-        rows = [{**o, "settled": str(o["settled"]).lower()} for o in view["orders"]]
+        totals = [{**t, "order_id": "", "settled": None, "groups": ""} for t in view["totals"]]
+        rows = [{**o, "settled": str(o["settled"]).lower(), "groups": ",".join(o["groups"])} for o in view["orders"]]
         return render(rows + totals, MERCHANT_COLUMNS, "csv")
-    rows = [{**o, "settled": "yes" if o["settled"] else "no"} for o in view["orders"]]
+    rows = [{**o, "settled": "yes" if o["settled"] else "no", "groups": ",".join(o["groups"])} for o in view["orders"]]
     return (f"merchant {view['merchant_id']}\n" + render(rows, MERCHANT_COLUMNS, "table", MERCHANT_AMOUNTS)
             + "\ntotals\n" + render(view["totals"], MERCHANT_COLUMNS[1:5], "table", MERCHANT_AMOUNTS))
 

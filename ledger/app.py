@@ -31,6 +31,7 @@ from ledger.outcomes import IngestCounts, apply_record, guarded, raw_of, record_
 from ledger.recent import RecentSegments
 from ledger.records import (
     Adjusted,
+    network_rebuilt,
     DeadLetter,
     Held,
     NetworkRebuilt,
@@ -222,7 +223,7 @@ class Ledger:
             walked, transfers = engine.end_batch()
         finally:
             self._applying = None
-        return redone + [NetworkRebuilt(transfers)] if walked else redone
+        return redone + [network_rebuilt(transfers)] if walked else redone
 
     def adopt_rules(self, rules: Rules) -> int:
         """Put ``rules`` in force (recorded when they differ); return the version."""
@@ -260,7 +261,7 @@ class Ledger:
         walked, transfers = engine.end_batch()
         self._applying = None
         if walked:
-            records.append(NetworkRebuilt(transfers))
+            records.append(network_rebuilt(transfers))
         return records
 
     def ingest(

@@ -16,6 +16,8 @@ from ledger.engine import ACCEPTED, DEAD_LETTER, DUPLICATE, PARKED, Engine, Outc
 from ledger.invariants import require
 from ledger.records import (
     Adjusted,
+    detach_groups,
+    network_rebuilt,
     DeadLetter,
     DeadLettered,
     Held,
@@ -82,8 +84,10 @@ def record_for(outcome: Outcome, raw: bytes, source: Source, decoded: Decoded | 
         return DeadLettered(outcome.dead_letter)  # type: ignore[arg-type]
     require(outcome.event_id is not None and isinstance(decoded, Decoded), "outcome without its event")
     event = decoded.event  # type: ignore[union-attr]
-    return Ingested(outcome.status, source, raw, outcome.event_id, outcome.transfers, list(outcome.released),  # type: ignore[arg-type]
-                    decoded.occurred_us, event.order_id if isinstance(event, Order) else None)  # type: ignore[union-attr]
+    transfers, groups = detach_groups(outcome.transfers)
+    return Ingested(outcome.status, source, raw, outcome.event_id, transfers, list(outcome.released),  # type: ignore[arg-type]
+                    decoded.occurred_us, event.order_id if isinstance(event, Order) else None,  # type: ignore[union-attr]
+                    groups)
 
 
 def guarded(exc: Exception, raw: bytes, source: Source) -> Outcome:
@@ -127,7 +131,7 @@ def apply_record(engine: Engine, record: Record, decoded: Decoded | Rejected | N
     if isinstance(record, NetworkRebuilt):
         _, transfers = engine.end_batch()
         engine.begin_batch()
-        return NetworkRebuilt(transfers)
+        return network_rebuilt(transfers)
     if isinstance(record, PaidOut):
         engine.book_payout(record.transfers, record.held)
         return PaidOut(record.as_of, record.as_of_us, engine.rules_version, record.transfers, record.balances_at, record.held)
@@ -138,7 +142,8 @@ def apply_record(engine: Engine, record: Record, decoded: Decoded | Rejected | N
         engine.release(record.target, record.id, record.actor, record.reason)
         return record
     if isinstance(record, RejectedOrder):
-        return RejectedOrder(record.id, record.actor, record.reason, engine.reject(record.id, record.actor, record.reason))
+        transfers, groups = detach_groups(engine.reject(record.id, record.actor, record.reason))
+        return RejectedOrder(record.id, record.actor, record.reason, transfers, groups)
     require(isinstance(record, Adjusted), f"unknown record {type(record).__name__}")
     transfers: list[Transfer] = engine.adjust(record.promoter_id, record.currency, record.amount_minor)
     return Adjusted(record.promoter_id, record.currency, record.amount_minor, record.reason, record.actor, transfers)
@@ -147,7 +152,8 @@ def apply_record(engine: Engine, record: Record, decoded: Decoded | Rejected | N
 def settled_record(engine: Engine, as_of: str, as_of_us: int, limit_orders: int) -> Settled:
     """Settle on ``engine`` (``engine.at`` set) and the record of it: the
     orders settled, and those held for review or waiting on a hold (SPEC §16)."""
-    order_ids, transfers = engine.settle(as_of_us, limit_orders)
+    order_ids, grouped = engine.settle(as_of_us, limit_orders)
+    transfers, groups = detach_groups(grouped)
     review = list(engine.holds.reviewed)
     return Settled(as_of, as_of_us, engine.rules_version, order_ids, transfers, limit_orders,
-                   review, engine.held_waiting(as_of_us))
+                   review, engine.held_waiting(as_of_us), groups)

@@ -39,6 +39,25 @@ class Transfer(msgspec.Struct, frozen=True, gc=False, array_like=True):
     rules_version: Union[int, None] = None
 
 
+class GroupedTransfer(Transfer, frozen=True, gc=False, array_like=True):
+    """In the engine only: a level-2 transfer of a commission group (SPEC §14)
+    with the group's level-1 promoter. A record never stores one: it stores the
+    plain ``Transfer`` and the group in its ``groups`` (``detach_groups``), so a
+    record without groups keeps the bytes it had before groups were recorded."""
+
+    group: str = ""
+
+
+def detach_groups(transfers: list[Transfer]) -> tuple[list[Transfer], list[tuple[int, str]]]:
+    """``transfers`` as plain Transfers, and (index, group) of each grouped one."""
+    groups = [(i, t.group) for i, t in enumerate(transfers) if isinstance(t, GroupedTransfer)]
+    if not groups:
+        return transfers, []
+    plain = [Transfer(t.kind, t.promoter_id, t.currency, t.amount_minor, t.debit, t.credit, t.order_id, t.level,
+                      t.merchant_id, t.rules_version) if isinstance(t, GroupedTransfer) else t for t in transfers]
+    return plain, groups
+
+
 def fold_transfer(balances: dict[tuple[str, str], list[int]], transfer: "Transfer") -> list[int]:
     """Apply both legs of ``transfer`` to (promoter, currency) → [pending,
     payable, paid]; return that row. The one definition of a promoter balance:
@@ -106,6 +125,9 @@ class Ingested(msgspec.Struct, tag="ingested", frozen=True, gc=False, omit_defau
     released: list[DeadLetter] = []  # parked refunds rejected now
     occurred_us: Union[int, None] = None  # the event's instant (projections date entries by it)
     order_id: Union[str, None] = None  # an order event: the order it made known
+    # (index in ``transfers``, group): the commission group (its level-1 promoter,
+    # SPEC §14) of each level-2 transfer posted per group (scope = "product").
+    groups: list[tuple[int, str]] = []
 
 
 class DeadLettered(msgspec.Struct, tag="dead_letter", frozen=True, gc=False):
@@ -129,6 +151,7 @@ class Settled(msgspec.Struct, tag="settled", frozen=True, gc=False, omit_default
     # and due orders it left waiting on a hold already in force.
     review: list[tuple[str, list[str]]] = []
     held_orders: list[str] = []
+    groups: list[tuple[int, str]] = []  # as Ingested.groups
 
 
 class PaidOut(msgspec.Struct, tag="paid_out", frozen=True, gc=False):
@@ -153,11 +176,17 @@ class Adjusted(msgspec.Struct, tag="adjusted", frozen=True, gc=False):
     transfers: list[Transfer]
 
 
-class NetworkRebuilt(msgspec.Struct, tag="network", frozen=True, gc=False):
+class NetworkRebuilt(msgspec.Struct, tag="network", frozen=True, gc=False, omit_defaults=True):
     """End of a batch in which late shares changed the promoter network: the
     upline walk ran once, and these are the corrections it caused."""
 
     transfers: list[Transfer]
+    groups: list[tuple[int, str]] = []  # as Ingested.groups (omitted when empty: the bytes of before)
+
+
+def network_rebuilt(transfers: list[Transfer]) -> NetworkRebuilt:
+    plain, groups = detach_groups(transfers)
+    return NetworkRebuilt(plain, groups)
 
 
 class Held(msgspec.Struct, tag="held", frozen=True, gc=False):
@@ -180,7 +209,7 @@ class Released(msgspec.Struct, tag="released", frozen=True, gc=False):
     reason: str
 
 
-class Rejected(msgspec.Struct, tag="rejected", frozen=True, gc=False):
+class Rejected(msgspec.Struct, tag="rejected", frozen=True, gc=False, omit_defaults=True):
     """SPEC §16 `reject order`: the order's commission reversed (from pending)
     or clawed back (from payable) in this record, for good. ``id`` is the
     order's id (not ``order_id``: projections read that as an order made known)."""
@@ -189,6 +218,7 @@ class Rejected(msgspec.Struct, tag="rejected", frozen=True, gc=False):
     actor: str
     reason: str
     transfers: list[Transfer]
+    groups: list[tuple[int, str]] = []  # as Ingested.groups
 
 
 Record = Union[RulesAdopted, Ingested, DeadLettered, Settled, PaidOut, Adjusted, NetworkRebuilt, Held, Released, Rejected]
@@ -247,6 +277,7 @@ class RecordMoney(msgspec.Struct, frozen=True, gc=False):
     rules_version: Union[int, None] = None
     balances_at: Union[int, None] = None
     held: list[tuple[str, str, int]] = []  # a payout's skipped lines
+    groups: list[tuple[int, str]] = []  # (transfer index, commission group) of level-2 transfers per group
     # A hold, release or rejection: what it names.
     target: Union[str, None] = None
     id: Union[str, None] = None

@@ -24,7 +24,7 @@ from ledger.chain import Chain, ChainError
 from ledger.engine import Engine
 from ledger.engine.tables import StateCache
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.records import DeadLettered, Ingested, NetworkRebuilt, Record, Segment, decode_segment, without_details
+from ledger.records import DeadLettered, Ingested, NetworkRebuilt, Record, Segment, decode_segment, network_rebuilt, without_details
 from schemas.decode import decode_event
 from ledger.statestore import MemoryState, ScratchState, StateReader
 from ledger.store import JournalStore
@@ -134,7 +134,7 @@ def replay_segment(engine: Engine, version: int, records: list[Record]) -> list[
         engine.at = (version, index)
         replayed.append(apply_record(engine, record, decoded[index]))  # each event decoded once
     walked, transfers = engine.end_batch()
-    return replayed + [NetworkRebuilt(transfers)] if walked else replayed
+    return replayed + [network_rebuilt(transfers)] if walked else replayed
 
 
 def _raise_first_difference(journal: str, segment: Segment, replayed: list[Record]) -> None:

@@ -71,7 +71,7 @@ class CatchUp(NamedTuple):
 
 
 Chunk = list[tuple[int, str, SegmentFacts]]
-OrderRow = list[Any]  # store_position, position, occurred_us, merchant_id, currency, accrued, reversed, settled
+OrderRow = list[Any]  # store_position, position, occurred_us, merchant_id, currency, accrued, reversed, settled, level1_id
 
 
 def tracked_position(db: Database) -> int:
@@ -176,6 +176,11 @@ class _Fold:
         self.orders: dict[tuple[str, str], OrderRow] = {}
         self.next: dict[str, int] = {}  # sequence counters: statement seq, dead letter n
         self.counts: dict[tuple[str, str], int] = {}
+        # The level-1 promoter of each order's latest level-1 accrual: the group
+        # of its level-2 entries that their record does not name (SPEC §14:
+        # under scope = "any" or "merchant" an order is one group).
+        self.level1: dict[tuple[str, str], Union[str, None]] = {}
+        self.level1_wanted: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ load
     def _wanted(self) -> tuple[set[str], dict[str, set[str]]]:
@@ -190,10 +195,13 @@ class _Fold:
                     created.add(record.order_id)
                 if record.transfers:
                     settle = record.type == "settled"  # needs no order rows: see _fold
-                    for t in record.transfers:
+                    named = {i for i, _ in record.groups}
+                    for i, t in enumerate(record.transfers):
                         promoters.add(t.promoter_id)
                         if t.order_id is not None and not settle and t.order_id not in created:
                             wanted.add(t.order_id)
+                        if settle and t.level == 2 and i not in named and t.order_id not in created:
+                            self.level1_wanted.setdefault(journal, set()).add(t.order_id)
         return promoters, orders
 
     def _load(self) -> bool:
@@ -216,10 +224,17 @@ class _Fold:
             for journal, ids in orders.items():
                 for keys in _in_lists(ids):
                     c.execute("SELECT order_id, store_position, position, occurred_us, merchant_id, currency, "
-                              "accrued_minor, reversed_minor, settled FROM rm_orders "
+                              "accrued_minor, reversed_minor, settled, level1_id FROM rm_orders "
                               f"WHERE journal = ? AND order_id IN ({_marks(len(keys))})", [journal, *keys])
                     for order_id, *values in c.fetchall():
                         self.orders[(journal, order_id)] = values
+                        self.level1[(journal, order_id)] = values[8]
+            for journal, ids in self.level1_wanted.items():  # a settle's level-2 entries: only the group is needed
+                for keys in _in_lists(ids):
+                    c.execute(f"SELECT order_id, level1_id FROM rm_orders WHERE journal = ? AND order_id IN "
+                              f"({_marks(len(keys))})", [journal, *keys])
+                    for order_id, level1_id in c.fetchall():
+                        self.level1[(journal, order_id)] = level1_id
         return True
 
     # ------------------------------------------------------------------ fold
@@ -263,7 +278,7 @@ class _Fold:
                         key = (journal, record.order_id)
                         order = orders.get(key)
                         if order is None:
-                            orders[key] = [store_position, position, when, None, None, 0, 0, 0]
+                            orders[key] = [store_position, position, when, None, None, 0, 0, 0, None]
                         elif order[0] is None:
                             order[0:3] = [store_position, position, when]
                         dirty_orders.add(key)
@@ -280,6 +295,8 @@ class _Fold:
                 if kind == "paid_out":  # entries committed after the balances it paid: the next batch's
                     late_entries, late_payable = self._late(record.balances_at or 0, store_position)
                     first_entry: dict[str, int] = {}
+                named = dict(record.groups) if record.groups else None
+                reversed1: dict[str, str] = {}  # order → the level-1 promoter this record took commission from
                 for line, t in enumerate(transfers):
                     promoter, currency, amount = t.promoter_id, t.currency, t.amount_minor
                     if kind == "paid_out" and promoter not in first_entry:
@@ -306,7 +323,7 @@ class _Fold:
                         okey = (journal, order_id)
                         order = orders.get(okey)
                         if order is None:  # a transfer of an order whose event the journal lacks
-                            order = orders[okey] = [None, None, None, None, None, 0, 0, 0]
+                            order = orders[okey] = [None, None, None, None, None, 0, 0, 0, None]
                             dirty_orders.add(okey)
                         # Event time: the later of the cause's and the order's.
                         if order[2] is not None and (at_us is None or order[2] > at_us):
@@ -325,9 +342,13 @@ class _Fold:
                             dirty_orders.add(okey)
                             if order[3] is not None:
                                 owes(counts, order[3], order[4], 0, amount)
+                    group = None
+                    if order_id is not None and t.level is not None:
+                        group = self._group(journal, order_id, t, named.get(line) if named else None, reversed1, orders)
                     statement_rows.append((
                         promoter, entry, seq, store_position, journal, position, t.kind, currency, amount, t.debit,
                         t.credit, order_id, t.level, t.rules_version, cause, balance[0], balance[1], balance[2], at_us,
+                        group,
                     ))
                     if kind == "paid_out":
                         # The line pays the entries since the key's last payout, on top of what that left,
@@ -361,6 +382,30 @@ class _Fold:
             "lines": line_rows, "settled": settled,
             "orders": [(j, o, *orders[(j, o)]) for j, o in dirty_orders],
         }
+
+    def _group(self, journal: str, order_id: str, t: Any, named: Union[str, None], reversed1: dict[str, str],
+               orders: dict[tuple[str, str], OrderRow]) -> Union[str, None]:
+        """The commission group (its level-1 promoter, SPEC §14) of an order's
+        entry: the one its record names (a level-2 entry posted per group,
+        scope = "product"); else a level-1 entry's own promoter; else, for
+        level 2 (one group per order), the level-1 promoter whose commission
+        this record took back when it takes level 2 back too (a re-attribution,
+        a refund, a rejection), or the order's latest level-1 accrual."""
+        okey = (journal, order_id)
+        if t.level == 1:
+            if t.debit == EXPENSE:
+                self.level1[okey] = t.promoter_id
+                order = orders.get(okey)
+                if order is not None:
+                    order[8] = t.promoter_id
+            elif t.credit == EXPENSE:
+                reversed1[order_id] = t.promoter_id
+            return t.promoter_id
+        if named is not None:
+            return named
+        if t.credit == EXPENSE and order_id in reversed1:
+            return reversed1[order_id]
+        return self.level1.get(okey)
 
     def _late(self, balances_at: int, store_position: int) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
         """What was committed after a payout's balances position and before the
@@ -399,7 +444,7 @@ class _Fold:
                      rows["segments"])
             c.insert("rm_statement", "promoter_id, entry, seq, store_position, journal, position, kind, currency, "
                      "amount_minor, debit, credit, order_id, level, rules_version, cause, pending_minor, payable_minor, "
-                     "paid_minor, event_us", rows["statement"])
+                     "paid_minor, event_us, group_id", rows["statement"])
             c.insert("rm_balance_history", "promoter_id, currency, store_position, pending_minor, payable_minor, "
                      "paid_minor", rows["history"])
             c.insert("rm_dead_letters", "n, store_position, journal, position, reason, detail, source, raw, event_id, "
@@ -416,12 +461,12 @@ class _Fold:
             c.insert("rm_promoters", "promoter_id, entries", list(self.entries.items()),
                      " ON CONFLICT (promoter_id) DO UPDATE SET entries = excluded.entries")
             c.insert("rm_orders", "journal, order_id, store_position, position, occurred_us, merchant_id, currency, "
-                     "accrued_minor, reversed_minor, settled", rows["orders"],
+                     "accrued_minor, reversed_minor, settled, level1_id", rows["orders"],
                      " ON CONFLICT (journal, order_id) DO UPDATE SET store_position = excluded.store_position, "
                      "position = excluded.position, occurred_us = excluded.occurred_us, "
                      "merchant_id = excluded.merchant_id, currency = excluded.currency, "
                      "accrued_minor = excluded.accrued_minor, reversed_minor = excluded.reversed_minor, "
-                     "settled = excluded.settled")
+                     "settled = excluded.settled, level1_id = excluded.level1_id")
             for journal, order_ids in rows["settled"].items():
                 for keys in _in_lists(order_ids):
                     c.execute(f"UPDATE rm_orders SET settled = 1 WHERE journal = ? AND order_id IN ({_marks(len(keys))})",

@@ -219,13 +219,13 @@ def balance_map_as_is(db: Database) -> tuple[int, dict[tuple[str, str], list[int
 
 # -------------------------------------------------------------------- statements
 _STATEMENT = ("SELECT entry, journal, position, kind, currency, amount_minor, debit, credit, order_id, level, "
-              "rules_version, cause, pending_minor, payable_minor, paid_minor, event_us FROM rm_statement "
+              "rules_version, cause, pending_minor, payable_minor, paid_minor, event_us, group_id FROM rm_statement "
               "WHERE promoter_id = ? AND entry > ?")
 
 
 def _entry(row: tuple) -> StatementEntry:
-    *values, event_us = row[1:]
-    return StatementEntry(*values, format_timestamp_us(event_us) if event_us is not None else None)
+    *values, event_us, group = row[1:]
+    return StatementEntry(*values, format_timestamp_us(event_us) if event_us is not None else None, group)
 
 
 def statement(store: Store, promoter_id: str, *, after: int = 0, limit: int | None = None,
@@ -445,6 +445,7 @@ def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = 
         else:
             totals = c.execute("SELECT currency, SUM(accrued_minor), SUM(reversed_minor) FROM rm_orders" + where +
                                " GROUP BY currency ORDER BY currency", base).fetchall()
+        groups = _order_groups(c, [(row[6], row[0]) for row in (rows if limit is None else rows[:limit])])
     following = None
     if limit is not None and len(rows) > limit:
         rows = rows[:limit]
@@ -452,8 +453,8 @@ def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = 
         following = _merchant_cursor_text(last[5], last[0], last[6])
     orders = [
         {"order_id": order_id, "currency": currency, "accrued_minor": accrued, "reversed_minor": reversed_,
-         "net_minor": accrued - reversed_, "settled": bool(settled)}
-        for order_id, currency, accrued, reversed_, settled, _, _ in rows
+         "net_minor": accrued - reversed_, "settled": bool(settled), "groups": groups.get((journal, order_id), [])}
+        for order_id, currency, accrued, reversed_, settled, _, journal in rows
     ]
     view = {"merchant_id": merchant_id, "orders": orders,
             "totals": [{"currency": cur, "accrued_minor": int(a), "reversed_minor": int(r), "net_minor": int(a) - int(r)}
@@ -461,6 +462,30 @@ def merchant_statement(store: Store, merchant_id: str, *, from_us: int | None = 
     if limit is not None:
         view["next"] = following
     return view
+
+
+def _order_groups(c: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """(journal, order) → its commission groups (their level-1 promoters, SPEC
+    §14) that the merchant owes something for now (accrued − reversed > 0),
+    sorted; one indexed query per journal and 500 orders of the page."""
+    by_journal: dict[str, list[str]] = {}
+    for journal, order_id in keys:
+        by_journal.setdefault(journal, []).append(order_id)
+    net: dict[tuple[str, str, str], int] = {}
+    for journal, ids in by_journal.items():
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for order_id, group, amount in c.execute(
+                    "SELECT order_id, group_id, CASE WHEN debit = 'expense' THEN amount_minor WHEN credit = 'expense' "
+                    f"THEN -amount_minor ELSE 0 END FROM rm_statement WHERE journal = ? AND order_id IN "
+                    f"({','.join('?' * len(part))}) AND group_id IS NOT NULL", [journal, *part]).fetchall():
+                key = (journal, order_id, group)
+                net[key] = net.get(key, 0) + amount
+    groups: dict[tuple[str, str], list[str]] = {}
+    for (journal, order_id, group), amount in sorted(net.items()):
+        if amount > 0:
+            groups.setdefault((journal, order_id), []).append(group)
+    return groups
 
 
 def _merchant_cursor_text(occurred_us: int | None, order_id: str, journal: str) -> str:

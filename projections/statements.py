@@ -35,6 +35,9 @@ class StatementEntry(msgspec.Struct, frozen=True):
     # When it happened in event time (UTC; see above); None for an
     # adjustment, which has no event time.
     event_time: Union[str, None] = None
+    # The commission group of an order's entry: its level-1 promoter (SPEC §14;
+    # a level-2 entry's is the promoter whose upline earned it). None otherwise.
+    group: Union[str, None] = None
 
 
 def balance_steps(entries: list[StatementEntry], currency: str) -> list[tuple[int, int, int, int]]:

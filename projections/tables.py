@@ -35,7 +35,7 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger.store import Store, StoreError, one_line, redact
 
-SCHEMA_VERSION = 3  # 3 (issue 19): kept counts and merchant totals, indexes by currency, recorded_max_us
+SCHEMA_VERSION = 4  # 3 (issue 19): kept counts and merchant totals, indexes by currency, recorded_max_us; 4 (issue 20): commission groups
 PROJECTOR = f"readmodels/v{SCHEMA_VERSION}"  # its row in rm_tracking
 SQLITE_TIMEOUT_S = 30
 SQLITE_CACHE_KIB = 16 * 1024
@@ -74,7 +74,7 @@ TABLES = (
     "kind TEXT NOT NULL, currency {key} NOT NULL, amount_minor BIGINT NOT NULL, debit TEXT NOT NULL, "
     "credit TEXT NOT NULL, order_id {key}, level BIGINT, rules_version BIGINT, cause TEXT NOT NULL, "
     "pending_minor BIGINT NOT NULL, payable_minor BIGINT NOT NULL, paid_minor BIGINT NOT NULL, event_us BIGINT, "
-    "PRIMARY KEY (promoter_id, entry)){wr}",
+    "group_id {key}, PRIMARY KEY (promoter_id, entry)){wr}",
     "CREATE INDEX IF NOT EXISTS rm_statement_order ON rm_statement (journal, order_id, seq) WHERE order_id IS NOT NULL",
     # A promoter's entries of one currency: the chart's points, one seek each.
     "CREATE INDEX IF NOT EXISTS rm_statement_currency ON rm_statement (promoter_id, currency, entry)",
@@ -90,7 +90,7 @@ TABLES = (
     # from its first commission transfer.
     "CREATE TABLE IF NOT EXISTS rm_orders (journal {key} NOT NULL, order_id {key} NOT NULL, store_position BIGINT, "
     "position BIGINT, occurred_us BIGINT, merchant_id {key}, currency {key}, accrued_minor BIGINT NOT NULL, "
-    "reversed_minor BIGINT NOT NULL, settled BIGINT NOT NULL, PRIMARY KEY (journal, order_id)){wr}",
+    "reversed_minor BIGINT NOT NULL, settled BIGINT NOT NULL, level1_id {key}, PRIMARY KEY (journal, order_id)){wr}",
     # The merchant statement's pages, and its totals from the index alone (covering).
     "CREATE INDEX IF NOT EXISTS rm_orders_merchant ON rm_orders (merchant_id, occurred_us, order_id, journal, "
     "currency, accrued_minor, reversed_minor) WHERE merchant_id IS NOT NULL",

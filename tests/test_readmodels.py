@@ -19,6 +19,7 @@ import pytest
 from devkit.synthetic import generate
 from ledger.app import Ledger
 from ledger.books import Books
+from ledger.config import Rules
 from ledger.records import Ingested, Source, cause_of, fold_transfer, record_transfers
 from ledger.store import JournalStore, Store
 from projections import projector, readmodels
@@ -32,13 +33,14 @@ RM_TABLES = ("rm_tracking", "rm_counts", "rm_segments", "rm_balances", "rm_balan
              "rm_statement", "rm_orders", "rm_dead_letters", "rm_payouts", "rm_payout_lines")
 
 
-def build(url: str, events: int = 6_000, seed: int = 3, batch: int = 300, settle_again: bool = True) -> Store:
+def build(url: str, events: int = 6_000, seed: int = 3, batch: int = 300, settle_again: bool = True,
+          rules: Rules | None = None) -> Store:
     """A realistic store: a synthetic stream (refunds, late and duplicate
     events, malformed lines) in small batches (many segments), settled and paid
     out midway; the first half's refunds arrive after that and claw back paid
     commission; settled and paid again."""
-    lines = list(generate(events, seed=seed))
-    ledger = new_ledger(store_url=url)
+    lines = list(generate(events, seed=seed, rules14=rules is not None))
+    ledger = new_ledger(rules, store_url=url)
     half = len(lines) // 2
     first = [line for line in lines[:half] if not line.startswith(b'{"type":"refund"')]
     later = [line for line in lines[:half] if line.startswith(b'{"type":"refund"')] + lines[half:]
@@ -59,6 +61,7 @@ def reference_statements(store: Store, until_position: int | None = None) -> dic
     order's instant read from its raw JSON."""
     order_at: dict[tuple[str, str], int] = {}
     running: dict[tuple[str, str], list[int]] = {}
+    level1: dict[tuple[str, str], str] = {}  # the order's latest level-1 accrual's promoter
     out: dict[str, list[StatementEntry]] = {}
     for journal, position, record in Books(store).records(until_position=until_position):
         when = getattr(record, "as_of_us", None)
@@ -67,15 +70,27 @@ def reference_statements(store: Store, until_position: int | None = None) -> dic
             when = parse_timestamp_us(event["occurred_at"])
             if event["type"] == "order":
                 order_at.setdefault((journal, event["order_id"]), when)
-        for t in record_transfers(record):
+        named = dict(getattr(record, "groups", []))
+        taken_from: dict[str, str] = {}  # order → level-1 promoter whose commission this record took back
+        for i, t in enumerate(record_transfers(record)):
             at = when
             order_us = order_at.get((journal, t.order_id)) if t.order_id else None
             if order_us is not None and (at is None or order_us > at):
                 at = order_us
             row = fold_transfer(running, t)
+            group = None  # SPEC §14: the entry's commission group (its level-1 promoter)
+            if t.order_id is not None and t.level == 1:
+                group = t.promoter_id
+                if t.debit == "expense":
+                    level1[(journal, t.order_id)] = t.promoter_id
+                elif t.credit == "expense":
+                    taken_from[t.order_id] = t.promoter_id
+            elif t.order_id is not None and t.level == 2:
+                group = named.get(i) or (taken_from.get(t.order_id) if t.credit == "expense" else None) \
+                    or level1.get((journal, t.order_id))
             out.setdefault(t.promoter_id, []).append(StatementEntry(
                 journal, position, t.kind, t.currency, t.amount_minor, t.debit, t.credit, t.order_id, t.level,
-                t.rules_version, cause_of(record), *row, format_timestamp_us(at) if at is not None else None))
+                t.rules_version, cause_of(record), *row, format_timestamp_us(at) if at is not None else None, group))
     return out
 
 
@@ -244,8 +259,10 @@ def test_merchant_statement_cli(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out) == {
         "merchant_id": "=m",
         "orders": [
-            {"order_id": "o1", "currency": "CNY", "accrued_minor": 1_500, "reversed_minor": 375, "net_minor": 1_125, "settled": False},
-            {"order_id": "o2", "currency": "HKD", "accrued_minor": 300, "reversed_minor": 0, "net_minor": 300, "settled": False},
+            {"order_id": "o1", "currency": "CNY", "accrued_minor": 1_500, "reversed_minor": 375, "net_minor": 1_125, "settled": False,
+             "groups": ["p1"]},
+            {"order_id": "o2", "currency": "HKD", "accrued_minor": 300, "reversed_minor": 0, "net_minor": 300, "settled": False,
+             "groups": ["p1"]},
         ],
         "totals": [{"currency": "CNY", "accrued_minor": 1_500, "reversed_minor": 375, "net_minor": 1_125},
                    {"currency": "HKD", "accrued_minor": 300, "reversed_minor": 0, "net_minor": 300}],
@@ -253,8 +270,8 @@ def test_merchant_statement_cli(capsys, tmp_path):
     main(["--store", url, "settle", "--as-of", "2026-01-17T01:00:00Z"])
     capsys.readouterr()
     assert main(["--store", url, "merchant-statement", "=m", "--format", "csv", "--to", "2026-01-03T00:00:00Z"]) == 0
-    assert capsys.readouterr().out == ("order_id,currency,accrued_minor,reversed_minor,net_minor,settled\n"
-                                       "o1,CNY,1500,375,1125,true\n,CNY,1500,375,1125,\n")
+    assert capsys.readouterr().out == ("order_id,currency,accrued_minor,reversed_minor,net_minor,settled,groups\n"
+                                       "o1,CNY,1500,375,1125,true,p1\n,CNY,1500,375,1125,,\n")
     assert main(["--store", url, "merchant-statement", "=m"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("merchant =m\norder_id") and "totals\ncurrency" in table
@@ -395,3 +412,36 @@ def test_project_follow_keeps_up_and_stops_on_sigterm(tmp_path):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and f"read models at store position {last}" in out, err
     assert readmodels.balance_map(Store(url)) == {("p1", "CNY"): [1_500, 0, 0]}
+
+
+def test_groups_under_scope_product_are_those_of_the_records(tmp_path):
+    """SPEC §14 (issue 20): on the §14 synthetic stream under scope = "product",
+    every statement's groups equal a fold of the log (level 1: its promoter;
+    level 2: the group its record names), every level-2 order entry has one,
+    and a merchant statement's groups are the groups of the order's entries
+    with a positive net (a re-attributed order's old group is not listed)."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    store = build(url, events=6_000, seed=11, rules=Rules(scope="product"))
+    reference = reference_statements(store)
+    level2 = [e for entries in reference.values() for e in entries if e.level == 2]
+    assert len(level2) > 100 and all(e.group for e in level2)
+    for promoter, entries in reference.items():
+        assert readmodels.statement(store, promoter).items == entries
+    net: dict[tuple[str, str], dict[str, int]] = {}
+    for entries in reference.values():
+        for e in entries:
+            if e.order_id is not None and e.group is not None:
+                sign = 1 if e.debit == "expense" else -1 if e.credit == "expense" else 0
+                groups = net.setdefault((e.journal, e.order_id), {})
+                groups[e.group] = groups.get(e.group, 0) + sign * e.amount_minor
+    with database(store).read() as c:
+        merchants = [m for (m,) in c.execute("SELECT DISTINCT merchant_id FROM rm_orders WHERE merchant_id IS NOT NULL").fetchall()]
+        journal_of = dict(c.execute("SELECT order_id, journal FROM rm_orders").fetchall())
+    listed = moved = 0
+    for merchant in merchants:
+        for o in readmodels.merchant_statement(store, merchant)["orders"]:
+            groups = net.get((journal_of[o["order_id"]], o["order_id"]), {})
+            assert o["groups"] == sorted(g for g, n in groups.items() if n > 0)
+            listed += 1
+            moved += len(groups) > len(o["groups"])  # a group that was taken back (re-attributed) is not listed
+    assert listed > 500 and moved > 20

@@ -379,7 +379,8 @@ def test_merchant_statement_api_and_cli_agree(server):
     cli = subprocess.run([EXE, "--store", server.store, "merchant-statement", "m3", "--format", "json"],
                          capture_output=True, check=True)
     assert view == json.loads(cli.stdout) and view["orders"] and set(view) == {"merchant_id", "orders", "totals"}
-    assert set(view["orders"][0]) == {"order_id", "currency", "accrued_minor", "reversed_minor", "net_minor", "settled"}
+    assert set(view["orders"][0]) == {"order_id", "currency", "accrued_minor", "reversed_minor", "net_minor", "settled",
+                                      "groups"}
     # --from is inclusive, --to exclusive: two windows meeting at one instant split the orders.
     early = client.get("/v1/merchants/m3/statement?to=2026-01-02T08:00:00%2B08:00").json()["orders"]
     late = client.get("/v1/merchants/m3/statement?from=2026-01-02T00:00:00Z").json()["orders"]

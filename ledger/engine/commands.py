@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+from ledger.engine.groups import grouped, posted_entries
 from ledger.engine.orders import OrderBook
 from ledger.engine.posting import move
 from ledger.engine.state import OrderState
@@ -28,8 +29,9 @@ def settle(orders: OrderBook, as_of_us: int, lock_us: int, limit: int = 0,
         for level, posted in ((1, state.posted1), (2, state.posted2)):
             if posted is not None:
                 transfers.append(move(state, level, posted[0], posted[1], PENDING, PAYABLE))
-        for level, promoter_id, amount_minor in state.posted:  # commission groups (SPEC §14)
-            transfers.append(move(state, level, promoter_id, amount_minor, PENDING, PAYABLE))
+        if state.posted:  # commission groups (SPEC §14)
+            for level, promoter_id, group, amount_minor in posted_entries(state):
+                transfers.append(grouped(move(state, level, promoter_id, amount_minor, PENDING, PAYABLE), level, group))
         orders.mark_settled(state)
     return settled, transfers
 

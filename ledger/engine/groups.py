@@ -18,7 +18,7 @@ from ledger.engine.network import Network
 from ledger.engine.posting import move
 from ledger.engine.state import Group, LineShare, OrderState, Params, ShareRef
 from ledger.invariants import check_order_amounts, require
-from ledger.records import EXPENSE, PAYABLE, PENDING, Transfer
+from ledger.records import EXPENSE, PAYABLE, PENDING, GroupedTransfer, Transfer
 from ledger.scope import covers, covers_merchant
 from schemas.events import Line, line_product
 
@@ -115,28 +115,52 @@ def level1_of(groups: Sequence[Group]) -> set[str]:
     return {g.level1.promoter_id for g in groups}
 
 
+def posted_entries(state: OrderState) -> list[tuple[int, str, str, int]]:
+    """What is posted under ``scope = "product"``: (level, promoter, group, amount).
+    A row written before groups were recorded has none: a level-1 entry is its
+    promoter's group, a level-2 one's group is unknown ("")."""
+    groups = state.posted_groups
+    if len(groups) != len(state.posted):
+        groups = tuple(promoter if level == 1 else "" for level, promoter, _ in state.posted)
+    return [(level, promoter, group, amount) for (level, promoter, amount), group in zip(state.posted, groups)]
+
+
+def grouped(transfer: Transfer, level: int, group: str) -> Transfer:
+    """A level-2 transfer carries its group (recorded in the record's ``groups``);
+    a level-1 transfer's group is its promoter."""
+    if level != 2 or not group:
+        return transfer
+    t = transfer
+    return GroupedTransfer(t.kind, t.promoter_id, t.currency, t.amount_minor, t.debit, t.credit, t.order_id, t.level,
+                           t.merchant_id, t.rules_version, group)
+
+
 def post_groups(state: OrderState, transfers: list[Transfer], groups: Sequence[Group] | None = None) -> None:
     """Post the difference between what ``state.groups`` (or ``groups``: ()
     for a rejection, SPEC §16) pays now, after refunds (per group and level,
-    floor(L × (C − R) / C) with the order's C and R, summed per promoter), and
-    what is posted (the caller saves ``state``)."""
+    floor(L × (C − R) / C) with the order's C and R), and what is posted, per
+    (level, promoter, group): one upline's level 2 of two groups is two
+    postings, each with its group (the caller saves ``state``)."""
     c, r = state.commissionable_minor, state.refunded_minor
-    want: dict[tuple[int, str], int] = {}
+    want: dict[tuple[int, str, str], int] = {}
     for group in (state.groups if groups is None else groups):
+        p1 = group.level1.promoter_id
         for level, beneficiary in ((1, group.level1), (2, group.level2)):
             if beneficiary is not None:
                 amount = after_refunds(beneficiary.amount_minor, c, r)
                 if amount:
-                    key = (level, beneficiary.promoter_id)
+                    key = (level, beneficiary.promoter_id, p1)
                     want[key] = want.get(key, 0) + amount
-    have = {(level, promoter): amount for level, promoter, amount in state.posted}
+    have = {(level, promoter, group): amount for level, promoter, group, amount in posted_entries(state)}
     if want == have:
         return
     bucket = PAYABLE if state.settled else PENDING
     for key in sorted(have.keys() | want.keys()):
         delta = want.get(key, 0) - have.get(key, 0)
         if delta > 0:
-            transfers.append(move(state, key[0], key[1], delta, EXPENSE, bucket))
+            transfers.append(grouped(move(state, key[0], key[1], delta, EXPENSE, bucket), key[0], key[2]))
         elif delta < 0:
-            transfers.append(move(state, key[0], key[1], -delta, bucket, EXPENSE))
-    state.posted = tuple((level, promoter, amount) for (level, promoter), amount in sorted(want.items()))
+            transfers.append(grouped(move(state, key[0], key[1], -delta, bucket, EXPENSE), key[0], key[2]))
+    entries = sorted(want.items())
+    state.posted = tuple((level, promoter, amount) for (level, promoter, _), amount in entries)
+    state.posted_groups = tuple(group for (_, _, group), _ in entries)

@@ -149,6 +149,10 @@ class OrderState(msgspec.Struct, array_like=True, gc=False):
     # SPEC §16: out of the settlement indexes while a hold is in force (a fulfillment
     # or refund that moves ``due_us`` then moves no key; a release puts it back).
     withdrawn: bool = False
+    # The group (its level-1 promoter) of each entry of ``posted`` (SPEC §14):
+    # one upline can be level 2 of two groups, posted apart. Empty in rows
+    # written before (each level-1 entry is its own group; see posted_entries).
+    posted_groups: tuple[str, ...] = ()
 
     @classmethod
     def new(cls, order: Order, occurred_us: int, rules_version: int, totals: tuple[int, int, int, int]) -> "OrderState":
