@@ -171,6 +171,7 @@ def main() -> int:
     print(f"load average at start: {open('/proc/loadavg').read().strip()}")
     with tempfile.TemporaryDirectory(prefix="ledger-http-bench-") as tmp:
         root = args.store_dir or tmp
+        os.makedirs(root, exist_ok=True)  # --store-dir may name a folder not made yet
         tokens = os.path.join(tmp, "tokens.toml")
         write_tokens(tokens)
         pages: dict[int, dict] = {}
