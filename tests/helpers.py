@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable
+import random
+import signal
+import subprocess
+import time
+from typing import Any, Callable, Iterable
 
 from ledger.app import Ledger
 from ledger.books import Books
@@ -121,3 +125,23 @@ def dead_reasons(ledger: Ledger) -> list[str]:
     from projections.readmodels import dead_letters
 
     return [d.reason for d in dead_letters(ledger.store.store).items]
+
+
+def kill_by_progress(cmd: list[str], segments: Callable[[], int], rng: random.Random, rounds: int = 4,
+                     env: dict[str, str] | None = None) -> int:
+    """Start ``cmd`` ``rounds`` times in its own process group and SIGKILL the
+    group once ``segments()`` (segments stored) passes the last round's by
+    3–12, then a random moment later: progress decides where a kill lands,
+    not the machine's speed. The number of kills (a run may finish first)."""
+    kills = 0
+    for _ in range(rounds):
+        target = segments() + rng.randint(3, 12)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        while proc.poll() is None and segments() < target:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.05))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    return kills

@@ -15,7 +15,7 @@ from ledger.books import Books
 from ledger.records import PaidOut
 from ledger.store import Store
 from projections.audit import audit_replay
-from tests.helpers import adjust, feed, new_ledger, payout
+from tests.helpers import adjust, feed, kill_by_progress, new_ledger, payout
 from tests.test_kafka import EXE, _nonzero, reference_balances
 from tests.test_properties import deliveries, rules_strategy, streams
 
@@ -146,20 +146,7 @@ def test_ingest_killed_with_sigkill_then_resumed_gives_a_clean_ingests_balances(
                 return 0
 
     rng = random.Random(6)
-    kills = 0
-    for _ in range(4):
-        # Kill a few segments past the last kill, then a random moment later:
-        # the run's progress decides, not the machine's speed (a quiet machine
-        # finished the whole ingest inside the timed sleeps this test used).
-        target = segments() + rng.randint(3, 12)
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        while proc.poll() is None and segments() < target:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.05))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    kills = kill_by_progress(cmd, segments, rng)
     assert kills >= 2  # 120 segments of 50 events: each round stops a dozen segments in at most
     done = subprocess.run(cmd, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]

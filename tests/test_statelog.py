@@ -26,6 +26,7 @@ from ledger.records import Source, decode_segment
 from ledger.replay import replay_journal
 from ledger.statelog import FOLD_BOUND, decode_delta, fold
 from ledger.store import JournalStore, Store
+from tests.helpers import kill_by_progress
 
 EXE = os.path.join(os.path.dirname(sys.executable), "commission-ledger")
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -185,20 +186,7 @@ def test_ingest_killed_inside_batches_and_folds_gives_a_clean_ingests_balances(t
     url = f"sqlite:///{tmp_path}/killed.db"
     cmd = [EXE, "--store", url, "ingest", "--batch-events", "50", str(path)]
     rng = random.Random(int(fold_every))
-    kills = 0
-    for _ in range(4):
-        # Kill once the run has written a few segments past the last kill's,
-        # then a random moment later: progress decides, not the machine's speed.
-        start = _segments(tmp_path / "killed.db")
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-        target = start + rng.randint(3, 12)
-        while proc.poll() is None and _segments(tmp_path / "killed.db") < target:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.05))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    kills = kill_by_progress(cmd, lambda: _segments(tmp_path / "killed.db"), rng, env=env)
     assert kills >= 2  # 120 segments of 50 events: each round stops a dozen segments in at most
     done = subprocess.run(cmd, capture_output=True, env=env)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
