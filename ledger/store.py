@@ -214,6 +214,13 @@ class Store:
                 return
             start = batch[-1].id
 
+    def any_segment_after(self, position: int) -> bool:
+        """Whether a segment was committed after store position ``position`` (one indexed read)."""
+        try:
+            return bool(self.recorder.select_notifications(position, 1, topics=[SEGMENT_TOPIC], inclusive_of_start=False))
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read store {redact(self.url)}: {one_line(exc)}") from None
+
     def rewrite_segment(self, journal_id: str, version: int, state: bytes, number: int, ops: Sequence[Op]) -> None:
         """Replace a stored segment's bytes and write state, in one transaction
         (``migrate`` only: journals are otherwise append-only)."""

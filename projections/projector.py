@@ -84,10 +84,14 @@ def catch_up(store: Store, progress: Callable[[int, int], None] | None = None) -
     """Fold every segment committed after the tracked position into the tables.
     ``progress(segments, records)`` after each chunk. One catch-up at a time
     per database object in this process; other processes are kept honest by
-    the compare-and-set."""
+    the compare-and-set. With nothing to fold it takes no lock (a read that
+    finds the tables current never waits for another thread's fold)."""
     db = database(store)
     started = time.monotonic()
     segments = records = 0
+    position = tracked_position(db)
+    if not store.any_segment_after(position):
+        return CatchUp(position, 0, 0, time.monotonic() - started)
     with _lock_of(db):
         position = tracked_position(db)
         while True:

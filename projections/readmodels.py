@@ -57,7 +57,7 @@ class Page(Generic[T]):
     next: str | None  # the cursor of the next page (``after=``), None on the last one
 
 
-_caught_up = threading.local()  # .store: the store this thread's reads have caught up already (one_catch_up)
+_caught_up = threading.local()  # .store, .position: the store this thread's reads have caught up already, and to where
 
 
 def _fresh(store: Store) -> Database:
@@ -67,16 +67,41 @@ def _fresh(store: Store) -> Database:
 
 
 @contextlib.contextmanager
-def one_catch_up(store: Store) -> Iterator[int]:
-    """Within the block, this thread's reads of ``store`` share one catch-up
-    (a page's several reads: one fold check, not one each); yields the
-    position caught up to."""
-    position = catch_up(store).position
-    _caught_up.store = store
+def _reading_at(store: Store, position: int) -> Iterator[int]:
+    """Within the block, this thread's reads of ``store`` take the tables as
+    caught up to ``position`` (no catch-up of their own)."""
+    outer = getattr(_caught_up, "store", None), getattr(_caught_up, "position", 0)
+    _caught_up.store, _caught_up.position = store, position
     try:
         yield position
     finally:
-        _caught_up.store = None
+        _caught_up.store, _caught_up.position = outer
+
+
+@contextlib.contextmanager
+def one_catch_up(store: Store) -> Iterator[int]:
+    """Within the block, this thread's reads of ``store`` share one catch-up
+    (a page's several reads: one fold check, not one each); yields the
+    position caught up to. Inside :func:`if_current` (or another
+    ``one_catch_up``) of the same store, the outer one's."""
+    if getattr(_caught_up, "store", None) is store:
+        yield _caught_up.position
+        return
+    with _reading_at(store, catch_up(store).position) as position:
+        yield position
+
+
+@contextlib.contextmanager
+def if_current(store: Store) -> Iterator[bool]:
+    """Yields whether the tables reflect every committed segment (two indexed
+    reads, no fold, no lock); when they do, the block's reads see the store as
+    of this check, with no catch-up of their own."""
+    position = tracked_position(database(store))
+    if store.any_segment_after(position):
+        yield False
+        return
+    with _reading_at(store, position):
+        yield True
 
 
 def _page(items: list[T], limit: int | None, cursor: Any) -> Page[T]:

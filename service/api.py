@@ -44,7 +44,7 @@ from projections.readmodels import Page
 from projections.statements import StatementEntry
 from service import holds, metrics, pages
 from service.auth import OWN, READ, READ_OR_OWN, SCRAPE, WRITE, Principal, TokenAuthentication, load_tokens
-from service.blocking import threaded
+from service.blocking import bounded_read, threaded
 from service.errors import ERRORS, ErrorBody
 from service.headers import security_headers
 from service.idempotency import Claim, KeyConflict, Render, run_once
@@ -125,7 +125,7 @@ def _paged(page: Page, path: str, limit: int, **query: str | None) -> Response:
 
 
 @get("/v1/payouts", guards=[READ], responses=ERRORS)
-@threaded
+@bounded_read
 def list_payouts(service: Service, currency: str | None = None, limit: int = DEFAULT_LIMIT,
                  after: str | None = None, as_of: str | None = None) -> Response[list[BalanceRow]]:
     _check_limit(limit)
@@ -143,7 +143,7 @@ def list_payouts(service: Service, currency: str | None = None, limit: int = DEF
 
 
 @get("/v1/me", guards=[OWN], responses=ERRORS)
-@threaded
+@bounded_read
 def my_balances(request: Request[Principal, Any, Any], service: Service) -> Response[list[BalanceRow]]:
     """A promoter's own rows of ``GET /v1/payouts`` (the same objects)."""
     return _json(readmodels.balances(service.store, promoter_id=request.user.promoter_id).items)
@@ -158,14 +158,14 @@ def _statement(service: Service, who: str, limit: int, after: int, path: str, **
 
 
 @get("/v1/promoters/{promoter_id:str}/statement", guards=[READ_OR_OWN], responses=ERRORS)
-@threaded
+@bounded_read
 def promoter_statement(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT,
                        after: int = 0) -> Response[list[StatementEntry]]:
     return _statement(service, promoter_id, limit, after, f"/v1/promoters/{quote(promoter_id, safe='')}/statement")
 
 
 @get("/v1/statement", guards=[READ_OR_OWN], responses=ERRORS)
-@threaded
+@bounded_read
 def promoter_statement_by_query(service: Service, promoter_id: str, limit: int = DEFAULT_LIMIT,
                                 after: int = 0) -> Response[list[StatementEntry]]:
     """``/v1/promoters/{id}/statement`` for any id, ``/`` included."""
@@ -189,7 +189,7 @@ def _merchant(service: Service, who: str, from_: str | None, to: str | None, lim
 
 
 @get("/v1/merchants/{merchant_id:str}/statement", guards=[READ], responses=ERRORS)
-@threaded
+@threaded  # a period's totals are summed over the period: not bounded by the page
 def merchant_statement(service: Service, merchant_id: str, from_: str | None = Parameter(query="from", default=None),
                        to: str | None = None, limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response[JSON_ANY]:
     """SPEC §13: what the merchant owes per order and currency, with totals;
@@ -200,7 +200,7 @@ def merchant_statement(service: Service, merchant_id: str, from_: str | None = P
 
 
 @get("/v1/merchant-statement", guards=[READ], responses=ERRORS)
-@threaded
+@threaded  # a period's totals are summed over the period: not bounded by the page
 def merchant_statement_by_query(service: Service, merchant_id: str,
                                 from_: str | None = Parameter(query="from", default=None), to: str | None = None,
                                 limit: int = DEFAULT_LIMIT, after: str | None = None) -> Response[JSON_ANY]:
@@ -246,7 +246,7 @@ def order_explanation_by_query(service: Service, order_id: str) -> Response[JSON
 
 
 @get("/v1/dead-letters", guards=[READ], responses=ERRORS)
-@threaded
+@bounded_read
 def list_dead_letters(service: Service, limit: int = LETTERS_DEFAULT_LIMIT, after: int = 0) -> Response[list[DeadLetterItem]]:
     """Dead letters with at most ``LETTER_RAW_BYTES`` of each payload
     (``raw_truncated`` says when there is more; all of it at ``…/{n}/raw``)."""

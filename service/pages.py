@@ -34,7 +34,7 @@ from projections import readmodels
 from projections.payout_batch import render_batch
 from projections.render import render_csv
 from service.auth import METRICS, OWN, PROMOTER, READ, SESSION_COOKIE, Principal, authenticate
-from service.blocking import threaded
+from service.blocking import bounded_read, threaded
 from service.chart import charts
 from service.headers import is_https, same_origin
 from service.login_limit import client_of
@@ -144,7 +144,7 @@ def _balance_cursor(after: str | None) -> tuple[str, str] | None:
 
 
 @get("/", include_in_schema=False, guards=[READ])
-@threaded
+@bounded_read
 def balances_page(request: Request[Principal, Any, Any], service: Service, currency: str | None = None,
                   after: str | None = None, limit: int = BALANCE_ROWS) -> Response:
     """A page of balance rows (of one currency), in SQL by the (promoter, currency) cursor."""
@@ -230,21 +230,21 @@ def order_url(order_id: str) -> str:
 
 
 @get("/promoters/{promoter_id:str}", include_in_schema=False, guards=[READ])
-@threaded
+@bounded_read
 def promoter_page(request: Request, service: Service, promoter_id: str, after: int = 0) -> Response:
     return _statement_page(request, service, promoter_id, after, f"Promoter {promoter_id}", promoter_url(promoter_id),
                            balances=None)
 
 
 @get("/promoter", include_in_schema=False, guards=[READ])
-@threaded
+@bounded_read
 def promoter_page_by_query(request: Request, service: Service, id: str, after: int = 0) -> Response:  # noqa: A002
     """The promoter page of any id, ``/`` included (``?id=``)."""
     return _statement_page(request, service, id, after, f"Promoter {id}", promoter_url(id), balances=None)
 
 
 @get("/me", include_in_schema=False, guards=[OWN])
-@threaded
+@bounded_read
 def my_earnings(request: Request[Principal, Any, Any], service: Service, after: int = 0) -> Response:
     """A promoter's own page: its balances, statement and chart."""
     promoter_id = request.user.promoter_id
@@ -274,7 +274,7 @@ def _order_page(request: Request, service: Service, order_id: str) -> Response:
 
 
 @get("/dead-letters", include_in_schema=False, guards=[READ])
-@threaded
+@bounded_read
 def dead_letters_page(request: Request, service: Service, after: int = 0) -> Response:
     page = readmodels.dead_letter_items(service.store, after=max(after, 0), limit=LETTER_ROWS, raw_cap=LETTER_RAW_BYTES)
     return _page(request, "dead_letters.html", title="Dead letters", letters=page.items, after=max(after, 0),

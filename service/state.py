@@ -25,6 +25,8 @@ class Service:
         self.tokens = tokens
         self.behind_tls = behind_tls  # TLS ends at a proxy in front: cookies are Secure, HSTS is sent
         self.explainer = Explainer(self.store)  # reads the state tables and read models: no replay
+        # Bounded reads run on the event loop on SQLite (service.blocking.bounded_read).
+        self.reads_on_loop = not database(self.store).postgres
         self.write_lock = threading.Lock()  # one write at a time per process; the store serialises across processes
         self.sessions = Sessions(database(self.store))  # the tables exist (created on a new store), and the sessions'
         self.failed_logins = FailedLogins()
