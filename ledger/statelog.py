@@ -52,20 +52,20 @@ _decoder = msgspec.msgpack.Decoder(list[tuple[bytes, Optional[bytes]]])
 Op = tuple[bytes, "bytes | None"]
 
 
-def encode_delta(ops: Sequence[Op]) -> bytes:
-    """One segment's state changes as one sorted row (the last write of a key wins)."""
-    return _encoder.encode(sorted(dict(ops).items()))
+def sorted_delta(ops: Sequence[Op]) -> list[Op]:
+    """One segment's state changes sorted by key, the last write of a key winning."""
+    return sorted(dict(ops).items())
 
 
 def decode_delta(data: bytes) -> list[Op]:
     return _decoder.decode(data)
 
 
-def log_write(cursor: Any, journal: int, version: int, ops: Sequence[Op]) -> None:
-    """Write one segment's delta row inside the caller's SQLite transaction."""
+def log_write(cursor: Any, journal: int, version: int, delta: list[Op]) -> None:
+    """Write one segment's delta row (``sorted_delta``'s) inside the caller's SQLite transaction."""
     cursor = getattr(cursor, "sqlite_cursor", cursor)  # eventsourcing wraps its cursors
     cursor.execute("INSERT INTO ledger_state_log (journal, version, ops) VALUES (?, ?, ?)",
-                   (journal, version, encode_delta(ops)))
+                   (journal, version, _encoder.encode(delta)))
 
 
 # ------------------------------------------------------------------ folding
@@ -174,17 +174,26 @@ class Overlay:
         if high > self.known_max:
             rows = cursor.execute("SELECT version, ops FROM ledger_state_log WHERE journal = ? AND version > ? "
                                   "ORDER BY version", (journal, max(self.known_max, self.folded))).fetchall()
-            entries = self.entries
             for version, data in rows:
-                ops = decode_delta(data)
-                keys = [k for k, _ in ops]
-                values = [v for _, v in ops]
-                self.versions[version] = (keys, values)
-                for k, v in ops:
-                    entries[k] = (version, v)
+                self._add(version, decode_delta(data))
             self.known_max = high
         if self.versions and min(self.versions) <= self.folded:
             self._drop()
+
+    def _add(self, version: int, delta: list[Op]) -> None:
+        self.versions[version] = ([k for k, _ in delta], [v for _, v in delta])
+        entries = self.entries
+        for k, v in delta:
+            entries[k] = (version, v)
+
+    def adopt(self, version: int, delta: list[Op]) -> None:
+        """This process committed ``delta`` as ``version``: take it without
+        reading it back (and decoding it), when it is the next version this
+        overlay would read; else the next ``sync`` reads it, as any other
+        writer's."""
+        if version == self.known_max + 1 and self.known_max >= self.folded:
+            self._add(version, delta)
+            self.known_max = version
 
     def _drop(self) -> None:
         """Forget versions folded into the table."""

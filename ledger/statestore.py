@@ -112,6 +112,13 @@ class SQLiteState:
             overlay.sync(c, journal)
             return overlay if overlay.live() else None
 
+    def adopt(self, journal: int, version: int, delta: list[Op]) -> None:
+        """This process committed ``delta`` (sorted) as ``journal``'s changelog row ``version``."""
+        with self._lock:
+            overlay = self._overlays.get(journal)
+            if overlay is not None:
+                overlay.adopt(version, delta)
+
     def get_many(self, journal: int, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
         with self.datastore.transaction(commit=False) as c:

@@ -30,7 +30,7 @@ from eventsourcing.persistence import (
 from ledger.invariants import require
 from ledger.records import SEGMENT_TOPIC
 from ledger.recorders import MultiTrackingPOPOProcessRecorder
-from ledger.statelog import Folder, fold_cursor
+from ledger.statelog import Folder, fold_cursor, sorted_delta
 from ledger.statestore import Op, PostgresState, SQLiteState, StateReader, postgres_write, sqlite_write
 
 READ_PAGE = 20  # segments per read (each holds a batch of up to 5,000 records): bounds memory
@@ -370,9 +370,10 @@ class JournalStore:
         if not rows:
             return after_version
         number = self.number
+        delta = sorted_delta(state)  # the changelog's row (SQLite), and what this process's reader adopts
         try:
             self.recorder.insert_events([*rows, *also], trackings=list(trackings),  # type: ignore[arg-type]
-                                        state=(number, state, after_version + len(rows)) if state else None)
+                                        state=(number, delta, after_version + len(rows)) if state else None)
         except IntegrityError as exc:
             raise ConcurrentWriteError(
                 f"journal {self.name} changed since version {after_version}: {one_line(exc)}"
@@ -380,6 +381,7 @@ class JournalStore:
         except PersistenceError as exc:
             raise StoreError(f"cannot write store {redact(self.url)}: {one_line(exc)}") from None
         if state and self.store.folder is not None:
+            self.store.state.adopt(number, after_version + len(rows), delta)  # type: ignore[attr-defined]
             self.store.folder.committed(number)
         return after_version + len(rows)
 

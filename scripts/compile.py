@@ -25,8 +25,7 @@ MANIFEST = ROOT / "build" / "compiled-sources.json"
 
 # The decoder and the engine. Not here: modules defining msgspec.Struct
 # subclasses (schemas/events.py, schemas/decoded.py, ledger/engine/state.py,
-# ledger/records.py), which would lose their class keywords; ledger/engine/tables.py
-# (a weak-reference registry of caches; being reworked, issue 17 part 2).
+# ledger/records.py), which would lose their class keywords.
 COMPILED = [
     "schemas/ijson.py",
     "schemas/timestamps.py",
@@ -35,6 +34,10 @@ COMPILED = [
     "ledger/attribution.py",
     "ledger/commission.py",
     "ledger/engine/spaces.py",
+    "ledger/engine/tables.py",
+    "ledger/engine/groups.py",
+    "ledger/engine/fulfillment.py",
+    "ledger/engine/holds.py",
     "ledger/engine/codecs.py",
     "ledger/engine/dedupe.py",
     "ledger/engine/clicks.py",

@@ -228,3 +228,25 @@ def test_a_store_in_the_previous_state_format_is_refused_then_migrated(tmp_path)
     settled = subprocess.run([EXE, "--store", url, "settle", "--as-of", "2026-01-22T00:00:00Z"], capture_output=True, text=True)
     assert settled.returncode == 0, settled.stderr
     assert "settled 225 orders" in settled.stdout
+
+
+def test_the_writer_adopts_its_own_delta_rows_without_reading_them_back(tmp_path, monkeypatch):
+    """The ingesting process's reader takes each committed delta from memory
+    (``Overlay.adopt``): it decodes none of its own rows, and what it reads is
+    what a fresh process reads from the store."""
+    from ledger import statelog
+
+    monkeypatch.setenv("LEDGER_FOLD_EVERY", "0")
+    decoded: list[int] = []
+    real = statelog.decode_delta
+    monkeypatch.setattr(statelog, "decode_delta", lambda data: decoded.append(len(data)) or real(data))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = _ingest(url, batch_events=1_000)  # 6 segments: below the bound, nothing folds
+    journal = ledger.store
+    writer_view = journal.state.scan(journal.number, b"\x01", b"\xff" * 32)
+    # Only the first row (the rules' segment, written before this process had
+    # read any state, so before it had an overlay) is read back; the six
+    # batches' rows were adopted.
+    assert len(decoded) == 1
+    assert _log_rows(tmp_path / "ledger.db") > 0  # and some were still unfolded when read
+    assert writer_view == _state(url)  # (not the reference's: positions in the state follow the batch size)

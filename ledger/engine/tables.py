@@ -15,15 +15,20 @@ releases them and evicts the least recently used clean values beyond the
 memory budget. Values changed but not yet committed are never evicted, and
 no engine object refers to another table's value by reference (only by key),
 so an evicted and reloaded value is always the one true copy.
+
+Compiled with mypyc (``Table`` and ``SortedSpace`` are native classes: the
+engine's lookups are C calls); ``StateCache`` stays a Python class, so that
+the process-wide registry can hold it by weak reference.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Callable, Final, Generic, Iterable, TypeVar
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from ledger.engine.spaces import META
 from ledger.engine.state import JournalMeta
@@ -33,8 +38,8 @@ from ledger.statestore import STATE_FORMAT, Op, StateReader
 K = TypeVar("K")
 V = TypeVar("V")
 
-_MISSING = object()  # not in the cache
-_ABSENT = object()  # known not to exist in the store
+_MISSING: Final = object()  # not in the cache
+_ABSENT: Final = object()  # known not to exist in the store
 META_KEY = bytes([META])
 _meta_decoder = msgspec.msgpack.Decoder(JournalMeta)
 _meta_encoder = msgspec.msgpack.Encoder()
@@ -45,7 +50,7 @@ ENTRY_OVERHEAD_BYTES = 200  # a cache slot, its key and the value's Python objec
 class Table(Generic[K, V]):
     """One space of point lookups through the cache."""
 
-    def __init__(self, cache: "StateCache", space: int, key: Callable[[K], bytes],
+    def __init__(self, cache: Any, space: int, key: Callable[[K], bytes],
                  encode: Callable[[V], bytes], decode: Callable[[bytes], V], keep: bool = True) -> None:
         self._cache = cache
         self._keep = keep
@@ -185,7 +190,7 @@ class Table(Generic[K, V]):
 class SortedSpace:
     """One range-scanned space: no cache, only the writes not yet committed."""
 
-    def __init__(self, cache: "StateCache", space: int) -> None:
+    def __init__(self, cache: Any, space: int) -> None:
         self._cache = cache
         self._prefix = bytes([space])
         self._pending: dict[bytes, bytes | None] = {}  # this batch's writes
@@ -250,6 +255,7 @@ def _all_caches() -> "list[StateCache]":
         return list(_open_caches)
 
 
+@mypyc_attr(native_class=False)  # weakly referenced by the registry above
 class StateCache:
     """One journal's working state: its tables, within the process's memory budget."""
 
