@@ -10,8 +10,8 @@ back for every row; beside the busy engine thread a 5,000-row upsert took
 54 ms instead of 10 ms and the 300k ingest spent 9.6 s of its 12.5 s writing.
 
 Every ``FOLD_EVERY`` segments a separate process (``python -m ledger.statelog
-DB JOURNAL``) folds the log into ``ledger_state`` and deletes the rows it
-folded, in one transaction; it needs no GIL of the writer's. When the log
+DB``, one for the writer's lifetime) folds the log into ``ledger_state`` and
+deletes the rows it folded, in one transaction; it needs no GIL of the writer's. When the log
 holds ``FOLD_BOUND`` rows (a folder that lags, crashed or cannot start), the
 writer folds itself: the log, and so what a reader must read to open a
 journal, stays bounded.
@@ -30,6 +30,7 @@ holds no GIL, so it has none of the problem this solves.
 from __future__ import annotations
 
 import os
+import select
 import sqlite3
 import subprocess
 import sys
@@ -44,7 +45,7 @@ SQLITE_LOG_TABLE = (
     "journal INTEGER NOT NULL, version INTEGER NOT NULL, ops BLOB NOT NULL, "
     "PRIMARY KEY (journal, version))"
 )
-FOLD_EVERY = 8  # segments between two launches of the folder process
+FOLD_EVERY = 2  # segments between two folds by the folder process
 FOLD_BOUND = 32  # unfolded segments at which the writer folds itself
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[tuple[bytes, Optional[bytes]]])
@@ -106,14 +107,21 @@ def fold_cursor(cursor: Any, journal: int) -> None:
 
 
 class Folder:
-    """The writer's side: after every commit, start the folder process every
-    ``FOLD_EVERY`` segments (one at a time); at ``FOLD_BOUND`` unfolded
-    segments, tell the writer to fold itself."""
+    """The writer's side: after every commit, ask the folder process to fold
+    a journal every ``FOLD_EVERY`` segments (one fold at a time); at
+    ``FOLD_BOUND`` unfolded segments, the writer folds itself.
+
+    The folder is one process for the writer's lifetime (started at the first
+    fold, ended by ``close``): it reads journal numbers on its stdin and
+    answers each with a line once folded. A process per fold cost ~0.1 s of
+    interpreter start-up each, and a fold every 2 segments instead of 8 holds
+    the write lock for less at a time (300k ingest: 11.3 -> 9.7-10.3 s)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._since: dict[int, int] = {}
         self._process: subprocess.Popen | None = None
+        self._asked = 0  # folds asked of the process and not yet answered
         self._lock = threading.Lock()
         self.every = int(os.environ.get("LEDGER_FOLD_EVERY", FOLD_EVERY))  # tests: 1 folds every batch, 0 never
 
@@ -122,16 +130,51 @@ class Folder:
             return
         with self._lock:
             since = self._since.get(journal, 0) + 1
-            if since < self.every or (self._process is not None and self._process.poll() is None):
+            if since < self.every or self._folding():
                 self._since[journal] = since
                 return
             self._since[journal] = 0
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "ledger.statelog", self.path, str(journal)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._ask(journal)
+
+    def _folding(self) -> bool:
+        """Whether the folder process is still at a fold (reading its answers)."""
+        process = self._process
+        if process is None or not self._asked:
+            return False
+        out = process.stdout.fileno()  # type: ignore[union-attr]
+        while self._asked and select.select([out], [], [], 0)[0]:
+            answered = os.read(out, 4096)
+            if not answered:  # it exited (killed, or failed): a new one next time
+                self._drop_process()
+                return False
+            self._asked -= answered.count(b"\n")
+        return self._asked > 0
+
+    def _ask(self, journal: int) -> None:
+        for _ in range(2):  # once more with a new process if the old one is gone
+            if self._process is None or self._process.poll() is not None:
+                self._drop_process()
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "ledger.statelog", self.path], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+            try:
+                self._process.stdin.write(f"{journal}\n".encode())  # type: ignore[union-attr]
+                self._asked += 1
+                return
+            except (BrokenPipeError, OSError):
+                self._drop_process()
+
+    def _drop_process(self) -> None:
+        process, self._process, self._asked = self._process, None, 0
+        if process is not None:
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            if process.poll() is None:
+                process.wait()
 
     def finish(self, journal: int) -> None:
-        """A command's writes are done: wait for a folder still running, then
+        """A command's writes are done: let the folder finish and end, then
         fold what is left here (nothing else is running now), so that the
         processes reading next (a settle, an explain) find an empty log."""
         if self.every <= 0:
@@ -145,10 +188,16 @@ class Folder:
         self._since[journal] = 0
 
     def close(self, wait: bool = True) -> None:
+        """End the folder process: it finishes the fold it is at, sees its
+        stdin closed and exits (waited for unless ``wait`` is False)."""
         with self._lock:
-            process, self._process = self._process, None
-        if process is not None and wait:
+            process, self._process, self._asked = self._process, None, 0
+        if process is None:
+            return
+        process.stdin.close()  # type: ignore[union-attr]
+        if wait:
             process.wait()
+            process.stdout.close()  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ reading
@@ -225,12 +274,22 @@ class Overlay:
 
 
 def main(argv: list[str]) -> int:
-    """The folder process: fold one journal's log and exit."""
-    path, journal = argv[0], int(argv[1])
+    """The folder process. ``DB JOURNAL``: fold one journal's log and exit.
+    ``DB``: fold each journal number read on stdin, answering each with a
+    line, until stdin closes (``Folder``'s process)."""
+    path = argv[0]
     db = sqlite3.connect(path, isolation_level=None, timeout=30)
     try:
         db.execute("PRAGMA cache_size = -16384")
-        fold(db, journal)
+        if len(argv) > 1:
+            fold(db, int(argv[1]))
+            return 0
+        for line in sys.stdin.buffer:
+            fold(db, int(line))
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+    except BrokenPipeError:  # the writer is gone
+        pass
     finally:
         db.close()
     return 0

@@ -250,3 +250,37 @@ def test_the_writer_adopts_its_own_delta_rows_without_reading_them_back(tmp_path
     assert len(decoded) == 1
     assert _log_rows(tmp_path / "ledger.db") > 0  # and some were still unfolded when read
     assert writer_view == _state(url)  # (not the reference's: positions in the state follow the batch size)
+
+
+def test_one_folder_process_serves_every_fold_and_a_killed_one_is_replaced(tmp_path, monkeypatch, reference):
+    """``Folder`` keeps one folder process for the writer's folds (not one per
+    fold); SIGKILL it in the middle of an ingest and the next fold starts a
+    new one: the same records and state as memory://, the log emptied."""
+    from ledger import statelog
+
+    monkeypatch.setenv("LEDGER_FOLD_EVERY", "1")
+    started: list[subprocess.Popen] = []
+    real = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(statelog.subprocess, "Popen", popen)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Books(Store(url)).ledger("main")
+    kills: list[int] = []
+
+    def progress(counts) -> None:
+        if counts.total >= 3_000 and not kills:
+            started[-1].send_signal(signal.SIGKILL)
+            kills.append(counts.total)
+
+    ledger.ingest(((raw, Source("events.jsonl", i + 1)) for i, raw in enumerate(LINES)), batch_events=100,
+                  progress=progress)
+    assert kills and ledger.version > 50  # 60 segments, a fold asked after each
+    assert len(started) == 2  # one process, and its replacement after the kill
+    assert all(p.poll() is not None for p in started)  # the ingest's end closed the second
+    assert _log_rows(tmp_path / "ledger.db") == 0
+    records, state, _ = reference
+    assert _records(Store(url)) == records and _state(url) == state
