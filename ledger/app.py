@@ -63,7 +63,10 @@ OPEN_ATTEMPTS = 5  # reads of (state row, chain head) that may straddle another 
 
 def _settle_heap() -> None:
     """Move the long-lived, acyclic cached state out of the collector's reach:
-    without this, every full collection re-traverses it."""
+    without this, every full collection re-traverses it. Cyclic garbage made
+    since the last call is collected first (cheap: frozen objects are not
+    traversed), or it would be frozen with the state and never freed."""
+    gc.collect()
     gc.freeze()
 
 

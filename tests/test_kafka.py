@@ -464,3 +464,29 @@ def test_consumer_exposes_lag_and_batch_latency_metrics(tmp_path, kafka_bootstra
         assert samples.get(("ledger_consumer_events_total", (("outcome", "accepted"),)), 0) > 0
     finally:
         proc.wait(timeout=60)
+
+
+def test_a_consume_leaves_no_polled_records_frozen_in_cyclic_garbage(tmp_path, kafka_bootstrap, topics):
+    """The ledger freezes the heap after each commit (``gc.freeze``: the cached
+    state out of the collector's reach). A poll that times out inside
+    kafka-python leaves a cycle (exception, traceback, frames) reaching the
+    polling frames; frozen, it kept the records those frames held for good (a
+    1M consume grew to 1.2 GB). After a consume, the garbage freed by
+    unfreezing holds no polled record."""
+    import gc
+
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    lines = list(generate(20_000, seed=31))
+    publish(lines, kafka_bootstrap, topic=topics[0], shares_topic=topics[1])
+    stats = consume(f"sqlite:///{tmp_path}/ledger.db", kafka_bootstrap, topics)
+    assert stats.messages == len(lines)
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        kept = sum(1 for o in gc.garbage if type(o) is ConsumerRecord)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert kept == 0

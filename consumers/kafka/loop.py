@@ -226,6 +226,12 @@ class LedgerConsumer:
         events = {tp.partition: msgs for tp, msgs in polled.items()}
         got += sum(len(m) for m in events.values())
         self._process(events)
+        # A poll that times out inside kafka-python leaves an exception whose
+        # traceback refers, through its frames' callers, to this frame, in a
+        # cycle that lives until the fetch it waited on completes; the ledger
+        # freezes the heap after each commit (gc.freeze). This frame must not
+        # keep the step's records then (a 1M consume kept 400 MB of them).
+        del polled, events
         return got
 
     def _out_of_range(self, exc: OffsetOutOfRangeError) -> None:
