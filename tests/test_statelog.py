@@ -244,10 +244,10 @@ def test_the_writer_adopts_its_own_delta_rows_without_reading_them_back(tmp_path
     ledger = _ingest(url, batch_events=1_000)  # 6 segments: below the bound, nothing folds
     journal = ledger.store
     writer_view = journal.state.scan(journal.number, b"\x01", b"\xff" * 32)
-    # Only the first row (the rules' segment, written before this process had
-    # read any state, so before it had an overlay) is read back; the six
-    # batches' rows were adopted.
-    assert len(decoded) == 1
+    # At most the first row (the rules' segment, which may be written before
+    # this process has read any state, so before it has an overlay) is read
+    # back; the six batches' rows are adopted (before Overlay.adopt: 7 read).
+    assert len(decoded) <= 1
     assert _log_rows(tmp_path / "ledger.db") > 0  # and some were still unfolded when read
     assert writer_view == _state(url)  # (not the reference's: positions in the state follow the batch size)
 
