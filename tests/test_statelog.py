@@ -241,7 +241,11 @@ def test_the_writer_adopts_its_own_delta_rows_without_reading_them_back(tmp_path
     real = statelog.decode_delta
     monkeypatch.setattr(statelog, "decode_delta", lambda data: decoded.append(len(data)) or real(data))
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    ledger = _ingest(url, batch_events=1_000)  # 6 segments: below the bound, nothing folds
+    ledger = Books(Store(url)).ledger("main")
+    items = [(raw, Source("events.jsonl", i + 1)) for i, raw in enumerate(LINES)]
+    for start in range(0, len(items), 1_000):  # 6 segments, each committed on this thread: below the bound
+        records, _, _ = ledger.apply(items[start:start + 1_000])  # (an ingest's writer thread may lose the race
+        ledger.commit(records, [])                                 # to the next batch's read: then it reads back)
     journal = ledger.store
     writer_view = journal.state.scan(journal.number, b"\x01", b"\xff" * 32)
     # At most the first row (the rules' segment, which may be written before
