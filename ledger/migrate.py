@@ -23,14 +23,14 @@ from typing import Callable
 import msgspec
 
 from ledger.errors import IntegrityError
-from ledger.chain import Chain, ChainError, link
+from ledger.chain import ChainError, link
 from ledger.engine import Engine
 from ledger.engine.tables import StateCache
 from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.records import (
     DeadLetter, DeadLettered, Ingested, PaidOut, Record, Segment, encode_segment, frame, genesis, unframe, without_details,
 )
-from ledger.replay import SCRATCH_JOURNAL, StoredRecords, _raise_first_difference, replay_segment, stored_segments
+from ledger.replay import SCRATCH_JOURNAL, StoredRecords, replay_journal, replay_segment, stored_segments
 from ledger.statestore import STATE_FORMAT, ScratchState
 from ledger.store import JournalStore, Store
 
@@ -52,34 +52,16 @@ def migrate(store: Store, *, limits: Limits = DEFAULT_LIMITS, progress: Callable
 
 def _reformat_journal(journal: JournalStore, limits: Limits, progress: Callable[[str, int], None] | None) -> int:
     """Re-execute a chained journal into scratch state (checking every record
-    and link, as ``audit replay`` does), then replace its state tables with it."""
+    and link: ``audit replay``'s re-execution), then replace its state tables with it."""
     scratch = ScratchState()
     try:
-        cache = StateCache(scratch, SCRATCH_JOURNAL, limits.cache_bytes)
-        stored = StoredRecords(journal)
-        engine = Engine(cache, limits, stored.first_raw)
-        chain = Chain(journal.name)
-        position = segments = 0
-        for version, data, segment in stored_segments(journal):
-            try:
-                chain.add(version, data, segment.first, len(segment.records))
-            except ChainError as exc:
-                raise IntegrityError(f"{exc}: not migrated") from None
-            stored.current = (version, segment.records)
-            replayed = replay_segment(engine, version, segment.records)
-            if replayed != segment.records:
-                _raise_first_difference(journal.name, segment, replayed)
-            position += len(segment.records)
-            segments = version
-            meta = cache.meta
-            meta.version, meta.position, meta.head_sha256 = version, position, chain.head
-            flush = cache.flush()
-            scratch.write(SCRATCH_JOURNAL, flush.ops)
-            cache.committed(flush)
-            if progress is not None:
-                progress(journal.name, position)
+        try:
+            result = replay_journal(journal, limits=limits, scratch=scratch,
+                                    progress=None if progress is None else lambda position: progress(journal.name, position))
+        except IntegrityError as exc:
+            raise IntegrityError(f"{exc}: not migrated") from None
         journal.store.replace_state(journal.number, scratch, SCRATCH_JOURNAL)
-        return segments
+        return result.segments
     finally:
         scratch.close()
 

@@ -64,10 +64,15 @@ def replay_journal(
     compare_state: bool = False,
     on_segment: Callable[[Engine, int, Segment], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    scratch: ScratchState | None = None,
 ) -> JournalReplay:
     """Re-execute ``store``'s journal (see the module docstring). Raises
-    IntegrityError at the first broken link, gap or differing record."""
-    scratch: MemoryState | ScratchState = MemoryState() if in_memory else ScratchState()
+    IntegrityError at the first broken link, gap or differing record. With
+    ``scratch`` given, the state is left there for the caller (``migrate``),
+    who closes it."""
+    owned = scratch is None
+    if scratch is None:
+        scratch = MemoryState() if in_memory else ScratchState()  # type: ignore[assignment]
     cache = StateCache(scratch, SCRATCH_JOURNAL, limits.cache_bytes)
     stored = StoredRecords(store)
     engine = Engine(cache, limits, stored.first_raw)
@@ -101,7 +106,7 @@ def replay_journal(
     finally:
         if gc_was_enabled:
             gc.enable()
-        if isinstance(scratch, ScratchState):
+        if owned and isinstance(scratch, ScratchState):
             scratch.close()
     return JournalReplay(name, segments, position, chain.head, differences)
 

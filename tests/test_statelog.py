@@ -230,6 +230,27 @@ def test_a_store_in_the_previous_state_format_is_refused_then_migrated(tmp_path)
     assert "settled 225 orders" in settled.stdout
 
 
+def test_migrate_refuses_a_tampered_journal_and_leaves_it_as_it_was(tmp_path):
+    """``migrate`` re-executes with ``audit replay``'s checks: a stored segment
+    whose bytes were changed is an integrity error (exit 1, one line ending in
+    "not migrated"), and the store keeps its old state format."""
+    db = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "state_format0.db.gz") as src, open(db, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    con = sqlite3.connect(db)
+    rowid, state = con.execute("SELECT rowid, state FROM stored_events WHERE originator_version = 2 "
+                               "AND length(state) > 1000 LIMIT 1").fetchone()
+    con.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (state[:-40] + bytes(40), rowid))
+    con.commit()
+    con.close()
+    url = f"sqlite:///{db}"
+    migrated = subprocess.run([EXE, "--store", url, "migrate"], capture_output=True, text=True)
+    assert migrated.returncode == 1, migrated.stdout + migrated.stderr
+    assert len(migrated.stderr.strip().splitlines()) == 1 and migrated.stderr.strip().endswith("not migrated")
+    refused = subprocess.run([EXE, "--store", url, "settle", "--as-of", "2026-01-22T00:00:00Z"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "format 0" in refused.stderr
+
+
 def test_the_writer_adopts_its_own_delta_rows_without_reading_them_back(tmp_path, monkeypatch):
     """The ingesting process's reader takes each committed delta from memory
     (``Overlay.adopt``): it decodes none of its own rows, and what it reads is
